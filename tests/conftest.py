@@ -18,4 +18,5 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.sandbox",
+    "tests.fixtures.airflow",
 ]

@@ -1,0 +1,103 @@
+"""One DAG per shop × job, generated from config/shops.yaml. Wiring only: the work lives in include/starmamut.
+
+A config error raises here with the file, shop and field, so it shows as this file's import error in the UI.
+Heavy modules (pandas, Great Expectations, the clients) are imported inside the tasks, not at parse time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, get_current_context, task
+
+from starmamut.config import ShopConfig, load_settings
+from starmamut.jobs.registry import JobSpec, dag_id, jobs_for_flow
+
+DEFAULT_ARGS = {
+    "owner": "starmamut",
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=15),
+}
+
+RUN_PARAMS = {
+    "dry_run": Param(False, type="boolean", description="Read, stage, validate and report; write nothing."),
+    "full_refresh": Param(False, type="boolean", description="Ignore the watermark and the change ledger."),
+    "resync_ids": Param([], type="array", description="Starweb ids to re-sync (only these are read)."),
+}
+
+
+def _doc(shop: ShopConfig, job: JobSpec) -> str:
+    return f"""### {job.name} · {shop.name} (`{shop.id}`, flow `{shop.flow}`)
+
+{job.summary}
+
+**Tasks:** `extract` (Starweb → staging batch) → `validate` (Great Expectations; failing records are
+quarantined with a reason) → `load` (only new or changed records, idempotent) → `report` (counts).
+
+**Manual run options:** `dry_run` writes nothing and reports what it would write; `full_refresh` ignores the
+watermark and the change ledger; `resync_ids` re-reads just those Starweb ids.
+
+Starweb Connection `{shop.starweb_conn_id}` · budget {shop.request_budget_per_minute} requests/min · pool `{shop.pool}`.
+"""
+
+
+def _context(shop_id: str) -> Any:
+    from starmamut.airflow_adapter import job_context
+
+    return job_context(shop_id, get_current_context()["params"])
+
+
+def products_to_mamut_dag(shop: ShopConfig, job: JobSpec) -> DAG:
+    with DAG(
+        dag_id=dag_id(shop.id, job.name),
+        description=job.summary,
+        doc_md=_doc(shop, job),
+        schedule=shop.schedule_for(job.name),
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params=RUN_PARAMS,
+        tags=[f"shop:{shop.id}", f"flow:{shop.flow}", f"job:{job.name}"],
+    ) as dag:
+
+        @task(pool=shop.pool)
+        def extract() -> dict[str, Any]:
+            from starmamut.jobs import products_to_mamut
+
+            return products_to_mamut.extract(_context(shop.id))
+
+        @task
+        def validate(extracted: dict[str, Any]) -> dict[str, Any]:
+            from starmamut.jobs import products_to_mamut
+
+            return products_to_mamut.validate(_context(shop.id), extracted["batch_id"])
+
+        @task
+        def load(extracted: dict[str, Any], validated: dict[str, Any]) -> dict[str, Any]:
+            from starmamut.jobs import products_to_mamut
+
+            return products_to_mamut.load(_context(shop.id), extracted["batch_id"])
+
+        @task
+        def report(extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
+            from starmamut.jobs import products_to_mamut
+
+            return products_to_mamut.report(_context(shop.id), extracted["batch_id"], extracted, validated, loaded)
+
+        extracted = extract()
+        validated = validate(extracted)
+        loaded = load(extracted, validated)
+        report(extracted, validated, loaded)
+    return dag
+
+
+BUILDERS = {"products_to_mamut": products_to_mamut_dag}
+
+for _shop in load_settings().shops:
+    for _job in jobs_for_flow(_shop.flow):
+        _dag = BUILDERS[_job.name](_shop, _job)
+        globals()[_dag.dag_id] = _dag

@@ -1,0 +1,1 @@
+"""Starweb ⇄ Mamut One Enterprise integration engine, importable and testable without a running Airflow."""

@@ -1,0 +1,5 @@
+import sys
+
+from starmamut.cli import main
+
+sys.exit(main())

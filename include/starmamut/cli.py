@@ -1,0 +1,94 @@
+"""Command line for operators: ``python -m starmamut <command>``.
+
+Commands that read state use the same config and staging database the DAGs use, so what they print is what
+the Airflow tasks see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from starmamut.config import load_settings
+from starmamut.jobs.registry import dag_id, jobs_for_flow
+
+
+def cmd_pools(_: argparse.Namespace) -> int:
+    """One line per shop pool: '<name> <slots> <description>' (bin/demo feeds these to `airflow pools set`)."""
+    for shop in load_settings().shops:
+        print(shop.pool, shop.pool_slots, f"Starweb requests of shop {shop.id}")
+    return 0
+
+
+def cmd_dags(_: argparse.Namespace) -> int:
+    """The DAG ids the config generates, one per line."""
+    for shop in load_settings().shops:
+        for job in jobs_for_flow(shop.flow):
+            print(dag_id(shop.id, job.name))
+    return 0
+
+
+def cmd_create_mamut_mock(args: argparse.Namespace) -> int:
+    """Create the SQLite Mamut mock company database (idempotent)."""
+    from starmamut.mamut.mock import create_mock_company_database, sqlite_odbc_string
+
+    path = Path(args.path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_mock_company_database(sqlite_odbc_string(path), seed=args.seed)
+    print(sqlite_odbc_string(path))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """What landed in Mamut, the latest batch reports and the open quarantine, per shop."""
+    from starmamut.airflow_adapter import airflow_home
+    from starmamut.mamut.gateway import MamutGateway
+    from starmamut.mamut.mock import sqlite_odbc_string
+    from starmamut.mamut.products import ProductRepository
+    from starmamut.mamut.schema_map import SchemaMap
+    from starmamut.staging.store import StagingStore, default_staging_url
+
+    settings = load_settings()
+    articles = list(ProductRepository(MamutGateway(sqlite_odbc_string(Path(args.mamut_db)), SchemaMap.load(None)))
+                    .iter_articles())
+    print(f"\nMamut articles ({len(articles)}):")
+    print(f"  {'article no.':<18} {'main':<10} {'variant':<22} {'price ex VAT':>12}  name")
+    for article in sorted(articles, key=lambda a: a["sku"]):
+        variant = " / ".join(v for v in (article.get("variant_value_1"), article.get("variant_value_2")) if v)
+        price = article.get("price_out")
+        print(f"  {article['sku']:<18} {str(article.get('main_sku') or ''):<10} {variant:<22} "
+              f"{'' if price is None else f'{price:.2f}':>12}  {article['name']}")
+    store = StagingStore.from_url(default_staging_url(Path(os.environ.get("AIRFLOW_HOME", airflow_home()))))
+    for shop in settings.shops:
+        print(f"\nShop {shop.id} · latest batches:")
+        for batch in store.latest_batches(shop.id, limit=5):
+            counts = ", ".join(f"{key} {value}" for key, value in batch.counts.items())
+            print(f"  {batch.started_at:%Y-%m-%d %H:%M:%S} {batch.job:<18} {batch.status:<8} {counts}")
+        quarantined = store.open_quarantine(shop.id)
+        print(f"Shop {shop.id} · open quarantine: {len(quarantined)}")
+        for entry in quarantined:
+            print(f"  {entry.entity} {entry.key}: " + "; ".join(reason["reason"] for reason in entry.reasons))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m starmamut", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("pools", help="list the Airflow pools the config needs").set_defaults(run=cmd_pools)
+    commands.add_parser("dags", help="list the DAG ids the config generates").set_defaults(run=cmd_dags)
+    mock = commands.add_parser("create-mamut-mock", help="create the SQLite Mamut mock company database")
+    mock.add_argument("path")
+    mock.add_argument("--seed", default="reference", choices=["reference", "demo"])
+    mock.set_defaults(run=cmd_create_mamut_mock)
+    summary = commands.add_parser("summary", help="print what landed in the Mamut mock and the batch reports")
+    summary.add_argument("--mamut-db", required=True)
+    summary.set_defaults(run=cmd_summary)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Shops, flows, schedules and mappings from versioned YAML, validated when DAGs are parsed.
+
+A bad config must stop the DAG file with one message that names the file, the shop and the field, so the
+consultant who edited it sees what to fix in the Airflow UI's import errors. Secrets never live here: the
+config only names Airflow Connection ids.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from starmamut.jobs.registry import JOBS
+
+Flow = Literal["ecom", "erp", "combo"]
+SHOP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,29}$"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "shops.yaml"
+
+
+class ConfigError(ValueError):
+    """The shops config cannot be used; the message names the file, the shop and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProductsToMamutSettings(_Strict):
+    """How Starweb products become Mamut articles."""
+
+    main_sku_template: str = Field(
+        default="SW-{product_id}",
+        description="Article number of the Mamut main article of a product with several variants.",
+    )
+    overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
+    quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+    @field_validator("main_sku_template")
+    @classmethod
+    def _template_names_product(cls, value: str) -> str:
+        if "{product_id}" not in value:
+            raise ValueError("must contain {product_id} so every main article number is unique")
+        return value
+
+
+class ShopConfig(_Strict):
+    """One Starweb shop: its flow, credentials (by Connection id), budget and per-job settings."""
+
+    id: Annotated[str, Field(pattern=SHOP_ID_PATTERN)]
+    name: str
+    flow: Flow
+    starweb_conn_id: str
+    language: Annotated[str, Field(min_length=2, max_length=2)] = "sv"
+    request_budget_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    pool_slots: Annotated[int, Field(ge=1, le=64)] = 2
+    schedules: dict[str, str | None] = Field(default_factory=dict)
+    products_to_mamut: ProductsToMamutSettings = ProductsToMamutSettings()
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedules_name_known_jobs(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        unknown = sorted(set(value) - set(JOBS))
+        if unknown:
+            raise ValueError(f"unknown job(s) {unknown}; known jobs: {sorted(JOBS)}")
+        return value
+
+    def schedule_for(self, job: str) -> str | None:
+        """The shop's schedule for a job, else the job's default; None means manual only."""
+        return self.schedules.get(job, JOBS[job].default_schedule)
+
+    @property
+    def pool(self) -> str:
+        """Airflow pool that caps this shop's concurrently running Starweb tasks."""
+        return f"starweb_{self.id}"
+
+    @property
+    def pacer_key(self) -> str:
+        return f"starweb:{self.id}"
+
+
+class MamutSettings(_Strict):
+    """The one Mamut company database all shops share."""
+
+    conn_id: str = "mamut_default"
+    schema_map: str | None = Field(default=None, description="YAML overriding table/column names")
+    vat_codes: dict[float, int] = Field(description="VAT rate in percent -> Mamut VATCODE")
+
+    @field_validator("vat_codes")
+    @classmethod
+    def _vat_codes_not_empty(cls, value: dict[float, int]) -> dict[float, int]:
+        if not value:
+            raise ValueError("must map at least one VAT rate to a Mamut VAT code")
+        return value
+
+
+class Settings(_Strict):
+    """The whole config file."""
+
+    version: Literal[1]
+    staging_conn_id: str | None = Field(
+        default=None, description="Connection of the staging database; unset = SQLite beside AIRFLOW_HOME"
+    )
+    request_pacer_url: str | None = Field(
+        default=None, description="file:///dir or redis://host:port/db; unset = a directory in AIRFLOW_HOME"
+    )
+    mamut: MamutSettings
+    shops: list[ShopConfig]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shops_keyed_by_id(cls, data: Any) -> Any:
+        """Shops are written as a mapping id -> settings; the id is the key, not a repeated field."""
+        if isinstance(data, dict) and isinstance(data.get("shops"), dict):
+            data = dict(data)
+            data["shops"] = [
+                {"id": shop_id, **(body or {})} if isinstance(body, dict) or body is None else body
+                for shop_id, body in data["shops"].items()
+            ]
+        return data
+
+    def shop(self, shop_id: str) -> ShopConfig:
+        for shop in self.shops:
+            if shop.id == shop_id:
+                return shop
+        raise KeyError(f"no shop {shop_id!r} in the config")
+
+
+def config_path() -> Path:
+    """The config file in force: $STARMAMUT_CONFIG or the project's config/shops.yaml."""
+    return Path(os.environ.get("STARMAMUT_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read and validate the config; raise ConfigError naming file, shop and field on any problem."""
+    path = path or config_path()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, raw, exc)) from None
+
+
+def _describe(path: Path, raw: Mapping[str, Any], exc: ValidationError) -> str:
+    """One line per problem: '<file>: shop 'x': field 'a.b': message'."""
+    shop_ids = list(raw.get("shops") or []) if isinstance(raw.get("shops"), dict) else []
+    lines = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        where = ""
+        if location[:1] == ["shops"] and len(location) > 1 and location[1].isdigit():
+            index = int(location[1])
+            shop = shop_ids[index] if index < len(shop_ids) else f"#{index + 1}"
+            where = f" shop {shop!r}:"
+            location = location[2:]
+        field = ".".join(location) or "(top level)"
+        message = re.sub(r"\s+", " ", error["msg"])
+        lines.append(f"{path}:{where} field {field!r}: {message}")
+    return "\n".join(lines)

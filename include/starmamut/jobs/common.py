@@ -1,0 +1,56 @@
+"""What every sync job shares: run parameters, the job's resources, and the quality gate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starmamut.config import Settings, ShopConfig
+from starmamut.mamut.gateway import MamutGateway
+from starmamut.staging.store import StagingStore
+from starmamut.starweb.client import StarwebClient
+
+
+class QualityGateFailed(RuntimeError):
+    """Too large a share of a batch failed its checks: something upstream is wrong, stop before loading."""
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Manual-trigger options (Airflow Params); scheduled runs use the defaults."""
+
+    dry_run: bool = False
+    full_refresh: bool = False
+    resync_ids: tuple[int, ...] = ()
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any] | None) -> RunParams:
+        params = params or {}
+        return cls(
+            dry_run=bool(params.get("dry_run", False)),
+            full_refresh=bool(params.get("full_refresh", False)),
+            resync_ids=tuple(int(item) for item in params.get("resync_ids") or ()),
+        )
+
+
+@dataclass
+class JobContext:
+    """Everything a job step needs, passed in (never looked up deep inside), so tests build it directly."""
+
+    settings: Settings
+    shop: ShopConfig
+    store: StagingStore
+    open_starweb: Callable[[], AbstractContextManager[StarwebClient]]
+    open_mamut: Callable[[], MamutGateway]
+    params: RunParams = field(default_factory=RunParams)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def format_report(title: str, counts: Mapping[str, Any]) -> str:
+    """A small aligned table for the task log, readable by whoever is paged."""
+    width = max(len(key) for key in counts) if counts else 0
+    lines = [title] + [f"  {key.ljust(width)}  {value}" for key, value in counts.items()]
+    return "\n".join(lines)

@@ -1,0 +1,282 @@
+"""Products Starweb → Mamut (flows ``ecom`` and ``combo``): extract → validate → load → report.
+
+Each step reads and writes staging only by batch id, so any step can be retried on its own. The load writes
+one product family per Mamut transaction, looks every article number up inside that transaction before
+inserting, and records the id-map link (with the content hash) right after the commit: a crash between the
+two is healed by the retry, which finds the articles by number and only records the link.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+
+from starmamut.failpoints import failpoint
+from starmamut.jobs.common import JobContext, QualityGateFailed, format_report
+from starmamut.mamut.products import MamutConflict, ProductRepository
+from starmamut.mapping.products import (
+    AttributeValue,
+    MappingError,
+    children,
+    content_hash,
+    family_from_record,
+    language_name,
+    normalise_product,
+    validation_rows,
+)
+from starmamut.staging.store import StagedRow
+from starmamut.starweb.client import StarwebClient
+from starmamut.starweb.errors import StarwebNotFound
+
+JOB = "products_to_mamut"
+ENTITY = "product"
+PRODUCT_INCLUDE = ("languages", "primaryVariant", "primaryVariant.prices")
+VARIANT_INCLUDE = ("prices",)
+
+log = logging.getLogger(__name__)
+
+
+def extract(ctx: JobContext) -> dict[str, Any]:
+    """Stage every product changed since the watermark (minus the overlap), plus open quarantine re-checks."""
+    shop, store, params = ctx.shop, ctx.store, ctx.params
+    batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
+    with ctx.open_starweb() as client:
+        reference = _ShopReference.read(client, shop.language)
+        products = _products_to_read(ctx, client)
+        records = client.map_concurrent(
+            lambda product: reference.normalise(product, _variants_of(client, product)), products
+        )
+        staged = store.stage_rows(
+            batch_id,
+            ENTITY,
+            (StagedRow(key=str(rec["product_id"]), payload=rec, content_hash=content_hash(rec)) for rec in records),
+        )
+        requests = client.stats.requests_sent
+    log.info("shop %s: staged %d product(s) in batch %s with %d request(s)", shop.id, staged, batch_id, requests)
+    return {"batch_id": batch_id, "read": staged, "requests": requests}
+
+
+def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
+    """Run the product checks; quarantine failing products with their reasons; stop if too many fail."""
+    from starmamut.quality.products import product_checks
+    from starmamut.quality.runner import validate_rows
+
+    shop, store = ctx.shop, ctx.store
+    staged = list(store.iter_staged(batch_id, ENTITY))
+    rows = [row for record in staged for row in validation_rows(record.payload)]
+    frame = pd.DataFrame(rows, columns=["row_key", "product_key", "sku", "name", "price", "vat_rate",
+                                        "axis_count", "ean"])
+    report = validate_rows(
+        frame,
+        product_checks(allowed_vat_rates=ctx.settings.mamut.vat_codes),
+        key_column="row_key",
+        suite_name=f"{shop.id}_{JOB}_{batch_id}",
+    )
+    reasons_by_product: dict[str, list[dict[str, str]]] = {}
+    for row_key, failures in report.failures.items():
+        product_key = row_key.split(":", 1)[0]
+        reasons_by_product.setdefault(product_key, []).extend(
+            {"check": failure.check, "reason": failure.reason} for failure in failures
+        )
+    for record in staged:
+        if not record.payload["variants"]:
+            reasons_by_product.setdefault(record.key, []).append(
+                {"check": "has_variants", "reason": "the product has no variant, so no article number"}
+            )
+    store.set_verdicts(batch_id, ENTITY, {
+        record.key: ("quarantined", _summary(reasons_by_product[record.key]))
+        if record.key in reasons_by_product else ("valid", None)
+        for record in staged
+    })
+    if not ctx.params.dry_run:
+        for product_key, reasons in reasons_by_product.items():
+            store.quarantine(shop.id, ENTITY, product_key, reasons, batch_id)
+    for product_key, reasons in reasons_by_product.items():
+        log.warning("shop %s: product %s quarantined: %s", shop.id, product_key, _summary(reasons))
+    counts = {"valid": len(staged) - len(reasons_by_product), "quarantined": len(reasons_by_product)}
+    threshold = shop.products_to_mamut.quarantine_threshold
+    if staged and len(reasons_by_product) / len(staged) > threshold:
+        raise QualityGateFailed(
+            f"shop {shop.id}: {len(reasons_by_product)} of {len(staged)} products failed their checks, more than "
+            f"the threshold {threshold:.0%}; nothing was loaded. See the quarantine for the reasons."
+        )
+    return counts
+
+
+def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
+    """Write new and changed valid products to Mamut; link each one in the id map right after its commit."""
+    shop, store, params = ctx.shop, ctx.store, ctx.params
+    settings = ctx.shop.products_to_mamut
+    repository = ProductRepository(ctx.open_mamut())
+    counts = {"changed": 0, "loaded": 0, "unchanged": 0, "created_articles": 0, "updated_articles": 0,
+              "quarantined_on_load": 0}
+    plan: list[dict[str, Any]] = []
+    settled: list[str] = []
+    for batch in _chunks(store.iter_staged(batch_id, ENTITY, verdict="valid"), 500):
+        links = store.get_links(shop.id, ENTITY, [row.key for row in batch])
+        for row in batch:
+            link = links.get(row.key)
+            if link and link.content_hash == row.content_hash and not params.full_refresh:
+                counts["unchanged"] += 1
+                settled.append(row.key)
+                continue
+            counts["changed"] += 1
+            try:
+                family = family_from_record(
+                    row.payload, vat_codes=ctx.settings.mamut.vat_codes, main_sku_template=settings.main_sku_template
+                )
+            except MappingError as exc:
+                _quarantine_on_load(ctx, batch_id, row.key, "mapping", str(exc), counts)
+                continue
+            if params.dry_run:
+                existing = repository.keys_by_sku(family.skus)
+                plan.append({"product": row.key, "create": [s for s in family.skus if s not in existing],
+                             "update": [s for s in family.skus if s in existing]})
+                continue
+            try:
+                result = repository.upsert_family(family, update_price=shop.flow == "ecom", now=ctx.clock())
+            except MamutConflict as exc:
+                _quarantine_on_load(ctx, batch_id, row.key, "mamut_conflict", str(exc), counts)
+                continue
+            failpoint("products_to_mamut.after_mamut_commit")
+            for variant in row.payload["variants"]:
+                store.upsert_link(shop.id, "variant", str(variant["variant_id"]), starweb_id=str(variant["variant_id"]),
+                                  mamut_key=str(result.keys[variant["sku"]]), sku=variant["sku"], content_hash=None)
+            store.upsert_link(shop.id, ENTITY, row.key, starweb_id=row.key,
+                              mamut_key=str(result.keys[family.main.sku]), sku=family.main.sku,
+                              content_hash=row.content_hash)
+            counts["loaded"] += 1
+            counts["created_articles"] += len(result.created)
+            counts["updated_articles"] += len(result.updated)
+            settled.append(row.key)
+    if params.dry_run:
+        for item in plan:
+            log.info("dry run: product %s would create %s and update %s", item["product"], item["create"],
+                     item["update"])
+        return {**counts, "would_write": len(plan),
+                "would_create_articles": sum(len(item["create"]) for item in plan),
+                "would_update_articles": sum(len(item["update"]) for item in plan)}
+    store.resolve_quarantine(shop.id, ENTITY, settled)
+    store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
+    return counts
+
+
+def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
+           loaded: dict[str, Any]) -> dict[str, Any]:
+    """Close the batch with its counts and log them as a table."""
+    counts = {
+        "read": extracted["read"],
+        "changed": loaded["changed"],
+        "loaded": loaded["loaded"],
+        "unchanged": loaded["unchanged"],
+        "quarantined": validated["quarantined"],
+        "failed": loaded["quarantined_on_load"],
+        "requests": extracted["requests"],
+        "created_articles": loaded["created_articles"],
+        "updated_articles": loaded["updated_articles"],
+    }
+    if ctx.params.dry_run:
+        counts.update({key: loaded[key] for key in ("would_write", "would_create_articles", "would_update_articles")})
+    ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
+    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
+    return counts
+
+
+class _ShopReference:
+    """Shop-wide facts a product record needs: master price list, default VAT, attribute names."""
+
+    def __init__(self, master_pricelist_id: int, shop_vat_rate: float, values: dict[int, AttributeValue],
+                 language: str) -> None:
+        self.master_pricelist_id = master_pricelist_id
+        self.shop_vat_rate = shop_vat_rate
+        self.values = values
+        self.language = language
+
+    @classmethod
+    def read(cls, client: StarwebClient, language: str) -> _ShopReference:
+        master = next(pricelist for pricelist in client.list_pricelists() if pricelist.get("isMaster"))
+        shop = client.get_shop()
+        values: dict[int, AttributeValue] = {}
+        for attribute in client.list_attributes():
+            axis = language_name(children(attribute, "languages"), language) or str(attribute["attributeId"])
+            for value in client.list_attribute_values(attribute["attributeId"]):
+                values[value["attributeValueId"]] = AttributeValue(
+                    attribute_id=attribute["attributeId"],
+                    axis=axis,
+                    value=language_name(children(value, "languages"), language) or str(value["attributeValueId"]),
+                )
+        return cls(master["pricelistId"], float(shop.get("generalDefaultVatRate") or 25), values, language)
+
+    def normalise(self, product: dict[str, Any], variants: list[dict[str, Any]]) -> dict[str, Any]:
+        return normalise_product(product, variants, language=self.language,
+                                 master_pricelist_id=self.master_pricelist_id, shop_vat_rate=self.shop_vat_rate,
+                                 attribute_values=self.values)
+
+
+def _products_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[str, Any]]:
+    """Changed products since the watermark, then open quarantine entries not already seen (to re-check)."""
+    params, store, shop = ctx.params, ctx.store, ctx.shop
+    if params.resync_ids:
+        yield from _products_by_id(ctx, client, params.resync_ids)
+        return
+    watermark = None if params.full_refresh else store.get_watermark(shop.id, JOB)
+    since = watermark - timedelta(minutes=shop.products_to_mamut.overlap_minutes) if watermark else None
+    seen: set[int] = set()
+    for product in client.iter_products(updated_since=since, include=PRODUCT_INCLUDE):
+        seen.add(product["productId"])
+        yield product
+    recheck = [int(entry.key) for entry in store.open_quarantine(shop.id, ENTITY) if int(entry.key) not in seen]
+    yield from _products_by_id(ctx, client, recheck)
+
+
+def _products_by_id(ctx: JobContext, client: StarwebClient, product_ids: Iterable[int]) -> Iterator[dict[str, Any]]:
+    for product_id in product_ids:
+        try:
+            yield client.get_product(product_id, include=PRODUCT_INCLUDE)
+        except StarwebNotFound:
+            log.warning("shop %s: product %s no longer exists in Starweb; its quarantine entry is closed",
+                        ctx.shop.id, product_id)
+            if not ctx.params.dry_run:
+                ctx.store.resolve_quarantine(ctx.shop.id, ENTITY, [str(product_id)])
+
+
+def _variants_of(client: StarwebClient, product: dict[str, Any]) -> list[dict[str, Any]]:
+    """All variants: the embedded primary one suffices unless the product has several."""
+    if product.get("hasSeveralVariants"):
+        return list(client.iter_variants(product["productId"], include=VARIANT_INCLUDE))
+    return children(product, "variants")
+
+
+def _quarantine_on_load(ctx: JobContext, batch_id: str, key: str, check: str, reason: str,
+                        counts: dict[str, int]) -> None:
+    log.warning("shop %s: product %s quarantined on load: %s", ctx.shop.id, key, reason)
+    counts["quarantined_on_load"] += 1
+    if not ctx.params.dry_run:
+        ctx.store.quarantine(ctx.shop.id, ENTITY, key, [{"check": check, "reason": reason}], batch_id)
+
+
+def _summary(reasons: list[dict[str, str]]) -> str:
+    return "; ".join(reason["reason"] for reason in reasons)
+
+
+def _chunks(rows: Iterable[StagedRow], size: int) -> Iterator[list[StagedRow]]:
+    batch: list[StagedRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
+    extracted = extract(ctx)
+    validated = validate(ctx, extracted["batch_id"])
+    loaded = load(ctx, extracted["batch_id"])
+    return report(ctx, extracted["batch_id"], extracted, validated, loaded)

@@ -1,0 +1,77 @@
+"""The shops config: the shipped file is valid, and every kind of mistake names file, shop and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from starmamut.config import DEFAULT_CONFIG_PATH, ConfigError, load_settings
+
+VALID = {
+    "version": 1,
+    "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2}},
+    "shops": {
+        "alpha": {"name": "Alpha", "flow": "ecom", "starweb_conn_id": "starweb_alpha"},
+        "beta": {"name": "Beta", "flow": "combo", "starweb_conn_id": "starweb_beta",
+                 "schedules": {"products_to_mamut": "*/30 * * * *"}},
+    },
+}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "shops.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_shipped_config_is_valid() -> None:
+    settings = load_settings(DEFAULT_CONFIG_PATH)
+    assert [shop.id for shop in settings.shops] == ["demo"]
+    assert settings.shop("demo").flow == "ecom"
+
+
+def test_shops_keyed_by_id_with_defaults_and_schedules(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, VALID))
+    alpha, beta = settings.shops
+    assert (alpha.id, alpha.request_budget_per_minute, alpha.pool) == ("alpha", 1000, "starweb_alpha")
+    assert alpha.schedule_for("products_to_mamut") == "@hourly"
+    assert beta.schedule_for("products_to_mamut") == "*/30 * * * *"
+    assert settings.mamut.vat_codes == {25.0: 1, 12.0: 2}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d["shops"]["beta"].update(flow="shopify"), "shop 'beta': field 'flow'"),
+        (lambda d: d["shops"]["alpha"].pop("starweb_conn_id"), "shop 'alpha': field 'starweb_conn_id'"),
+        (lambda d: d["shops"]["alpha"].update(request_budget_per_minute=0),
+         "shop 'alpha': field 'request_budget_per_minute'"),
+        (lambda d: d["shops"]["alpha"].update(schedules={"prices_to_the_moon": "@daily"}),
+         "shop 'alpha': field 'schedules'"),
+        (lambda d: d["shops"]["beta"].update(products_to_mamut={"main_sku_template": "MAIN"}),
+         "shop 'beta': field 'products_to_mamut.main_sku_template'"),
+        (lambda d: d["shops"]["alpha"].update(colour="blue"), "shop 'alpha': field 'colour'"),
+        (lambda d: d["shops"].update({"Bad Id": {"name": "x", "flow": "ecom", "starweb_conn_id": "c"}}),
+         "shop 'Bad Id': field 'id'"),
+        (lambda d: d["mamut"].update(vat_codes={}), "field 'mamut.vat_codes'"),
+    ],
+)
+def test_errors_name_file_shop_and_field(tmp_path: Path, change, expected: str) -> None:
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    change(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert str(path) in str(raised.value)
+    assert expected in str(raised.value)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("shops: [unclosed", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(broken)

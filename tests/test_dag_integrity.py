@@ -1,0 +1,92 @@
+"""DAG integrity over the whole dags/ folder: every generated DAG imports and carries the conventions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+DAGS = REPO_ROOT / "dags"
+
+THREE_SHOPS = {
+    "version": 1,
+    "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1}},
+    "shops": {
+        "se": {"name": "Sverige", "flow": "ecom", "starweb_conn_id": "starweb_se"},
+        "no": {"name": "Norge", "flow": "combo", "starweb_conn_id": "starweb_no",
+               "schedules": {"products_to_mamut": "15 * * * *"}},
+        "b2b": {"name": "Grossist", "flow": "erp", "starweb_conn_id": "starweb_b2b"},
+    },
+}
+
+
+def dagbag(monkeypatch: pytest.MonkeyPatch, config: Path | None = None):
+    from airflow.dag_processing.dagbag import DagBag
+
+    if config:
+        monkeypatch.setenv("STARMAMUT_CONFIG", str(config))
+    return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture
+def three_shop_config(tmp_path: Path) -> Path:
+    path = tmp_path / "shops.yaml"
+    path.write_text(yaml.safe_dump(THREE_SHOPS), encoding="utf-8")
+    return path
+
+
+def test_shipped_config_generates_the_demo_dag_without_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STARMAMUT_CONFIG", raising=False)
+    bag = dagbag(monkeypatch)
+    assert bag.import_errors == {}
+    assert sorted(bag.dag_ids) == ["demo__products_to_mamut"]
+
+
+def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, three_shop_config: Path) -> None:
+    bag = dagbag(monkeypatch, three_shop_config)
+    assert bag.import_errors == {}
+    # erp shops do not run products_to_mamut (Mamut governs their articles)
+    assert sorted(bag.dag_ids) == ["no__products_to_mamut", "se__products_to_mamut"]
+    for dag_id, dag in bag.dags.items():
+        shop, _, job = dag_id.partition("__")
+        assert f"shop:{shop}" in dag.tags and f"job:{job}" in dag.tags
+        assert any(tag.startswith("flow:") for tag in dag.tags)
+        assert dag.doc_md and job in dag.doc_md
+        assert dag.max_active_runs == 1
+        assert dag.catchup is False
+        assert set(dag.params) >= {"dry_run", "full_refresh", "resync_ids"}
+        assert [t.task_id for t in dag.topological_sort()] == ["extract", "validate", "load", "report"]
+        for task in dag.tasks:
+            assert task.retries >= 1 and task.retry_exponential_backoff
+        assert dag.get_task("extract").pool == f"starweb_{shop}"
+    assert bag.dags["no__products_to_mamut"].schedule == "15 * * * *"
+    assert bag.dags["se__products_to_mamut"].schedule == "@hourly"
+
+
+def test_bad_config_is_an_import_error_naming_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    broken = dict(THREE_SHOPS, shops={"se": {"name": "Sverige", "flow": "ecom"}})
+    path = tmp_path / "shops.yaml"
+    path.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    bag = dagbag(monkeypatch, path)
+    assert bag.dag_ids == []
+    (message,) = bag.import_errors.values()
+    assert "shop 'se': field 'starweb_conn_id'" in message
+
+
+def test_parsing_imports_no_heavy_modules() -> None:
+    """Great Expectations, pandas, ODBC and the Starweb client load inside tasks, never at parse time."""
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]);"
+        "heavy = sorted(m for m in ('great_expectations', 'pandas', 'pyodbc', 'starmamut.starweb.client') if m in sys.modules);"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(DAGS / "starmamut_dags.py")], capture_output=True,
+                         text=True, check=True, cwd=REPO_ROOT, env={**os.environ,
+                                                                    "PYTHONPATH": str(REPO_ROOT / "include")})
+    assert out.stdout.strip().splitlines()[-1:] in ([""], []), out.stdout
