@@ -1,0 +1,56 @@
+"""``python -m starmamut.sandbox``: serve a sandbox shop in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from starmamut.sandbox.demo_data import SEEDS
+from starmamut.sandbox.server import start_sandbox
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m starmamut.sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="IPv4 address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
+    parser.add_argument("--seed", choices=SEEDS, default="demo", help="shop data to start with")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every API request")
+    parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute per API user")
+    parser.add_argument("--per-page", type=int, default=100, help="page size of paginated lists")
+    parser.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with start_sandbox(
+        args.host,
+        args.port,
+        args.seed,
+        per_page=args.per_page,
+        token_ttl_seconds=args.token_ttl,
+        rate_limit_per_minute=args.rate_limit,
+        latency_ms=args.latency_ms,
+    ) as sandbox:
+        print(f"Starweb sandbox ({args.seed}) listening on {sandbox.base_url}", flush=True)
+        print(f"admin endpoints: {sandbox.admin_url}/health, /faults, /reset, /requests", flush=True)
+        print(
+            f"public demo credentials: client_id={sandbox.client_id} client_secret={sandbox.client_secret}",
+            flush=True,
+        )
+        while not stop_requested.wait(timeout=1):
+            pass
+    print("Starweb sandbox stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""A small path router and query-string helpers; resources register handlers on it.
+
+Adding a resource (orders, customers, …) is a module with handlers and a ``register(router)``
+function, wired in :func:`starmamut.sandbox.server.build_router`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from starmamut.sandbox.errors import ApiError, bad_request, not_found
+from starmamut.sandbox.validation import parse_timestamp
+
+if TYPE_CHECKING:
+    from starmamut.sandbox.state import SandboxState
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One authenticated API call as a handler sees it (path without the ``/api/v2`` prefix)."""
+
+    method: str
+    path: str
+    path_params: dict[str, Any]
+    query: dict[str, str]
+    body: Any
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """Status and JSON body (None for 204)."""
+
+    status: int
+    body: Any = None
+
+
+Handler = Callable[["SandboxState", ApiRequest], ApiResponse]
+
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::(int))?\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One registered route; ``pattern`` as given to :meth:`Router.add`."""
+
+    method: str
+    pattern: str
+    regex: re.Pattern[str]
+    int_params: frozenset[str]
+    handler: Handler
+
+
+class Router:
+    """Maps (method, path) to a handler; ``{name:int}`` segments arrive as ints, others as strings."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        pieces: list[str] = []
+        int_params: set[str] = set()
+        for part in re.split(r"(\{\w+(?::int)?\})", pattern):
+            placeholder = _PLACEHOLDER.fullmatch(part)
+            if placeholder is None:
+                pieces.append(re.escape(part))
+                continue
+            name, kind = placeholder.groups()
+            if kind == "int":
+                int_params.add(name)
+            pieces.append(f"(?P<{name}>[0-9]+)" if kind == "int" else f"(?P<{name}>[^/]+)")
+        regex = re.compile("^" + "".join(pieces) + "$")
+        self._routes.append(Route(method.upper(), pattern, regex, frozenset(int_params), handler))
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes)
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, Any]]:
+        """The handler and path parameters; 404 for an unknown path, 405 for a known path, other method."""
+        path_matched = False
+        for route in self._routes:
+            match = route.regex.match(path)
+            if match is None:
+                continue
+            path_matched = True
+            if route.method == method.upper():
+                params = {
+                    name: int(value) if name in route.int_params else value
+                    for name, value in match.groupdict().items()
+                }
+                return route.handler, params
+        if path_matched:
+            raise ApiError(405, "method_not_allowed", f"{method.upper()} is not allowed on {path}")
+        raise not_found(f"no resource at {path}")
+
+
+def query_page(request: ApiRequest) -> int:
+    """The ``page`` parameter: an integer >= 1, default 1."""
+    raw = request.query.get("page")
+    if raw is None:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise bad_request(f"page: expected an integer >= 1, got {raw!r}")
+    return int(raw)
+
+
+def query_bool(request: ApiRequest, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise bad_request(f"{name}: expected true or false, got {raw!r}")
+
+
+def query_timestamp(request: ApiRequest, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    return None if raw is None else parse_timestamp(raw, name)
+
+
+def query_choice(request: ApiRequest, name: str, choices: tuple[str, ...]) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and raw not in choices:
+        raise bad_request(f"{name}: {raw!r} is not one of {', '.join(choices)}")
+    return raw
+
+
+def query_includes(
+    request: ApiRequest, supported: Iterable[str], unsupported: Iterable[str] = ()
+) -> frozenset[str]:
+    """The comma-separated ``include`` list; includes the spec has but the sandbox lacks are a clear 400."""
+    raw = request.query.get("include", "")
+    requested = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    supported_set, unsupported_set = frozenset(supported), frozenset(unsupported)
+    for name in sorted(requested - supported_set):
+        if name in unsupported_set:
+            raise bad_request(f"include: {name!r} is not supported by the sandbox")
+        raise bad_request(f"include: unknown include {name!r}; available: {', '.join(sorted(supported_set))}")
+    return requested
