@@ -1,0 +1,486 @@
+"""pyodbc gateway to the Mamut company database: parameterised SQL in logical names, one dialect.
+
+The SQL is a portable subset that runs unchanged on SQL Server (production), PostgreSQL and SQLite
+(mock): ``?`` markers, plain SELECT/INSERT/UPDATE, no MERGE/RETURNING/OUTPUT/TOP/LIMIT and no server
+clock functions. Callers pass timestamps themselves as naive UTC datetimes (aware ones are converted;
+see :mod:`starmamut.mamut.schema_map` for every type rule) and booleans travel as 0/1 ints.
+
+Physical names come from the :class:`~starmamut.mamut.schema_map.SchemaMap`, which only admits plain
+identifiers, so identifiers can be written into SQL text while every value goes in as a parameter.
+
+Driver errors are re-raised as :class:`MamutError` naming the operation and table, with the
+connection string's password removed wherever it could appear (the original pyodbc exception is
+not chained, because tracebacks of chained exceptions end up in task logs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import pyodbc
+
+from starmamut.mamut.schema_map import ColumnSpec, SchemaMap, TableSpec
+
+MAX_PARAMS_PER_STATEMENT = 500
+"""Upper bound of ``?`` markers per statement: far below SQL Server's 2100, fine for every driver."""
+
+_SECRET_KEYS = frozenset({"pwd", "password"})
+_SECRET_PATTERN = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;\s]*)")
+REDACTED = "***"
+
+
+class MamutError(RuntimeError):
+    """A Mamut database operation failed; the message never contains the connection password."""
+
+    def __init__(self, message: str, *, operation: str | None = None, table: str | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.table = table
+
+
+def connection_string_secrets(odbc_connection_string: str) -> tuple[str, ...]:
+    """The password values of an ODBC connection string, raw (braced) and unescaped, longest first."""
+    secrets: set[str] = set()
+    for key, value, raw in _connection_string_pairs(odbc_connection_string):
+        if key.lower() in _SECRET_KEYS:
+            secrets.update(candidate for candidate in (value, raw.strip()) if candidate)
+    return tuple(sorted(secrets, key=len, reverse=True))
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every known secret and every ``PWD=…``/``Password=…`` value replaced by ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return _SECRET_PATTERN.sub(lambda match: f"{match.group(1)}={REDACTED}", text)
+
+
+def _connection_string_pairs(odbc_connection_string: str) -> list[tuple[str, str, str]]:
+    """(key, value, raw value) triples; values in braces may hold ``;`` and escape ``}`` as ``}}``."""
+    text = odbc_connection_string
+    pairs: list[tuple[str, str, str]] = []
+    position = 0
+    while position < len(text):
+        equals = text.find("=", position)
+        if equals < 0:
+            break
+        key = text[position:equals].strip()
+        start = equals + 1
+        while start < len(text) and text[start] == " ":
+            start += 1
+        if start < len(text) and text[start] == "{":
+            cursor, chars = start + 1, []
+            while cursor < len(text):
+                if text[cursor] == "}":
+                    if text[cursor + 1 : cursor + 2] == "}":
+                        chars.append("}")
+                        cursor += 2
+                        continue
+                    break
+                chars.append(text[cursor])
+                cursor += 1
+            pairs.append((key, "".join(chars), text[start : cursor + 1]))
+            semicolon = text.find(";", cursor)
+        else:
+            semicolon = text.find(";", start)
+            end = len(text) if semicolon < 0 else semicolon
+            pairs.append((key, text[start:end].strip(), text[start:end]))
+        position = len(text) if semicolon < 0 else semicolon + 1
+    return pairs
+
+
+@dataclass(frozen=True)
+class _ConnectionInfo:
+    backend: str  # "sqlite", "postgres", "mssql" or the DBMS name as reported
+    dbms: str
+    fast_executemany: bool
+
+
+class MamutGateway:
+    """Opens transactions on the Mamut company database; reuses idle connections between them."""
+
+    def __init__(
+        self, odbc_connection_string: str, schema_map: SchemaMap, *, timeout_seconds: int = 30
+    ) -> None:
+        self._connection_string = odbc_connection_string
+        self._secrets = connection_string_secrets(odbc_connection_string)
+        self.schema_map = schema_map
+        self.timeout_seconds = timeout_seconds
+        self._idle: list[tuple[pyodbc.Connection, _ConnectionInfo]] = []
+        self._lock = threading.Lock()
+        self._owner_pid = os.getpid()
+        self._statements_executed = 0
+
+    def __repr__(self) -> str:
+        return f"MamutGateway({self.redact(self._connection_string)!r})"
+
+    @property
+    def statements_executed(self) -> int:
+        """SQL statements run so far (an executemany counts each row): for reports and benchmarks."""
+        return self._statements_executed
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    @contextmanager
+    def transaction(self) -> Iterator[MamutTransaction]:
+        """One connection, autocommit off: commit when the block ends, roll back if it raises."""
+        connection, info = self._acquire()
+        transaction = MamutTransaction(self, connection, info)
+        try:
+            yield transaction
+        except BaseException:
+            transaction._active = False
+            self._rollback_and_release(connection, info)
+            raise
+        transaction._active = False
+        try:
+            connection.commit()
+        except pyodbc.Error as exc:
+            _close_quietly(connection)
+            raise self._driver_error("commit", None, exc) from None
+        self._release(connection, info)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Connect and check that the product table answers with every mapped column; never raises."""
+        product = self.schema_map.table("product")
+        try:
+            with self.transaction() as transaction:
+                transaction._probe(product)
+                dbms = transaction.dbms
+        except MamutError as exc:
+            return False, str(exc)
+        return True, f"connected to {dbms}; table {product.label} answers"
+
+    def verify_schema(self) -> list[str]:
+        """Problems found probing every mapped table and column (empty list: the map fits this database)."""
+        problems: list[str] = []
+        for table in self.schema_map.tables:
+            try:
+                with self.transaction() as transaction:
+                    transaction._probe(table)
+            except MamutError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def close(self) -> None:
+        """Close idle connections (a transaction in progress keeps its own until it ends)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection, _info in idle:
+            _close_quietly(connection)
+
+    def __enter__(self) -> MamutGateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _acquire(self) -> tuple[pyodbc.Connection, _ConnectionInfo]:
+        with self._lock:
+            if self._owner_pid != os.getpid():
+                # Forked child: the parent's sockets are not ours to use or close.
+                self._idle, self._owner_pid = [], os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _connect(self) -> tuple[pyodbc.Connection, _ConnectionInfo]:
+        try:
+            connection = pyodbc.connect(
+                self._connection_string, autocommit=False, timeout=self.timeout_seconds
+            )
+        except pyodbc.Error as exc:
+            raise self._driver_error("connect", None, exc) from None
+        try:
+            info = _describe(connection)
+            self._set_statement_timeout(connection, info)
+        except pyodbc.Error as exc:
+            _close_quietly(connection)
+            raise self._driver_error("connect", None, exc) from None
+        return connection, info
+
+    def _set_statement_timeout(self, connection: pyodbc.Connection, info: _ConnectionInfo) -> None:
+        """SQL Server and SQLite take the ODBC query timeout; psqlODBC rejects it: PostgreSQL gets a SET."""
+        if info.backend == "postgres":
+            connection.execute(f"SET statement_timeout = {int(self.timeout_seconds) * 1000}")
+            connection.commit()
+        else:
+            connection.timeout = self.timeout_seconds
+
+    def _release(self, connection: pyodbc.Connection, info: _ConnectionInfo) -> None:
+        with self._lock:
+            if self._owner_pid == os.getpid():
+                self._idle.append((connection, info))
+                return
+        _close_quietly(connection)
+
+    def _rollback_and_release(self, connection: pyodbc.Connection, info: _ConnectionInfo) -> None:
+        try:
+            connection.rollback()
+        except pyodbc.Error:
+            _close_quietly(connection)  # a connection that cannot roll back is not reused
+            return
+        self._release(connection, info)
+
+    def _driver_error(self, operation: str, table: TableSpec | None, exc: pyodbc.Error) -> MamutError:
+        driver_message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        target = f" on {table.label}" if table is not None else ""
+        where = "" if table is not None else f" ({self.redact(self._connection_string)})"
+        message = f"Mamut {operation}{target} failed{where}: {driver_message}"
+        return MamutError(self.redact(message), operation=operation, table=table.logical if table else None)
+
+    def _count_statements(self, count: int) -> None:
+        with self._lock:
+            self._statements_executed += count
+
+
+def _describe(connection: pyodbc.Connection) -> _ConnectionInfo:
+    dbms = str(connection.getinfo(pyodbc.SQL_DBMS_NAME))
+    driver = str(connection.getinfo(pyodbc.SQL_DRIVER_NAME)).lower()
+    lowered = dbms.lower()
+    if "sqlite" in lowered:
+        backend = "sqlite"
+    elif "postgres" in lowered:
+        backend = "postgres"
+    elif "sql server" in lowered:
+        backend = "mssql"
+    else:
+        backend = dbms
+    # fast_executemany segfaults the SQLite3 driver and is unreliable on FreeTDS: only where it is proven.
+    fast = backend == "postgres" or (backend == "mssql" and "msodbcsql" in driver)
+    version = str(connection.getinfo(pyodbc.SQL_DBMS_VER))
+    return _ConnectionInfo(backend=backend, dbms=f"{dbms} {version}", fast_executemany=fast)
+
+
+def _close_quietly(connection: pyodbc.Connection) -> None:
+    with suppress(pyodbc.Error):
+        connection.close()
+
+
+class MamutTransaction:
+    """Statements inside one open transaction; tables and columns are given by logical name."""
+
+    def __init__(self, gateway: MamutGateway, connection: pyodbc.Connection, info: _ConnectionInfo) -> None:
+        self._gateway = gateway
+        self._schema = gateway.schema_map
+        self._connection = connection
+        self._info = info
+        self._active = True
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``postgres``, ``mssql`` or the DBMS name the driver reports."""
+        return self._info.backend
+
+    @property
+    def dbms(self) -> str:
+        return self._info.dbms
+
+    def select(
+        self,
+        table: str,
+        columns: Sequence[str],
+        where: Mapping[str, Any] | None = None,
+        where_in: tuple[str, Sequence[Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows as dicts keyed by the requested logical names, values normalised by column type.
+
+        ``where`` compares with ``=`` (``None`` means IS NULL); ``where_in`` adds ``column IN (...)``,
+        split into several statements so none carries more than MAX_PARAMS_PER_STATEMENT markers.
+        An empty ``where_in`` list matches nothing and runs no statement.
+        """
+        spec = self._schema.table(table)
+        selected = self._columns(spec, columns)
+        base = f"SELECT {', '.join(c.sql_name for c in selected)} FROM {spec.physical}"
+        where_sql, where_params = self._where(spec, where or {})
+        if where_in is None:
+            return self._fetch_all(spec, selected, base + where_sql, where_params)
+        in_column = spec.column(where_in[0])
+        values = list(
+            dict.fromkeys(in_column.to_param(v, strict=False) for v in where_in[1] if v is not None)
+        )
+        chunk_size = MAX_PARAMS_PER_STATEMENT - len(where_params)
+        joiner = " AND " if where_sql else " WHERE "
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(values), chunk_size):
+            chunk = values[start : start + chunk_size]
+            markers = ", ".join("?" * len(chunk))
+            sql = f"{base}{where_sql}{joiner}{in_column.sql_name} IN ({markers})"
+            rows.extend(self._fetch_all(spec, selected, sql, [*where_params, *chunk]))
+        return rows
+
+    def iter_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: Sequence[str] = (),
+        batch_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Like :meth:`select` but streamed in batches, optionally ordered: for full scans of big tables."""
+        spec = self._schema.table(table)
+        selected = self._columns(spec, columns)
+        where_sql, params = self._where(spec, where or {})
+        order_sql = ""
+        if order_by:
+            order_sql = " ORDER BY " + ", ".join(spec.column(name).sql_name for name in order_by)
+        sql = f"SELECT {', '.join(c.sql_name for c in selected)} FROM {spec.physical}{where_sql}{order_sql}"
+        cursor = self._execute("select", spec, sql, params)
+        while True:
+            try:
+                batch = cursor.fetchmany(batch_size)
+            except pyodbc.Error as exc:
+                raise self._gateway._driver_error("select", spec, exc) from None
+            if not batch:
+                return
+            for row in batch:
+                yield {
+                    column.logical: column.from_db(value) for column, value in zip(selected, row, strict=True)
+                }
+
+    def insert(self, table: str, values: Mapping[str, Any]) -> None:
+        """Insert one row; identity keys are left to the database (read them back by a natural key)."""
+        spec = self._schema.table(table)
+        columns, params = self._row_params(spec, values, operation="insert")
+        sql = self._insert_sql(spec, columns)
+        self._execute("insert", spec, sql, params)
+
+    def insert_many(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert rows that share the same columns with one executemany (bulk loads, seeding)."""
+        if not rows:
+            return
+        spec = self._schema.table(table)
+        names = list(rows[0])
+        columns: list[ColumnSpec] = []
+        param_rows: list[list[Any]] = []
+        for index, row in enumerate(rows):
+            if list(row) != names:
+                raise ValueError(
+                    f"insert_many on {spec.label}: row {index} has columns {list(row)}, expected {names}"
+                )
+            columns, params = self._row_params(spec, row, operation="insert")
+            param_rows.append(params)
+        sql = self._insert_sql(spec, columns)
+        self._check_active()
+        cursor = self._connection.cursor()
+        cursor.fast_executemany = self._info.fast_executemany
+        self._gateway._count_statements(len(param_rows))
+        try:
+            cursor.executemany(sql, param_rows)
+        except pyodbc.Error as exc:
+            raise self._gateway._driver_error("insert", spec, exc) from None
+
+    def update(self, table: str, values: Mapping[str, Any], where: Mapping[str, Any]) -> int:
+        """Update the rows matching ``where`` (required, so a whole table is never rewritten by mistake)."""
+        spec = self._schema.table(table)
+        if not where:
+            raise ValueError(f"update of {spec.label} needs a where clause")
+        columns, params = self._row_params(spec, values, operation="update", check_required=False)
+        where_sql, where_params = self._where(spec, where)
+        assignments = ", ".join(f"{column.sql_name} = ?" for column in columns)
+        cursor = self._execute(
+            "update", spec, f"UPDATE {spec.physical} SET {assignments}{where_sql}", [*params, *where_params]
+        )
+        return int(cursor.rowcount)
+
+    def execute_ddl(self, statement: str) -> None:
+        """Run schema DDL written by this project (mock creation, test set-up); never built from input."""
+        self._check_active()
+        self._gateway._count_statements(1)
+        try:
+            self._connection.execute(statement)
+        except pyodbc.Error as exc:
+            raise MamutError(
+                self._gateway.redact(f"Mamut DDL failed: {exc.args[1] if len(exc.args) > 1 else exc}"),
+                operation="ddl",
+            ) from None
+
+    def _probe(self, spec: TableSpec) -> None:
+        """Select every mapped column of a table without reading rows: fails if any name is wrong."""
+        columns = ", ".join(column.sql_name for column in spec.columns)
+        self._execute("select", spec, f"SELECT {columns} FROM {spec.physical} WHERE 1 = 0", []).fetchall()
+
+    def _columns(self, spec: TableSpec, names: Sequence[str]) -> list[ColumnSpec]:
+        if isinstance(names, str) or not names:
+            raise ValueError(f"select from {spec.label} needs a non-empty list of column names")
+        return [spec.column(name) for name in names]
+
+    def _where(self, spec: TableSpec, where: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for name, value in where.items():
+            column = spec.column(name)
+            if value is None:
+                clauses.append(f"{column.sql_name} IS NULL")
+            else:
+                clauses.append(f"{column.sql_name} = ?")
+                params.append(column.to_param(value, strict=False))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def _row_params(
+        self, spec: TableSpec, values: Mapping[str, Any], *, operation: str, check_required: bool = True
+    ) -> tuple[list[ColumnSpec], list[Any]]:
+        if not values:
+            raise ValueError(f"{operation} on {spec.label} needs at least one column value")
+        columns = [spec.column(name) for name in values]
+        if check_required:
+            missing = [
+                column.logical
+                for column in spec.columns
+                if not (
+                    column.nullable
+                    or column.identity
+                    or column.default is not None
+                    or column.logical in values
+                )
+            ]
+            if missing:
+                raise MamutError(
+                    f"Mamut {operation} on {spec.label}: missing required column(s) {', '.join(missing)}",
+                    operation=operation,
+                    table=spec.logical,
+                )
+        try:
+            params = [column.to_param(values[column.logical]) for column in columns]
+        except ValueError as exc:
+            raise MamutError(
+                f"Mamut {operation} on {spec.label}: {exc}", operation=operation, table=spec.logical
+            ) from None
+        return columns, params
+
+    @staticmethod
+    def _insert_sql(spec: TableSpec, columns: Sequence[ColumnSpec]) -> str:
+        names = ", ".join(column.sql_name for column in columns)
+        return f"INSERT INTO {spec.physical} ({names}) VALUES ({', '.join('?' * len(columns))})"
+
+    def _fetch_all(
+        self, spec: TableSpec, selected: Sequence[ColumnSpec], sql: str, params: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        cursor = self._execute("select", spec, sql, params)
+        try:
+            raw_rows = cursor.fetchall()
+        except pyodbc.Error as exc:
+            raise self._gateway._driver_error("select", spec, exc) from None
+        return [
+            {column.logical: column.from_db(value) for column, value in zip(selected, row, strict=True)}
+            for row in raw_rows
+        ]
+
+    def _execute(self, operation: str, spec: TableSpec, sql: str, params: Sequence[Any]) -> pyodbc.Cursor:
+        self._check_active()
+        self._gateway._count_statements(1)
+        try:
+            return self._connection.execute(sql, *params)
+        except pyodbc.Error as exc:
+            raise self._gateway._driver_error(operation, spec, exc) from None
+
+    def _check_active(self) -> None:
+        if not self._active:
+            raise MamutError("Mamut transaction already ended: statements must run inside the with-block")

@@ -1,0 +1,302 @@
+"""Product register writes and reads: idempotent upsert of a main article with its variants.
+
+A family is written in one transaction: every sku is looked up by article number first, missing rows
+are inserted (their identity keys read back by sku, since RETURNING/OUTPUT are not portable), rows
+whose values differ are updated, and variants are linked to the main row. Unchanged rows are not
+written, so a re-run reports everything unchanged and leaves EDITDATE alone.
+
+Columns an install maps to null (see default_schema_map.yaml, ``optional: true``) are neither written
+nor compared and read back as the article's defaults; variants need ``main_product_key``. Variants
+that a family no longer lists are left in Mamut as they are (never deleted or unlinked).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from starmamut.mamut.articles import MamutArticle, MamutProductFamily
+from starmamut.mamut.gateway import MamutError, MamutGateway, MamutTransaction
+from starmamut.mamut.schema_map import SchemaMapError
+
+PRODUCT = "product"
+
+# Article field -> logical column of the product table (variant pairs are spread over two columns).
+_ARTICLE_COLUMNS = (
+    "sku",
+    "name",
+    "vat_code",
+    "price_out",
+    "ean",
+    "weight",
+    "unit",
+    "inactive",
+    "use_store",
+    "main_product_key",
+    "variant_value_1",
+    "variant_value_2",
+    "variant_axis_1",
+    "variant_axis_2",
+)
+
+
+class MamutConflict(MamutError):
+    """A sku exists in Mamut in a structure that contradicts the family being written."""
+
+    def __init__(self, message: str, *, sku: str, other_sku: str) -> None:
+        super().__init__(message, operation="upsert", table=PRODUCT)
+        self.sku = sku
+        self.other_sku = other_sku
+
+
+@dataclass(frozen=True)
+class FamilyWriteResult:
+    """Outcome of one family upsert; the sku tuples follow the family's order (main first)."""
+
+    keys: dict[str, int]
+    created: tuple[str, ...]
+    updated: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+class ProductRepository:
+    """Reads and writes Mamut's product register through a :class:`MamutGateway`."""
+
+    def __init__(self, gateway: MamutGateway) -> None:
+        self._gateway = gateway
+        self._table = gateway.schema_map.table(PRODUCT)
+        self._article_columns = tuple(name for name in _ARTICLE_COLUMNS if self._table.has(name))
+        self._read_columns = ("product_key", *self._article_columns)
+        self._links_variants = self._table.has("main_product_key")
+
+    def keys_by_sku(self, skus: Iterable[str]) -> dict[str, int]:
+        """Internal key per sku found (missing skus are absent); the IN list is chunked by the gateway."""
+        wanted = list(dict.fromkeys(skus))
+        if not wanted:
+            return {}
+        with self._gateway.transaction() as transaction:
+            rows = transaction.select(PRODUCT, ["sku", "product_key"], where_in=("sku", wanted))
+        return {row["sku"]: row["product_key"] for row in rows}
+
+    def upsert_family(
+        self, family: MamutProductFamily, *, update_price: bool, now: dt.datetime
+    ) -> FamilyWriteResult:
+        """Create or update the family's rows in one transaction; see the module docstring.
+
+        ``update_price=False`` leaves PRICEOUT of existing rows alone (Mamut governs prices in flow combo).
+        ``now`` (naive UTC or aware) stamps REGDATE/EDITDATE of written rows where the install has them.
+        Raises ValueError for a malformed family or a value a column cannot hold (naming sku and column),
+        MamutConflict for a clashing structure in Mamut, MamutError for database failures.
+        """
+        problems = family.structure_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        if family.variants and not self._links_variants:
+            raise SchemaMapError(
+                f"family {family.main.sku} has variants, but column {self._table.logical}.main_product_key "
+                "is mapped to null in this install"
+            )
+        desired = {article.sku: self._desired_values(article) for article in (family.main, *family.variants)}
+        stamps = self._stamps(now)
+        with self._gateway.transaction() as transaction:
+            existing = {
+                row["sku"]: row
+                for row in transaction.select(PRODUCT, self._read_columns, where_in=("sku", family.skus))
+            }
+            self._check_structure(transaction, family, existing)
+            outcome: dict[str, str] = {}
+            outcome[family.main.sku] = self._write(
+                transaction, desired[family.main.sku], existing.get(family.main.sku), update_price, stamps
+            )
+            keys = {sku: row["product_key"] for sku, row in existing.items()}
+            if family.main.sku not in keys:
+                keys.update(self._keys_in(transaction, [family.main.sku]))
+            for variant in family.variants:
+                values = desired[variant.sku]
+                if self._links_variants:
+                    values = {**values, "main_product_key": keys[family.main.sku]}
+                outcome[variant.sku] = self._write(
+                    transaction, values, existing.get(variant.sku), update_price, stamps
+                )
+            missing_keys = [sku for sku in family.skus if sku not in keys]
+            keys.update(self._keys_in(transaction, missing_keys))
+        return FamilyWriteResult(
+            keys={sku: keys[sku] for sku in family.skus},
+            created=tuple(sku for sku in family.skus if outcome[sku] == "created"),
+            updated=tuple(sku for sku in family.skus if outcome[sku] == "updated"),
+            unchanged=tuple(sku for sku in family.skus if outcome[sku] == "unchanged"),
+        )
+
+    def fetch_family(self, sku: str) -> MamutProductFamily | None:
+        """The family ``sku`` belongs to (as main or as variant), variants in key order; None if unknown."""
+        with self._gateway.transaction() as transaction:
+            rows = transaction.select(PRODUCT, self._read_columns, where={"sku": sku})
+            if not rows:
+                return None
+            main = rows[0]
+            if self._links_variants and main["main_product_key"] is not None:
+                parents = transaction.select(
+                    PRODUCT, self._read_columns, where={"product_key": main["main_product_key"]}
+                )
+                if not parents:
+                    raise MamutError(
+                        f"article {sku} links to missing main product key {main['main_product_key']}",
+                        operation="select",
+                        table=PRODUCT,
+                    )
+                main = parents[0]
+            variants: list[dict[str, Any]] = []
+            if self._links_variants:
+                variants = transaction.select(
+                    PRODUCT, self._read_columns, where={"main_product_key": main["product_key"]}
+                )
+        return MamutProductFamily(
+            main=self._article(main, main_sku=None),
+            variants=tuple(
+                self._article(row, main_sku=main["sku"])
+                for row in sorted(variants, key=lambda r: r["product_key"])
+            ),
+        )
+
+    def iter_articles(self) -> Iterator[dict[str, Any]]:
+        """Every product row with all mapped columns (logical names), in key order, streamed."""
+        with self._gateway.transaction() as transaction:
+            yield from transaction.iter_rows(
+                PRODUCT, [column.logical for column in self._table.columns], order_by=["product_key"]
+            )
+
+    def _desired_values(self, article: MamutArticle) -> dict[str, Any]:
+        """The article's column values in canonical form (as they read back), only for mapped columns."""
+        raw = {
+            "sku": article.sku,
+            "name": article.name,
+            "vat_code": article.vat_code,
+            "price_out": article.price_out,
+            "ean": article.ean,
+            "weight": article.weight,
+            "unit": article.unit,
+            "inactive": article.inactive,
+            "use_store": article.use_store,
+            "main_product_key": None,
+            "variant_value_1": article.variant_values[0],
+            "variant_value_2": article.variant_values[1],
+            "variant_axis_1": article.variant_axes[0],
+            "variant_axis_2": article.variant_axes[1],
+        }
+        values: dict[str, Any] = {}
+        for name in self._article_columns:
+            column = self._table.column(name)
+            if name == "price_out" and raw[name] is None:
+                continue  # no price given: keep Mamut's (new rows take the column default)
+            try:
+                values[name] = column.canonical(raw[name])
+            except ValueError as exc:
+                raise ValueError(f"article {article.sku}: {exc}") from None
+        return values
+
+    def _stamps(self, now: dt.datetime) -> dict[str, dt.datetime]:
+        return {
+            name: self._table.column(name).canonical(now)
+            for name in ("reg_date", "edit_date")
+            if self._table.has(name)
+        }
+
+    def _write(
+        self,
+        transaction: MamutTransaction,
+        values: dict[str, Any],
+        existing: dict[str, Any] | None,
+        update_price: bool,
+        stamps: dict[str, dt.datetime],
+    ) -> str:
+        """Insert or update one row; returns "created", "updated" or "unchanged"."""
+        if existing is None:
+            transaction.insert(PRODUCT, {**values, **stamps})
+            return "created"
+        compared = {name: value for name, value in values.items() if update_price or name != "price_out"}
+        changes = {name: value for name, value in compared.items() if existing[name] != value}
+        if not changes:
+            return "unchanged"
+        if "edit_date" in stamps:
+            changes["edit_date"] = stamps["edit_date"]
+        count = transaction.update(PRODUCT, changes, where={"product_key": existing["product_key"]})
+        if count != 1:
+            raise MamutError(
+                f"article {values['sku']} (key {existing['product_key']}) changed {count} rows instead of 1",
+                operation="update",
+                table=PRODUCT,
+            )
+        return "updated"
+
+    def _check_structure(
+        self, transaction: MamutTransaction, family: MamutProductFamily, existing: dict[str, dict[str, Any]]
+    ) -> None:
+        """Never re-parent articles: a sku tied to another family in Mamut is a conflict, not an update."""
+        if not self._links_variants:
+            return
+        main_sku = family.main.sku
+        main_row = existing.get(main_sku)
+        if main_row is not None and main_row["main_product_key"] is not None:
+            other = self._sku_of(transaction, main_row["main_product_key"])
+            raise MamutConflict(
+                f"sku {main_sku} is a variant of main article {other} in Mamut, "
+                "but the family makes it a main article",
+                sku=main_sku,
+                other_sku=other,
+            )
+        main_key = main_row["product_key"] if main_row is not None else None
+        unlinked: dict[int, str] = {}
+        for variant in family.variants:
+            row = existing.get(variant.sku)
+            if row is None:
+                continue
+            if row["main_product_key"] is None:
+                unlinked[row["product_key"]] = variant.sku
+            elif row["main_product_key"] != main_key:
+                other = self._sku_of(transaction, row["main_product_key"])
+                raise MamutConflict(
+                    f"variant {variant.sku} belongs to main article {other} in Mamut, not to {main_sku}",
+                    sku=variant.sku,
+                    other_sku=other,
+                )
+        if unlinked:
+            children = transaction.select(
+                PRODUCT, ["sku", "main_product_key"], where_in=("main_product_key", list(unlinked))
+            )
+            if children:
+                child = min(children, key=lambda row: row["sku"])
+                sku = unlinked[child["main_product_key"]]
+                raise MamutConflict(
+                    f"sku {sku} is the main article of {child['sku']} in Mamut; "
+                    f"it cannot become a variant of {main_sku}",
+                    sku=sku,
+                    other_sku=child["sku"],
+                )
+
+    @staticmethod
+    def _keys_in(transaction: MamutTransaction, skus: list[str]) -> dict[str, int]:
+        rows = transaction.select(PRODUCT, ["sku", "product_key"], where_in=("sku", skus))
+        return {row["sku"]: row["product_key"] for row in rows}
+
+    @staticmethod
+    def _sku_of(transaction: MamutTransaction, product_key: int) -> str:
+        rows = transaction.select(PRODUCT, ["sku"], where={"product_key": product_key})
+        return rows[0]["sku"] if rows else f"<missing key {product_key}>"
+
+    def _article(self, row: dict[str, Any], *, main_sku: str | None) -> MamutArticle:
+        return MamutArticle(
+            sku=row["sku"],
+            name=row["name"],
+            vat_code=row["vat_code"],
+            price_out=row["price_out"],
+            ean=row.get("ean"),
+            weight=row.get("weight"),
+            unit=row.get("unit"),
+            inactive=row.get("inactive", False),
+            use_store=row.get("use_store", True),
+            main_sku=main_sku,
+            variant_values=(row.get("variant_value_1"), row.get("variant_value_2")),
+            variant_axes=(row.get("variant_axis_1"), row.get("variant_axis_2")),
+        )

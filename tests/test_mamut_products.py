@@ -1,0 +1,346 @@
+"""ProductRepository on real mock databases: idempotent family upserts, conflicts, atomicity, overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from starmamut.mamut.articles import MamutArticle, MamutProductFamily
+from starmamut.mamut.gateway import MamutError, MamutGateway
+from starmamut.mamut.mock import create_mock_company_database, demo_families
+from starmamut.mamut.products import MamutConflict, ProductRepository
+from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
+from tests.fixtures.mamut import MAMUT_BACKENDS, MamutTestDatabase, fresh_mock_database
+
+T1 = dt.datetime(2026, 5, 1, 8, 0, 0)
+T2 = dt.datetime(2026, 5, 2, 8, 0, 0)
+T3 = dt.datetime(2026, 5, 3, 8, 0, 0)
+
+
+def jacket_family(main_sku: str = "JACKA") -> MamutProductFamily:
+    """Two axes, four variants; Swedish names and decimal prices as a mapper would produce them."""
+    main = MamutArticle(
+        sku=main_sku,
+        name="Skaljacka Kebnekaise",
+        vat_code=1,
+        price_out=Decimal("1596.00"),
+        use_store=False,
+        variant_axes=("Färg", "Storlek"),
+    )
+    variants = tuple(
+        MamutArticle(
+            sku=f"{main_sku}-{colour[:3].upper()}-{size}",
+            name=f"Skaljacka Kebnekaise {colour} {size}",
+            vat_code=1,
+            price_out=Decimal("1596.00"),
+            ean=f"735000000{index:04d}",
+            weight=Decimal("0.850"),
+            unit="st",
+            main_sku=main_sku,
+            variant_values=(colour, size),
+        )
+        for index, (colour, size) in enumerate((("Röd", "S"), ("Röd", "M"), ("Blå", "S"), ("Blå", "M")))
+    )
+    return MamutProductFamily(main=main, variants=variants)
+
+
+def edit_dates(gateway: MamutGateway, skus: tuple[str, ...]) -> dict[str, dt.datetime]:
+    with gateway.transaction() as tx:
+        return {
+            row["sku"]: row["edit_date"]
+            for row in tx.select("product", ["sku", "edit_date"], where_in=("sku", skus))
+        }
+
+
+def test_create_then_rerun_unchanged_then_one_change_updates_only_that_row(
+    mamut_db: MamutTestDatabase,
+) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    family = jacket_family()
+
+    created = repository.upsert_family(family, update_price=True, now=T1)
+    assert created.created == family.skus and created.updated == () and created.unchanged == ()
+    assert set(created.keys) == set(family.skus)
+    assert repository.fetch_family("JACKA") == family
+    assert repository.fetch_family("JACKA-BLÅ-M") == family  # a variant's sku finds its whole family
+
+    rerun = repository.upsert_family(family, update_price=True, now=T2)
+    assert rerun.unchanged == family.skus and rerun.created == () and rerun.updated == ()
+    assert rerun.keys == created.keys
+    assert set(edit_dates(mamut_db.gateway, family.skus).values()) == {T1}  # nothing was rewritten
+
+    renamed = dataclasses.replace(family.variants[2], name="Skaljacka Kebnekaise Havsblå S")
+    changed = dataclasses.replace(family, variants=(*family.variants[:2], renamed, family.variants[3]))
+    result = repository.upsert_family(changed, update_price=True, now=T3)
+    assert result.updated == ("JACKA-BLÅ-S",)
+    assert result.unchanged == tuple(sku for sku in family.skus if sku != "JACKA-BLÅ-S")
+    dates = edit_dates(mamut_db.gateway, family.skus)
+    assert dates.pop("JACKA-BLÅ-S") == T3 and set(dates.values()) == {T1}
+    assert repository.fetch_family("JACKA") == changed
+    assert sum(1 for row in repository.iter_articles() if row["sku"].startswith("JACKA")) == 5
+
+
+def test_update_price_false_leaves_existing_prices_to_mamut(mamut_db: MamutTestDatabase) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    family = jacket_family()
+    repository.upsert_family(family, update_price=True, now=T1)
+    cheaper = MamutProductFamily(
+        main=dataclasses.replace(family.main, price_out=Decimal("999.00")),
+        variants=(
+            dataclasses.replace(family.variants[0], price_out=Decimal("999.00"), unit="par"),
+            *(dataclasses.replace(v, price_out=Decimal("999.00")) for v in family.variants[1:]),
+            MamutArticle(
+                sku="JACKA-GRÖ-S",
+                name="Skaljacka Kebnekaise Grön S",
+                vat_code=1,
+                price_out=Decimal("1299.50"),
+                main_sku="JACKA",
+                variant_values=("Grön", "S"),
+            ),
+        ),
+    )
+    result = repository.upsert_family(cheaper, update_price=False, now=T2)
+    assert result.created == ("JACKA-GRÖ-S",)
+    assert result.updated == ("JACKA-RÖD-S",)  # the unit changed; price differences alone do not count
+    fetched = repository.fetch_family("JACKA")
+    assert fetched is not None
+    prices = {article.sku: article.price_out for article in (fetched.main, *fetched.variants)}
+    assert prices["JACKA"] == Decimal("1596.00") and prices["JACKA-RÖD-S"] == Decimal("1596.00")
+    assert prices["JACKA-GRÖ-S"] == Decimal("1299.50")  # a new row takes the given price
+    assert fetched.variants[0].unit == "par"
+
+    repriced = repository.upsert_family(cheaper, update_price=True, now=T3)
+    assert set(repriced.updated) == set(family.skus)
+    assert repository.fetch_family("JACKA").main.price_out == Decimal("999.00")  # type: ignore[union-attr]
+
+
+def test_a_missing_price_keeps_mamuts_price_and_new_rows_start_at_zero(mamut_db: MamutTestDatabase) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    repository.upsert_family(
+        MamutProductFamily(MamutArticle("KORT", "Vykort Visby", 1, Decimal("12.00"))),
+        update_price=True,
+        now=T1,
+    )
+    result = repository.upsert_family(
+        MamutProductFamily(MamutArticle("KORT", "Vykort Visby", 1)), update_price=True, now=T2
+    )
+    assert result.unchanged == ("KORT",)
+    repository.upsert_family(
+        MamutProductFamily(MamutArticle("NYTT", "Nytt kort", 1)), update_price=True, now=T2
+    )
+    assert repository.fetch_family("KORT").main.price_out == Decimal("12.00")  # type: ignore[union-attr]
+    assert repository.fetch_family("NYTT").main.price_out == Decimal("0")  # type: ignore[union-attr]
+
+
+def test_keys_by_sku_covers_1200_skus_in_chunks(mamut_db: MamutTestDatabase) -> None:
+    skus = [f"MASS-{n:04d}" for n in range(1200)]
+    with mamut_db.gateway.transaction() as tx:
+        tx.insert_many("product", [{"sku": sku, "name": f"Massartikel {sku}", "vat_code": 1} for sku in skus])
+        expected = {row["sku"]: row["product_key"] for row in tx.select("product", ["sku", "product_key"])}
+    before = mamut_db.gateway.statements_executed
+    keys = ProductRepository(mamut_db.gateway).keys_by_sku([*skus, *skus[:10], "SAKNAS"])
+    assert mamut_db.gateway.statements_executed - before == 3  # 1201 distinct skus, at most 500 per statement
+    assert keys == expected and len(keys) == 1200
+    assert ProductRepository(mamut_db.gateway).keys_by_sku([]) == {}
+
+
+def test_a_failure_mid_family_leaves_nothing_half_written(mamut_db: MamutTestDatabase) -> None:
+    """A trigger rejects the third variant's insert, after the main's update and two variant inserts."""
+    repository = ProductRepository(mamut_db.gateway)
+    single = MamutProductFamily(MamutArticle("BOOM", "Tält Sarek", 1, Decimal("2000.00")))
+    repository.upsert_family(single, update_price=True, now=T1)
+    with mamut_db.gateway.transaction() as tx:
+        if mamut_db.backend == "sqlite":
+            tx.execute_ddl(
+                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD WHEN NEW.PRODID = 'BOOM-3' "
+                "BEGIN SELECT RAISE(ABORT, 'trigger rejects BOOM-3'); END"
+            )
+        else:
+            tx.execute_ddl(
+                "CREATE FUNCTION reject_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.prodid = 'BOOM-3' THEN RAISE EXCEPTION 'trigger rejects BOOM-3'; END IF; "
+                "RETURN NEW; END $$"
+            )
+            tx.execute_ddl(
+                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD "
+                "FOR EACH ROW EXECUTE FUNCTION reject_boom()"
+            )
+    family = MamutProductFamily(
+        main=MamutArticle(
+            "BOOM", "Tält Sarek (ny modell)", 1, Decimal("2000.00"), variant_axes=("Storlek", None)
+        ),
+        variants=tuple(
+            MamutArticle(
+                f"BOOM-{n}", f"Tält Sarek {n} personer", 1, Decimal("2000.00"), variant_values=(str(n), None)
+            )
+            for n in (1, 2, 3, 4)
+        ),
+    )
+    with pytest.raises(MamutError, match="trigger rejects BOOM-3") as caught:
+        repository.upsert_family(family, update_price=True, now=T2)
+    assert caught.value.operation == "insert"
+    assert repository.fetch_family("BOOM") == single  # the main's rename and axes were rolled back
+    assert repository.keys_by_sku(family.skus).keys() == {"BOOM"}
+    assert edit_dates(mamut_db.gateway, ("BOOM",)) == {"BOOM": T1}
+
+
+def test_conflicting_structures_raise_mamut_conflict_naming_both_skus(mamut_db: MamutTestDatabase) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    repository.upsert_family(jacket_family("JACKA"), update_price=True, now=T1)
+
+    steals_variant = MamutProductFamily(
+        main=MamutArticle("VÄST", "Dunväst", 1, Decimal("800")),
+        variants=(
+            MamutArticle("JACKA-RÖD-S", "Dunväst Röd S", 1, Decimal("800"), variant_values=("Röd", "S")),
+        ),
+    )
+    with pytest.raises(
+        MamutConflict, match="variant JACKA-RÖD-S belongs to main article JACKA in Mamut, not to VÄST"
+    ) as caught:
+        repository.upsert_family(steals_variant, update_price=True, now=T2)
+    assert (caught.value.sku, caught.value.other_sku) == ("JACKA-RÖD-S", "JACKA")
+
+    variant_as_main = MamutProductFamily(MamutArticle("JACKA-BLÅ-M", "Fristående jacka", 1))
+    with pytest.raises(MamutConflict, match="JACKA-BLÅ-M is a variant of main article JACKA"):
+        repository.upsert_family(variant_as_main, update_price=True, now=T2)
+
+    main_as_variant = MamutProductFamily(
+        main=MamutArticle("PAKET", "Jackpaket", 1),
+        variants=(MamutArticle("JACKA", "Jacka i paket", 1, variant_values=("Standard", None)),),
+    )
+    with pytest.raises(
+        MamutConflict,
+        match=r"JACKA is the main article of JACKA-\S+ in Mamut; it cannot become a variant of PAKET",
+    ):
+        repository.upsert_family(main_as_variant, update_price=True, now=T2)
+
+    assert repository.keys_by_sku(["VÄST", "PAKET"]) == {}  # conflicts write nothing
+    assert repository.fetch_family("JACKA") == jacket_family("JACKA")
+
+
+def test_a_standalone_article_can_become_a_variant(mamut_db: MamutTestDatabase) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    standalone = MamutArticle("MÖSSA-RÖD", "Mössa Röd", 1, Decimal("149.00"))
+    repository.upsert_family(MamutProductFamily(standalone), update_price=True, now=T1)
+    family = MamutProductFamily(
+        main=MamutArticle("MÖSSA", "Mössa", 1, Decimal("149.00"), variant_axes=("Färg", None)),
+        variants=(
+            dataclasses.replace(standalone, main_sku="MÖSSA", variant_values=("Röd", None)),
+            MamutArticle(
+                "MÖSSA-GUL", "Mössa Gul", 1, Decimal("149.00"), main_sku="MÖSSA", variant_values=("Gul", None)
+            ),
+        ),
+    )
+    result = repository.upsert_family(family, update_price=True, now=T2)
+    assert result.created == ("MÖSSA", "MÖSSA-GUL") and result.updated == ("MÖSSA-RÖD",)
+    assert repository.fetch_family("MÖSSA-RÖD") == family
+
+
+def test_malformed_families_and_unstorable_values_are_refused_naming_the_sku(
+    mamut_db: MamutTestDatabase,
+) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    duplicate = MamutProductFamily(MamutArticle("DUO", "Duo", 1), (MamutArticle("DUO", "Duo igen", 1),))
+    with pytest.raises(ValueError, match="sku DUO occurs twice in the family of DUO"):
+        repository.upsert_family(duplicate, update_price=True, now=T1)
+    orphan = MamutProductFamily(MamutArticle("A", "A", 1), (MamutArticle("A-1", "A1", 1, main_sku="B"),))
+    with pytest.raises(ValueError, match="variant A-1 names main B, but its family's main is A"):
+        repository.upsert_family(orphan, update_price=True, now=T1)
+    too_long = MamutProductFamily(MamutArticle("LÅNG", "Ä" * 201, 1))
+    with pytest.raises(
+        ValueError, match=r"article LÅNG: product\.name \(DESCRIPTION\) takes at most 200 characters"
+    ):
+        repository.upsert_family(too_long, update_price=True, now=T1)
+    assert repository.keys_by_sku(["DUO", "A", "A-1", "LÅNG"]) == {}
+
+
+@pytest.mark.parametrize("backend", MAMUT_BACKENDS)
+def test_renamed_table_and_columns_work_without_code_changes(backend: str, tmp_path: Path) -> None:
+    renamed = SchemaMap.load(
+        overrides={
+            "tables": {
+                "product": {"name": "ARTIKEL", "columns": {"sku": "ARTNR", "main_product_key": "HUVUDART"}},
+            }
+        }
+    )
+    with fresh_mock_database(backend, tmp_path, schema_map=renamed) as odbc:
+        with MamutGateway(odbc, renamed) as gateway:
+            repository = ProductRepository(gateway)
+            family = jacket_family()
+            assert repository.upsert_family(family, update_price=True, now=T1).created == family.skus
+            assert repository.upsert_family(family, update_price=True, now=T2).unchanged == family.skus
+            assert repository.fetch_family("JACKA-RÖD-M") == family
+        with MamutGateway(odbc, SchemaMap.load()) as default_gateway:
+            ok, message = default_gateway.test_connection()
+    assert not ok and "product (G_PROD)" in message  # the physical table really is ARTIKEL
+
+
+@pytest.mark.parametrize("backend", MAMUT_BACKENDS)
+def test_optional_columns_mapped_to_null_are_neither_written_nor_read(backend: str, tmp_path: Path) -> None:
+    lean = SchemaMap.load(
+        overrides={
+            "tables": {
+                "product": {"columns": {"edit_date": None, "reg_date": None, "ean": None, "inactive": None}}
+            }
+        }
+    )
+    with fresh_mock_database(backend, tmp_path, schema_map=lean) as odbc:
+        with MamutGateway(odbc, lean) as gateway:
+            repository = ProductRepository(gateway)
+            family = jacket_family()
+            repository.upsert_family(family, update_price=True, now=T1)
+            changed = dataclasses.replace(
+                family, main=dataclasses.replace(family.main, inactive=True, ean="123")
+            )
+            assert repository.upsert_family(changed, update_price=True, now=T2).unchanged == family.skus
+            fetched = repository.fetch_family("JACKA")
+            rows = list(repository.iter_articles())
+        with MamutGateway(odbc, SchemaMap.load()) as default_gateway:
+            problems = default_gateway.verify_schema()
+    assert fetched is not None and fetched.main.inactive is False
+    assert all(variant.ean is None for variant in fetched.variants)
+    assert len(rows) == 5 and "edit_date" not in rows[0] and "sku" in rows[0]
+    assert len(problems) == 1 and "product (G_PROD)" in problems[0]  # the columns really are absent
+
+
+def test_variants_need_the_main_link_column(mamut_db: MamutTestDatabase) -> None:
+    unlinked = SchemaMap.load(overrides={"tables": {"product": {"columns": {"main_product_key": None}}}})
+    with MamutGateway(mamut_db.odbc, unlinked) as gateway:
+        repository = ProductRepository(gateway)
+        with pytest.raises(
+            SchemaMapError, match=r"family JACKA has variants, but column product\.main_product_key"
+        ):
+            repository.upsert_family(jacket_family(), update_price=True, now=T1)
+        single = MamutProductFamily(MamutArticle("ENKEL", "Enkel artikel", 1, Decimal("5")))
+        assert repository.upsert_family(single, update_price=True, now=T1).created == ("ENKEL",)
+        assert repository.fetch_family("ENKEL") == single
+    assert ProductRepository(mamut_db.gateway).keys_by_sku(jacket_family().skus) == {}
+
+
+def test_fetch_family_of_an_unknown_sku_is_none(mamut_db: MamutTestDatabase) -> None:
+    assert ProductRepository(mamut_db.gateway).fetch_family("FINNS-INTE") is None
+
+
+def test_demo_seed_holds_one_and_two_axis_families_and_is_idempotent(mamut_db: MamutTestDatabase) -> None:
+    create_mock_company_database(mamut_db.odbc, seed="demo")
+    repository = ProductRepository(mamut_db.gateway)
+    rows_before = list(repository.iter_articles())
+    with mamut_db.gateway.transaction() as tx:
+        stock_before = tx.select("product_stock", ["product_key", "warehouse_id", "qty_in_stock"])
+        lines_before = tx.select("price_list_line", ["price_list_id", "product_key", "min_qty", "price"])
+    create_mock_company_database(mamut_db.odbc, seed="demo")
+    with mamut_db.gateway.transaction() as tx:
+        assert tx.select("product_stock", ["product_key", "warehouse_id", "qty_in_stock"]) == stock_before
+        assert len(tx.select("price_list_line", ["price"])) == len(lines_before) > 0
+    assert list(repository.iter_articles()) == rows_before
+    for family in demo_families():
+        assert repository.fetch_family(family.main.sku) == family
+    hoodie = repository.fetch_family("HD-ALV-GRA-M")
+    assert hoodie is not None and hoodie.main.variant_axes == ("Färg", "Storlek")
+    assert ("Grå", "M") in [variant.variant_values for variant in hoodie.variants]
+    tshirt = repository.fetch_family("TS-BAS")
+    assert tshirt is not None and tshirt.main.variant_axes == ("Storlek", None) and len(tshirt.variants) == 3
