@@ -1,0 +1,27 @@
+"""Staging database: the state the integration owns (see DESIGN.md section 5)."""
+
+from starmamut.staging.store import (
+    Batch,
+    Link,
+    QuarantineEntry,
+    StagedRow,
+    StagingError,
+    StagingStore,
+    UnknownBatchError,
+    UnknownLinkError,
+    UnknownStagedRowError,
+    default_staging_url,
+)
+
+__all__ = [
+    "Batch",
+    "Link",
+    "QuarantineEntry",
+    "StagedRow",
+    "StagingError",
+    "StagingStore",
+    "UnknownBatchError",
+    "UnknownLinkError",
+    "UnknownStagedRowError",
+    "default_staging_url",
+]

@@ -1,0 +1,711 @@
+"""Staging store: what the integration owns (batches, staged rows, id map, watermarks, quarantine, ledger).
+
+SQLAlchemy Core over SQLite (default, a file beside the Airflow home) or PostgreSQL (production). Every
+query is scoped by shop so one shop's state is never visible through another shop's calls. Writes are
+portable upserts (``INSERT ... ON CONFLICT DO UPDATE`` on both backends), so a retried task neither
+duplicates nor loses anything, and tasks of different shops can write at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from starmamut.staging import tables
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_RETRY_SECONDS = 0.01
+# Arbitrary but fixed key of the PostgreSQL advisory lock that serialises migrations ("STAG").
+POSTGRES_MIGRATION_LOCK_KEY = 0x53544147
+WRITE_CHUNK_SIZE = 1000
+# Keys per IN (...) list: well under SQLite's bound-parameter limit, small enough for a fast plan.
+IN_LIST_CHUNK_SIZE = 500
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+# Airflow Connection URIs say "postgres://"; SQLAlchemy 2.1 maps bare "postgresql://" to psycopg 3, while the
+# pinned driver is psycopg2. Both bare forms therefore get psycopg2.
+PLAIN_POSTGRES_SCHEMES = ("postgres", "postgresql")
+# Connection execution option: a read-only unit of work on SQLite starts a deferred (shared) transaction.
+READ_ONLY_OPTION = "starmamut_read_only"
+
+T = TypeVar("T")
+
+
+class StagingError(Exception):
+    """Base class for staging store errors the jobs can tell apart from database failures."""
+
+
+class UnknownBatchError(StagingError, LookupError):
+    """A batch id that the staging database has never issued."""
+
+
+class UnknownStagedRowError(StagingError, LookupError):
+    """A verdict for a key that was not staged in the batch (a validate/stage mismatch)."""
+
+
+class UnknownLinkError(StagingError, LookupError):
+    """Retiring an id-map link that does not exist."""
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    """One normalised source record in a batch, with the validation verdict it earned."""
+
+    key: str
+    payload: dict[str, Any]
+    content_hash: str
+    verdict: str = "pending"
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    """Id-map entry joining a record's Starweb id, Mamut key and SKU; retired, never deleted."""
+
+    shop: str
+    entity: str
+    key: str
+    starweb_id: str | None
+    mamut_key: str | None
+    sku: str | None
+    content_hash: str | None
+    synced_at: datetime | None
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """A record held back by validation, with every failed check and why."""
+
+    shop: str
+    entity: str
+    key: str
+    reasons: list[dict[str, Any]]
+    batch_id: str
+    first_seen: datetime
+    last_seen: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One run of one job over one entity for one shop, and what it counted."""
+
+    batch_id: str
+    shop: str
+    job: str
+    entity: str
+    status: str
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int]
+
+
+def default_staging_url(airflow_home: str | Path) -> str:
+    """SQLite file beside the Airflow home: the zero-configuration default for one machine."""
+    path = Path(airflow_home).expanduser().absolute() / "starmamut_staging.db"
+    return sa.engine.URL.create("sqlite", database=str(path)).render_as_string()
+
+
+def staging_engine(url: str) -> Engine:
+    """Engine for the staging database, set up for concurrent Airflow tasks.
+
+    PostgreSQL: a bare ``postgres://`` or ``postgresql://`` URL uses psycopg2 (the pinned driver).
+    SQLite: WAL (readers never block the writer), a busy timeout instead of instant "database is
+    locked", foreign keys enforced, and write transactions opened with ``BEGIN IMMEDIATE`` so two writers
+    queue on the lock up front instead of failing when a read lock cannot be upgraded.
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername in PLAIN_POSTGRES_SCHEMES:
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    engine = sa.create_engine(parsed, pool_pre_ping=True)
+    if engine.dialect.name not in SUPPORTED_DIALECTS:
+        engine.dispose()
+        raise StagingError(
+            f"staging database dialect {engine.dialect.name!r} is not supported; use SQLite or PostgreSQL"
+        )
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _configure_sqlite_connection)
+        sa.event.listen(engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _connection_record: Any) -> None:
+    # Hand transaction control to SQLAlchemy's "begin" event instead of the sqlite3 module.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        _switch_to_wal(cursor)
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Enable WAL (a no-op once the file is in WAL mode), retrying while another process holds the file.
+
+    SQLite answers BUSY to the journal-mode switch without calling the busy handler when another
+    connection is opening or converting the same fresh file, so the wait is done here.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            time.sleep(SQLITE_BUSY_RETRY_SECONDS)
+
+
+def _begin_sqlite_transaction(connection: Connection) -> None:
+    if connection.get_execution_options().get(READ_ONLY_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def lock_for_migration(connection: Connection) -> None:
+    """Serialise concurrent migrations until the surrounding transaction ends.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: the transaction was opened with
+    ``BEGIN IMMEDIATE``, which already holds the database's single write lock. Either way the second
+    process waits, then finds the schema at head and does nothing.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(POSTGRES_MIGRATION_LOCK_KEY)))
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the packaged migrations; no alembic.ini needed at run time."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _json_default(value: Any) -> str:
+    """Decimals become strings (no float rounding of prices); dates become ISO 8601 strings."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):  # datetime is a date
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} value {value!r} is not JSON serialisable")
+
+
+def _to_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} cannot be stored as JSON: {error}") from error
+
+
+def _validated_reasons(reasons: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+    if not reasons:
+        raise ValueError(f"{what}: quarantine needs at least one reason")
+    for reason in reasons:
+        if not isinstance(reason, Mapping) or not {"check", "reason"} <= reason.keys():
+            raise ValueError(
+                f"{what}: each reason must be a mapping with 'check' and 'reason', got {reason!r}"
+            )
+    return [dict(reason) for reason in reasons]
+
+
+class StagingStore:
+    """Owns the staging database; every method is its own short transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> StagingStore:
+        """Store over a SQLAlchemy URL; tables appear only once :meth:`migrate` has run."""
+        return cls(staging_engine(url))
+
+    def __repr__(self) -> str:
+        # URL's repr masks the password.
+        return f"StagingStore({self._engine.url!r})"
+
+    def close(self) -> None:
+        """Release pooled connections (end of a task, or before dropping a test database)."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as connection:
+            connection.execution_options(**{READ_ONLY_OPTION: True})
+            yield connection
+
+    def _upsert(
+        self,
+        table: sa.Table,
+        update_columns: Sequence[str],
+        conflict_columns: Sequence[str] | None = None,
+        conflict_where: sa.ColumnElement[bool] | None = None,
+    ) -> sa.Insert:
+        """``INSERT ... ON CONFLICT (...) DO UPDATE`` in the engine's dialect (both accept the same form)."""
+        insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
+        statement = insert(table)
+        target = conflict_columns or [column.name for column in table.primary_key.columns]
+        return statement.on_conflict_do_update(
+            index_elements=target,
+            index_where=conflict_where,
+            set_={name: statement.excluded[name] for name in update_columns},
+        )
+
+    # -- schema ---------------------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to Alembic head; a no-op when already there.
+
+        Safe when several processes start at once (e.g. parallel Airflow tasks on a fresh SQLite file):
+        the upgrade runs in one transaction that first takes :func:`lock_for_migration`, so the others
+        wait, then see the new revision and do nothing. DDL is transactional on both backends, so a
+        crash mid-migration leaves the previous revision intact.
+        """
+        config = alembic_config()
+        with self._write() as connection:
+            lock_for_migration(connection)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    # -- batches and staged rows ----------------------------------------------------------------------------
+
+    def start_batch(self, shop: str, job: str, entity: str, *, dry_run: bool = False) -> str:
+        batch_id = uuid.uuid4().hex
+        with self._write() as connection:
+            connection.execute(
+                sa.insert(tables.staging_batch).values(
+                    batch_id=batch_id,
+                    shop=shop,
+                    job=job,
+                    entity=entity,
+                    status="running",
+                    dry_run=dry_run,
+                    started_at=_now(),
+                    finished_at=None,
+                    counts="{}",
+                )
+            )
+        return batch_id
+
+    def _require_batch(self, connection: Connection, batch_id: str) -> None:
+        table = tables.staging_batch
+        if connection.scalar(sa.select(table.c.batch_id).where(table.c.batch_id == batch_id)) is None:
+            raise UnknownBatchError(f"unknown staging batch {batch_id!r}")
+
+    def stage_rows(self, batch_id: str, entity: str, rows: Iterable[StagedRow]) -> int:
+        """Write rows in chunks, consuming ``rows`` lazily; returns how many rows were read from it.
+
+        Staging a key again in the same batch replaces it, so a retried extract does not duplicate. All
+        chunks commit together: a failure part-way leaves the batch as it was before the call.
+        """
+        table = tables.staged_row
+        statement = self._upsert(table, ["payload", "content_hash", "verdict", "reason"])
+        count = 0
+        with self._write() as connection:
+            self._require_batch(connection, batch_id)
+            for chunk in _chunks(rows, WRITE_CHUNK_SIZE):
+                # PostgreSQL refuses to upsert one key twice in a statement; the last version wins anyway.
+                latest = {
+                    row.key: {
+                        "batch_id": batch_id,
+                        "entity": entity,
+                        "key": row.key,
+                        "payload": _to_json(row.payload, f"{entity} {row.key!r} payload"),
+                        "content_hash": row.content_hash,
+                        "verdict": row.verdict,
+                        "reason": row.reason,
+                    }
+                    for row in chunk
+                }
+                connection.execute(statement, list(latest.values()))
+                count += len(chunk)
+        return count
+
+    def iter_staged(
+        self, batch_id: str, entity: str, verdict: str | None = None, chunk_size: int = 1000
+    ) -> Iterator[StagedRow]:
+        """Rows in key order, fetched ``chunk_size`` at a time by key (keyset paging).
+
+        Each chunk is its own short read, so no transaction stays open while the caller works, and
+        verdicts set between chunks neither skip nor repeat rows.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        table = tables.staged_row
+        with self._read() as connection:
+            self._require_batch(connection, batch_id)
+        query = (
+            sa.select(table.c.key, table.c.payload, table.c.content_hash, table.c.verdict, table.c.reason)
+            .where(table.c.batch_id == batch_id, table.c.entity == entity)
+            .order_by(table.c.key)
+            .limit(chunk_size)
+        )
+        if verdict is not None:
+            query = query.where(table.c.verdict == verdict)
+        after_key: str | None = None
+        while True:
+            page = query if after_key is None else query.where(table.c.key > after_key)
+            with self._read() as connection:
+                rows = connection.execute(page).all()
+            for row in rows:
+                yield StagedRow(
+                    key=row.key,
+                    payload=json.loads(row.payload),
+                    content_hash=row.content_hash,
+                    verdict=row.verdict,
+                    reason=row.reason,
+                )
+            if len(rows) < chunk_size:
+                return
+            after_key = rows[-1].key
+
+    def set_verdicts(
+        self, batch_id: str, entity: str, verdicts: Mapping[str, tuple[str, str | None]]
+    ) -> None:
+        """Record validation verdicts; all or nothing, and a key that was never staged is an error.
+
+        Keys sharing a (verdict, reason) are updated together through IN lists: a batch is mostly
+        "valid" with no reason, so this is a handful of statements rather than one per row.
+        """
+        table = tables.staged_row
+        keys_by_outcome: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+        for key, outcome in verdicts.items():
+            keys_by_outcome[outcome].append(key)
+        with self._write() as connection:
+            for (verdict, reason), keys in keys_by_outcome.items():
+                for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
+                    in_batch = (
+                        table.c.batch_id == batch_id,
+                        table.c.entity == entity,
+                        table.c.key.in_(chunk),
+                    )
+                    updated = connection.execute(
+                        sa.update(table).where(*in_batch).values(verdict=verdict, reason=reason)
+                    )
+                    if updated.rowcount != len(chunk):
+                        found = set(connection.scalars(sa.select(table.c.key).where(*in_batch)))
+                        missing = [key for key in chunk if key not in found]
+                        raise UnknownStagedRowError(
+                            f"batch {batch_id!r} has no staged {entity} rows with keys {missing[:10]!r}"
+                            + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+                        )
+
+    def count_staged(self, batch_id: str, entity: str) -> dict[str, int]:
+        table = tables.staged_row
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(table.c.verdict, sa.func.count())
+                .where(table.c.batch_id == batch_id, table.c.entity == entity)
+                .group_by(table.c.verdict)
+            ).all()
+        return {verdict: count for verdict, count in rows}
+
+    def finish_batch(self, batch_id: str, status: str, counts: Mapping[str, int]) -> None:
+        table = tables.staging_batch
+        with self._write() as connection:
+            result = connection.execute(
+                sa.update(table)
+                .where(table.c.batch_id == batch_id)
+                .values(
+                    status=status,
+                    finished_at=_now(),
+                    counts=_to_json(dict(counts), f"batch {batch_id} counts"),
+                )
+            )
+            if result.rowcount == 0:
+                raise UnknownBatchError(f"unknown staging batch {batch_id!r}")
+
+    @staticmethod
+    def _batch(row: sa.Row[Any]) -> Batch:
+        return Batch(
+            batch_id=row.batch_id,
+            shop=row.shop,
+            job=row.job,
+            entity=row.entity,
+            status=row.status,
+            dry_run=bool(row.dry_run),
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            counts=json.loads(row.counts),
+        )
+
+    def get_batch(self, batch_id: str) -> Batch:
+        table = tables.staging_batch
+        with self._read() as connection:
+            row = connection.execute(sa.select(table).where(table.c.batch_id == batch_id)).one_or_none()
+        if row is None:
+            raise UnknownBatchError(f"unknown staging batch {batch_id!r}")
+        return self._batch(row)
+
+    def latest_batches(self, shop: str, job: str | None = None, limit: int = 20) -> list[Batch]:
+        """Newest first."""
+        table = tables.staging_batch
+        query = (
+            sa.select(table)
+            .where(table.c.shop == shop)
+            .order_by(table.c.started_at.desc(), table.c.batch_id.desc())
+            .limit(limit)
+        )
+        if job is not None:
+            query = query.where(table.c.job == job)
+        with self._read() as connection:
+            return [self._batch(row) for row in connection.execute(query)]
+
+    # -- id map ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _link(row: sa.Row[Any]) -> Link:
+        return Link(
+            shop=row.shop,
+            entity=row.entity,
+            key=row.key,
+            starweb_id=row.starweb_id,
+            mamut_key=row.mamut_key,
+            sku=row.sku,
+            content_hash=row.content_hash,
+            synced_at=row.synced_at,
+            retired_at=row.retired_at,
+        )
+
+    def get_links(self, shop: str, entity: str, keys: Iterable[str] | None = None) -> dict[str, Link]:
+        """Links by key, retired ones included (``retired_at`` set); keys=None means every link."""
+        table = tables.id_map
+        query = sa.select(table).where(table.c.shop == shop, table.c.entity == entity)
+        with self._read() as connection:
+            if keys is None:
+                return {row.key: self._link(row) for row in connection.execute(query)}
+            links: dict[str, Link] = {}
+            for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
+                for row in connection.execute(query.where(table.c.key.in_(chunk))):
+                    links[row.key] = self._link(row)
+            return links
+
+    def find_link_by_sku(self, shop: str, entity: str, sku: str) -> Link | None:
+        """The live (not retired) link carrying this SKU; if several do, the most recently synced."""
+        table = tables.id_map
+        query = (
+            sa.select(table)
+            .where(
+                table.c.shop == shop,
+                table.c.entity == entity,
+                table.c.sku == sku,
+                table.c.retired_at.is_(None),
+            )
+            .order_by(table.c.synced_at.desc(), table.c.key)
+            .limit(1)
+        )
+        with self._read() as connection:
+            row = connection.execute(query).one_or_none()
+        return None if row is None else self._link(row)
+
+    def upsert_link(
+        self,
+        shop: str,
+        entity: str,
+        key: str,
+        *,
+        starweb_id: str | None,
+        mamut_key: str | None,
+        sku: str | None,
+        content_hash: str | None,
+    ) -> None:
+        """Record a successful push at once (so a crash right after it cannot lose the link).
+
+        A retired link that is synced again comes back to life.
+        """
+        statement = self._upsert(
+            tables.id_map, ["starweb_id", "mamut_key", "sku", "content_hash", "synced_at", "retired_at"]
+        ).values(
+            shop=shop,
+            entity=entity,
+            key=key,
+            starweb_id=starweb_id,
+            mamut_key=mamut_key,
+            sku=sku,
+            content_hash=content_hash,
+            synced_at=_now(),
+            retired_at=None,
+        )
+        with self._write() as connection:
+            connection.execute(statement)
+
+    def retire_link(self, shop: str, entity: str, key: str) -> None:
+        """Mark a link retired (the record is gone at the source); keeps the first retirement time."""
+        table = tables.id_map
+        identity = (table.c.shop == shop, table.c.entity == entity, table.c.key == key)
+        with self._write() as connection:
+            retired = connection.execute(
+                sa.update(table).where(*identity, table.c.retired_at.is_(None)).values(retired_at=_now())
+            )
+            if retired.rowcount == 0 and connection.scalar(sa.select(table.c.key).where(*identity)) is None:
+                raise UnknownLinkError(f"shop {shop!r} has no {entity} link with key {key!r} to retire")
+
+    # -- watermarks -----------------------------------------------------------------------------------------
+
+    def get_watermark(self, shop: str, job: str) -> datetime | None:
+        table = tables.watermark
+        with self._read() as connection:
+            return connection.scalar(sa.select(table.c.value).where(table.c.shop == shop, table.c.job == job))
+
+    def set_watermark(self, shop: str, job: str, value: datetime) -> None:
+        """Store the extract's high-water mark (timezone-aware; kept in UTC)."""
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"watermark {shop}/{job}: naive datetime {value.isoformat()}; pass a timezone")
+        statement = self._upsert(tables.watermark, ["value", "updated_at"]).values(
+            shop=shop, job=job, value=value, updated_at=_now()
+        )
+        with self._write() as connection:
+            connection.execute(statement)
+
+    # -- quarantine -----------------------------------------------------------------------------------------
+
+    def quarantine(
+        self, shop: str, entity: str, key: str, reasons: list[dict[str, Any]], batch_id: str
+    ) -> None:
+        """Open an entry, or refresh the open one (reasons, batch, last seen; first seen is kept)."""
+        what = f"quarantine of {entity} {key!r}"
+        now = _now()
+        statement = self._upsert(
+            tables.quarantine,
+            ["reasons", "batch_id", "last_seen"],
+            conflict_columns=["shop", "entity", "key"],
+            conflict_where=tables.OPEN_QUARANTINE_PREDICATE,
+        ).values(
+            shop=shop,
+            entity=entity,
+            key=key,
+            reasons=_to_json(_validated_reasons(reasons, what), what),
+            batch_id=batch_id,
+            first_seen=now,
+            last_seen=now,
+            resolved_at=None,
+        )
+        with self._write() as connection:
+            connection.execute(statement)
+
+    def resolve_quarantine(self, shop: str, entity: str, keys: Iterable[str]) -> int:
+        """Close the open entries for these keys (they passed validation); returns how many were open."""
+        table = tables.quarantine
+        resolved = 0
+        now = _now()
+        with self._write() as connection:
+            for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
+                result = connection.execute(
+                    sa.update(table)
+                    .where(
+                        table.c.shop == shop,
+                        table.c.entity == entity,
+                        table.c.key.in_(chunk),
+                        table.c.resolved_at.is_(None),
+                    )
+                    .values(resolved_at=now)
+                )
+                resolved += result.rowcount
+        return resolved
+
+    def open_quarantine(self, shop: str, entity: str | None = None) -> list[QuarantineEntry]:
+        """Unresolved entries, by entity then key."""
+        table = tables.quarantine
+        query = (
+            sa.select(table)
+            .where(table.c.shop == shop, table.c.resolved_at.is_(None))
+            .order_by(table.c.entity, table.c.key)
+        )
+        if entity is not None:
+            query = query.where(table.c.entity == entity)
+        with self._read() as connection:
+            return [
+                QuarantineEntry(
+                    shop=row.shop,
+                    entity=row.entity,
+                    key=row.key,
+                    reasons=json.loads(row.reasons),
+                    batch_id=row.batch_id,
+                    first_seen=row.first_seen,
+                    last_seen=row.last_seen,
+                    resolved_at=row.resolved_at,
+                )
+                for row in connection.execute(query)
+            ]
+
+    # -- ledger ---------------------------------------------------------------------------------------------
+
+    def get_ledger(
+        self, shop: str, dimension: str, skus: Iterable[str] | None = None
+    ) -> dict[tuple[str, str], str]:
+        """Last pushed values by (sku, target), e.g. ("A-1", "pricelist:2") -> "199.00"."""
+        table = tables.ledger
+        query = sa.select(table.c.sku, table.c.target, table.c.value).where(
+            table.c.shop == shop, table.c.dimension == dimension
+        )
+        with self._read() as connection:
+            if skus is None:
+                return {(sku, target): value for sku, target, value in connection.execute(query)}
+            values: dict[tuple[str, str], str] = {}
+            for chunk in _chunks(skus, IN_LIST_CHUNK_SIZE):
+                for sku, target, value in connection.execute(query.where(table.c.sku.in_(chunk))):
+                    values[(sku, target)] = value
+            return values
+
+    def set_ledger(self, shop: str, dimension: str, entries: Mapping[tuple[str, str], str]) -> None:
+        """Record pushed values (strings, so "199.00" stays exactly what was sent); all or nothing."""
+        for (sku, target), value in entries.items():
+            if not isinstance(value, str):
+                raise TypeError(
+                    f"ledger {dimension} value for sku {sku!r} target {target!r} must be a str, "
+                    f"got {type(value).__name__} {value!r}"
+                )
+        statement = self._upsert(tables.ledger, ["value", "updated_at"])
+        now = _now()
+        with self._write() as connection:
+            for chunk in _chunks(entries.items(), WRITE_CHUNK_SIZE):
+                connection.execute(
+                    statement,
+                    [
+                        {
+                            "shop": shop,
+                            "dimension": dimension,
+                            "sku": sku,
+                            "target": target,
+                            "value": value,
+                            "updated_at": now,
+                        }
+                        for (sku, target), value in chunk
+                    ],
+                )
