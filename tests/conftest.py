@@ -18,5 +18,7 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.sandbox",
+    "tests.fixtures.mamut",
+    "tests.fixtures.staging",
     "tests.fixtures.airflow",
 ]

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from starmamut.config import Settings, ShopConfig, load_settings
+from starmamut.config import Settings, ShopConfig, config_path, load_settings
 from starmamut.jobs.common import JobContext, RunParams
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.schema_map import SchemaMap
@@ -77,7 +77,8 @@ def mamut_gateway(settings: Settings) -> MamutGateway:
 
 @cache
 def _schema_map(path: str | None) -> SchemaMap:
-    return SchemaMap.load(Path(path) if path else None)
+    """The install's schema map; a relative path is relative to the config file."""
+    return SchemaMap.load(config_path().parent / path if path else None)
 
 
 def staging_url(settings: Settings) -> str:

@@ -54,12 +54,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
     settings = load_settings()
     articles = list(ProductRepository(MamutGateway(sqlite_odbc_string(Path(args.mamut_db)), SchemaMap.load(None)))
                     .iter_articles())
+    sku_by_key = {article["product_key"]: article["sku"] for article in articles}
     print(f"\nMamut articles ({len(articles)}):")
-    print(f"  {'article no.':<18} {'main':<10} {'variant':<22} {'price ex VAT':>12}  name")
+    print(f"  {'article no.':<18} {'main article':<14} {'variant':<22} {'price ex VAT':>12}  name")
     for article in sorted(articles, key=lambda a: a["sku"]):
+        main_sku = sku_by_key.get(article.get("main_product_key"), "")
         variant = " / ".join(v for v in (article.get("variant_value_1"), article.get("variant_value_2")) if v)
         price = article.get("price_out")
-        print(f"  {article['sku']:<18} {str(article.get('main_sku') or ''):<10} {variant:<22} "
+        print(f"  {article['sku']:<18} {main_sku:<14} {variant:<22} "
               f"{'' if price is None else f'{price:.2f}':>12}  {article['name']}")
     store = StagingStore.from_url(default_staging_url(Path(os.environ.get("AIRFLOW_HOME", airflow_home()))))
     for shop in settings.shops:

@@ -7,7 +7,7 @@ import signal
 import threading
 from types import FrameType
 
-from starmamut.sandbox.demo_data import SEEDS
+from starmamut.sandbox.demo_data import SEEDS, generate_catalogue
 from starmamut.sandbox.server import start_sandbox
 
 
@@ -19,6 +19,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every API request")
     parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute per API user")
     parser.add_argument("--per-page", type=int, default=100, help="page size of paginated lists")
+    parser.add_argument("--generate", type=int, default=0, metavar="N",
+                        help="add N generated products (deterministic) after seeding, for benchmarks")
     parser.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
     return parser.parse_args(argv)
 
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         rate_limit_per_minute=args.rate_limit,
         latency_ms=args.latency_ms,
     ) as sandbox:
+        for body in generate_catalogue(args.generate):
+            sandbox.state.add_product(body)
         print(f"Starweb sandbox ({args.seed}) listening on {sandbox.base_url}", flush=True)
         print(f"admin endpoints: {sandbox.admin_url}/health, /faults, /reset, /requests", flush=True)
         print(

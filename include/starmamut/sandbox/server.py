@@ -454,6 +454,9 @@ class _SandboxHTTPServer(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; without TCP_NODELAY, Nagle's algorithm and the client's
+    # delayed ACK add ~40 ms to every small response on loopback, which would swamp any latency setting.
+    disable_nagle_algorithm = True
     server_version = "StarwebSandbox/1.0"
     timeout = 60
     server: _SandboxHTTPServer
