@@ -210,3 +210,11 @@ def test_full_refresh_rewrites_a_product_changed_in_mamut_by_hand(make_ctx, sand
     refreshed = products_to_mamut.run(make_ctx(full_refresh=True))
     assert refreshed["changed"] == len(sandbox.state.product_ids())
     assert mamut_rows(mamut_db.gateway)[sku]["name"] != "Ändrad för hand"
+
+
+def test_extract_uses_the_minimum_number_of_requests(make_ctx, sandbox):
+    """Token, 5 reference reads, one product page, one variant listing per product with several variants."""
+    several = sum(1 for pid in sandbox.state.product_ids() if len(sandbox.state.list_variants(pid)) > 1)
+    result = products_to_mamut.run(make_ctx())
+    assert result["requests"] == 1 + 5 + 1 + several
+    assert len(sandbox.requests) == result["requests"]
