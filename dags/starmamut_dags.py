@@ -6,6 +6,7 @@ Heavy modules (pandas, Great Expectations, the clients) are imported inside the 
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,13 +45,19 @@ Starweb Connection `{shop.starweb_conn_id}` · budget {shop.request_budget_per_m
 """
 
 
+def _steps(job: JobSpec) -> Any:
+    """The job's engine module, imported inside the task (heavy imports stay out of DAG parsing)."""
+    return importlib.import_module(job.module)
+
+
 def _context(shop_id: str) -> Any:
     from starmamut.airflow_adapter import job_context
 
     return job_context(shop_id, get_current_context()["params"])
 
 
-def products_to_mamut_dag(shop: ShopConfig, job: JobSpec) -> DAG:
+def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
+    """extract → validate → load → report; the steps that call Starweb run in the shop's pool."""
     with DAG(
         dag_id=dag_id(shop.id, job.name),
         description=job.summary,
@@ -66,27 +73,19 @@ def products_to_mamut_dag(shop: ShopConfig, job: JobSpec) -> DAG:
 
         @task(pool=shop.pool)
         def extract() -> dict[str, Any]:
-            from starmamut.jobs import products_to_mamut
-
-            return products_to_mamut.extract(_context(shop.id))
+            return _steps(job).extract(_context(shop.id))
 
         @task
         def validate(extracted: dict[str, Any]) -> dict[str, Any]:
-            from starmamut.jobs import products_to_mamut
+            return _steps(job).validate(_context(shop.id), extracted["batch_id"])
 
-            return products_to_mamut.validate(_context(shop.id), extracted["batch_id"])
-
-        @task
+        @task(pool=shop.pool)
         def load(extracted: dict[str, Any], validated: dict[str, Any]) -> dict[str, Any]:
-            from starmamut.jobs import products_to_mamut
-
-            return products_to_mamut.load(_context(shop.id), extracted["batch_id"])
+            return _steps(job).load(_context(shop.id), extracted["batch_id"])
 
         @task
         def report(extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
-            from starmamut.jobs import products_to_mamut
-
-            return products_to_mamut.report(_context(shop.id), extracted["batch_id"], extracted, validated, loaded)
+            return _steps(job).report(_context(shop.id), extracted["batch_id"], extracted, validated, loaded)
 
         extracted = extract()
         validated = validate(extracted)
@@ -95,9 +94,7 @@ def products_to_mamut_dag(shop: ShopConfig, job: JobSpec) -> DAG:
     return dag
 
 
-BUILDERS = {"products_to_mamut": products_to_mamut_dag}
-
 for _shop in load_settings().shops:
     for _job in jobs_for_flow(_shop.flow):
-        _dag = BUILDERS[_job.name](_shop, _job)
+        _dag = job_dag(_shop, _job)
         globals()[_dag.dag_id] = _dag

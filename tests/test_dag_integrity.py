@@ -65,6 +65,7 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
         for task in dag.tasks:
             assert task.retries >= 1 and task.retry_exponential_backoff
         assert dag.get_task("extract").pool == f"starweb_{shop}"
+        assert dag.get_task("load").pool == f"starweb_{shop}"
     assert bag.dags["no__products_to_mamut"].schedule == "15 * * * *"
     assert bag.dags["se__products_to_mamut"].schedule == "@hourly"
 

@@ -49,6 +49,68 @@ class ProductsToMamutSettings(_Strict):
         return value
 
 
+StatusRef = int | str
+"""A Starweb order status by numeric id or by ``idCode`` (created, picking, completed, canceled)."""
+
+
+class OrdersToMamutSettings(_Strict):
+    """Which web orders go to Mamut, as what, and how customers are matched."""
+
+    document: Literal["order", "invoice"] = "order"
+    eligible_statuses: list[StatusRef] = Field(default_factory=lambda: ["created", "picking"], min_length=1)
+    include_unpaid: bool = Field(default=False, description="also transfer orders whose payment is not complete")
+    overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 30
+    max_age_days: Annotated[int, Field(ge=1, le=365)] = 30
+    customer_match: list[Literal["external_id", "email", "org_no"]] = Field(
+        default_factory=lambda: ["external_id", "email", "org_no"], min_length=1
+    )
+    guest_customer_no: int | None = Field(default=None, description="Mamut customer for guests no key matches")
+    shipping_sku: str = "FRAKT"
+    payment_fee_sku: str = "AVGIFT"
+    unknown_sku: Literal["free_text", "quarantine"] = "free_text"
+    write_back: bool = True
+    status_after_transfer: StatusRef | None = None
+    total_tolerance_per_line: Annotated[float, Field(ge=0, le=1)] = 0.01
+    quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class PricelistMapping(_Strict):
+    """One Starweb price list fed from Mamut: the base sales price or a Mamut price list (by name)."""
+
+    starweb: Annotated[int, Field(ge=1)]
+    mamut: str = Field(description="'base' for the article's sales price, else a Mamut price list name")
+
+
+class PricesToStarwebSettings(_Strict):
+    pricelists: list[PricelistMapping] = Field(default_factory=lambda: [PricelistMapping(starweb=1, mamut="base")])
+    rounding: Literal["none", "cents", "whole"] = "cents"
+    quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class StockLocationMapping(_Strict):
+    """Which Mamut warehouses add up to one Starweb stock location ('variant' = the variant's own stock)."""
+
+    starweb: int | Literal["variant"]
+    warehouses: list[int] = Field(min_length=1)
+
+
+class StockToStarwebSettings(_Strict):
+    locations: list[StockLocationMapping] = Field(
+        default_factory=lambda: [StockLocationMapping(starweb="variant", warehouses=[1])]
+    )
+    subtract_reserved: bool = True
+    negative: Literal["clamp", "pass"] = "clamp"
+    in_stock_status: str = "inStock"
+    out_of_stock_status: str = "outOfStock"
+    backorder_status: str | None = Field(default=None, description="idCode used when stock <= 0 and buyable")
+    quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class ProductsToStarwebSettings(_Strict):
+    new_product_visibility: Literal["hidden", "visible"] = "hidden"
+    quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
 class ShopConfig(_Strict):
     """One Starweb shop: its flow, credentials (by Connection id), budget and per-job settings."""
 
@@ -62,6 +124,10 @@ class ShopConfig(_Strict):
     pool_slots: Annotated[int, Field(ge=1, le=64)] = 2
     schedules: dict[str, str | None] = Field(default_factory=dict)
     products_to_mamut: ProductsToMamutSettings = ProductsToMamutSettings()
+    orders_to_mamut: OrdersToMamutSettings = OrdersToMamutSettings()
+    products_to_starweb: ProductsToStarwebSettings = ProductsToStarwebSettings()
+    prices_to_starweb: PricesToStarwebSettings = PricesToStarwebSettings()
+    stock_to_starweb: StockToStarwebSettings = StockToStarwebSettings()
 
     @field_validator("schedules")
     @classmethod
@@ -85,10 +151,21 @@ class ShopConfig(_Strict):
         return f"starweb:{self.id}"
 
 
+class CustomerNumbers(_Strict):
+    """Who owns the customer number series: Mamut allocates the next free number in a range, or the number
+    is derived from the Starweb customer id (offset + id) so both systems show the same number."""
+
+    owner: Literal["mamut", "starweb"] = "mamut"
+    first: Annotated[int, Field(ge=1)] = 10000
+    last: Annotated[int, Field(ge=1)] = 49999
+    starweb_offset: Annotated[int, Field(ge=0)] = 50000
+
+
 class MamutSettings(_Strict):
     """The one Mamut company database all shops share."""
 
     conn_id: str = "mamut_default"
+    customer_numbers: CustomerNumbers = CustomerNumbers()
     schema_map: str | None = Field(default=None, description="YAML overriding table/column names")
     vat_codes: dict[float, int] = Field(description="VAT rate in percent -> Mamut VATCODE")
 

@@ -10,10 +10,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class JobSpec:
+    """A job: its module (with extract, validate, load and report steps), the flows that run it, its schedule."""
+
     name: str
     flows: frozenset[str]
     default_schedule: str | None
     summary: str
+
+    @property
+    def module(self) -> str:
+        return f"starmamut.jobs.{self.name}"
 
 
 JOBS: dict[str, JobSpec] = {
