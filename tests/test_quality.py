@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+
 from starmamut.quality import (
     PRODUCT_COLUMNS,
     CheckCouldNotRun,
