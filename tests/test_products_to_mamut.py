@@ -218,3 +218,13 @@ def test_extract_uses_the_minimum_number_of_requests(make_ctx, sandbox):
     result = products_to_mamut.run(make_ctx())
     assert result["requests"] == 1 + 5 + 1 + several
     assert len(sandbox.requests) == result["requests"]
+
+
+def test_variant_links_address_the_variant_under_its_product(make_ctx, sandbox, staging_store):
+    products_to_mamut.run(make_ctx())
+    links = staging_store.get_links("demo", "variant")
+    product_id = sandbox.state.product_ids()[0]
+    variant = sandbox.state.list_variants(product_id)[0]
+    link = links[str(variant["variantId"])]
+    assert (link.starweb_id, link.sku) == (f"{product_id}:{variant['variantId']}", variant["sku"])
+    assert link.mamut_key is not None

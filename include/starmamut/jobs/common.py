@@ -54,3 +54,13 @@ def format_report(title: str, counts: Mapping[str, Any]) -> str:
     width = max(len(key) for key in counts) if counts else 0
     lines = [title] + [f"  {key.ljust(width)}  {value}" for key, value in counts.items()]
     return "\n".join(lines)
+
+
+def variant_ref(product_id: int | str, variant_id: int | str) -> str:
+    """The id-map ``starweb_id`` of a variant: Starweb addresses variants under their product."""
+    return f"{product_id}:{variant_id}"
+
+
+def parse_variant_ref(ref: str) -> tuple[int, int]:
+    product_id, _, variant_id = ref.partition(":")
+    return int(product_id), int(variant_id)

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, QualityGateFailed, format_report
+from starmamut.jobs.common import JobContext, QualityGateFailed, format_report, variant_ref
 from starmamut.mamut.products import MamutConflict, ProductRepository
 from starmamut.mapping.products import (
     AttributeValue,
@@ -144,7 +144,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 continue
             failpoint("products_to_mamut.after_mamut_commit")
             for variant in row.payload["variants"]:
-                store.upsert_link(shop.id, "variant", str(variant["variant_id"]), starweb_id=str(variant["variant_id"]),
+                store.upsert_link(shop.id, "variant", str(variant["variant_id"]),
+                                  starweb_id=variant_ref(row.payload["product_id"], variant["variant_id"]),
                                   mamut_key=str(result.keys[variant["sku"]]), sku=variant["sku"], content_hash=None)
             store.upsert_link(shop.id, ENTITY, row.key, starweb_id=row.key,
                               mamut_key=str(result.keys[family.main.sku]), sku=family.main.sku,
