@@ -33,6 +33,8 @@ MAX_PARAMS_PER_STATEMENT = 500
 _SECRET_KEYS = frozenset({"pwd", "password"})
 _SECRET_PATTERN = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;\s]*)")
 REDACTED = "***"
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
 
 
 class MamutError(RuntimeError):
@@ -333,6 +335,65 @@ class MamutTransaction:
             order_sql = " ORDER BY " + ", ".join(spec.column(name).sql_name for name in order_by)
         sql = f"SELECT {', '.join(c.sql_name for c in selected)} FROM {spec.physical}{where_sql}{order_sql}"
         cursor = self._execute("select", spec, sql, params)
+        yield from self._stream(spec, cursor, [(column.logical, column) for column in selected], batch_size)
+
+    def iter_query(
+        self,
+        tables: Mapping[str, str],
+        select: Mapping[str, str],
+        body: str,
+        params: Sequence[Any] = (),
+        *,
+        batch_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Stream a SELECT over several tables (joins, sub-queries, GROUP BY, ORDER BY) in logical names.
+
+        ``tables`` maps SQL aliases to logical tables (the first one names the query in errors);
+        ``select`` maps result keys to ``"alias.column"`` and decides how each value is typed; ``body``
+        is the SQL after the select list, starting with FROM, where ``{alias}`` stands for the aliased
+        table (``G_PROD p``) and ``{alias.column}`` for a qualified column (``p.PRODID``). The body is
+        written by code, never built from input: every value goes in ``params`` behind a ``?`` marker
+        (convert with :meth:`ColumnSpec.to_param`). Columns mapped to null raise SchemaMapError.
+        """
+        specs = {alias: self._schema.table(logical) for alias, logical in tables.items()}
+        for alias in specs:
+            if not _ALIAS.match(alias):
+                raise ValueError(f"table alias {alias!r} is not a plain SQL identifier")
+        if not specs or not select:
+            raise ValueError("iter_query needs at least one table and one selected column")
+
+        def qualified(reference: str) -> tuple[str, ColumnSpec]:
+            alias, _, logical = reference.partition(".")
+            if alias not in specs:
+                raise ValueError(f"{reference!r} names alias {alias!r}; known aliases: {', '.join(specs)}")
+            column = specs[alias].column(logical)
+            return f"{alias}.{column.sql_name}", column
+
+        def placeholder(match: re.Match[str]) -> str:
+            if match.group(2) is None:
+                alias = match.group(1)
+                if alias not in specs:
+                    raise ValueError(f"{{{alias}}} names an unknown alias; known aliases: {', '.join(specs)}")
+                return f"{specs[alias].physical} {alias}"
+            return qualified(f"{match.group(1)}.{match.group(2)}")[0]
+
+        resolved = _PLACEHOLDER.sub(placeholder, body)
+        if "{" in resolved or "}" in resolved:
+            raise ValueError(f"query body has a malformed placeholder: {body!r}")
+        selected = [(key, *qualified(reference)) for key, reference in select.items()]
+        sql = f"SELECT {', '.join(name for _key, name, _column in selected)} {resolved}"
+        spec = next(iter(specs.values()))
+        cursor = self._execute("select", spec, sql, params)
+        yield from self._stream(spec, cursor, [(key, column) for key, _name, column in selected], batch_size)
+
+    def _stream(
+        self,
+        spec: TableSpec,
+        cursor: pyodbc.Cursor,
+        columns: Sequence[tuple[str, ColumnSpec]],
+        batch_size: int,
+    ) -> Iterator[dict[str, Any]]:
+        """Fetch ``batch_size`` rows at a time, each as a dict of typed values under the given keys."""
         while True:
             try:
                 batch = cursor.fetchmany(batch_size)
@@ -341,9 +402,7 @@ class MamutTransaction:
             if not batch:
                 return
             for row in batch:
-                yield {
-                    column.logical: column.from_db(value) for column, value in zip(selected, row, strict=True)
-                }
+                yield {key: column.from_db(value) for (key, column), value in zip(columns, row, strict=True)}
 
     def insert(self, table: str, values: Mapping[str, Any]) -> None:
         """Insert one row; identity keys are left to the database (read them back by a natural key)."""

@@ -13,13 +13,13 @@ that a family no longer lists are left in Mamut as they are (never deleted or un
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mamut.gateway import MamutError, MamutGateway, MamutTransaction
-from starmamut.mamut.schema_map import SchemaMapError
+from starmamut.mamut.schema_map import SchemaMapError, TableSpec
 
 PRODUCT = "product"
 
@@ -40,6 +40,29 @@ _ARTICLE_COLUMNS = (
     "variant_axis_1",
     "variant_axis_2",
 )
+
+
+def article_columns(product_table: TableSpec) -> tuple[str, ...]:
+    """The article columns this install has (optional ones may be mapped to null), in a fixed order."""
+    return tuple(name for name in _ARTICLE_COLUMNS if product_table.has(name))
+
+
+def article_from_row(row: Mapping[str, Any], *, main_sku: str | None) -> MamutArticle:
+    """A product row (logical names, typed values) as an article; unmapped columns take the defaults."""
+    return MamutArticle(
+        sku=row["sku"],
+        name=row["name"],
+        vat_code=row["vat_code"],
+        price_out=row["price_out"],
+        ean=row.get("ean"),
+        weight=row.get("weight"),
+        unit=row.get("unit"),
+        inactive=row.get("inactive", False),
+        use_store=row.get("use_store", True),
+        main_sku=main_sku,
+        variant_values=(row.get("variant_value_1"), row.get("variant_value_2")),
+        variant_axes=(row.get("variant_axis_1"), row.get("variant_axis_2")),
+    )
 
 
 class MamutConflict(MamutError):
@@ -67,7 +90,7 @@ class ProductRepository:
     def __init__(self, gateway: MamutGateway) -> None:
         self._gateway = gateway
         self._table = gateway.schema_map.table(PRODUCT)
-        self._article_columns = tuple(name for name in _ARTICLE_COLUMNS if self._table.has(name))
+        self._article_columns = article_columns(self._table)
         self._read_columns = ("product_key", *self._article_columns)
         self._links_variants = self._table.has("main_product_key")
 
@@ -153,9 +176,9 @@ class ProductRepository:
                     PRODUCT, self._read_columns, where={"main_product_key": main["product_key"]}
                 )
         return MamutProductFamily(
-            main=self._article(main, main_sku=None),
+            main=article_from_row(main, main_sku=None),
             variants=tuple(
-                self._article(row, main_sku=main["sku"])
+                article_from_row(row, main_sku=main["sku"])
                 for row in sorted(variants, key=lambda r: r["product_key"])
             ),
         )
@@ -284,19 +307,3 @@ class ProductRepository:
     def _sku_of(transaction: MamutTransaction, product_key: int) -> str:
         rows = transaction.select(PRODUCT, ["sku"], where={"product_key": product_key})
         return rows[0]["sku"] if rows else f"<missing key {product_key}>"
-
-    def _article(self, row: dict[str, Any], *, main_sku: str | None) -> MamutArticle:
-        return MamutArticle(
-            sku=row["sku"],
-            name=row["name"],
-            vat_code=row["vat_code"],
-            price_out=row["price_out"],
-            ean=row.get("ean"),
-            weight=row.get("weight"),
-            unit=row.get("unit"),
-            inactive=row.get("inactive", False),
-            use_store=row.get("use_store", True),
-            main_sku=main_sku,
-            variant_values=(row.get("variant_value_1"), row.get("variant_value_2")),
-            variant_axes=(row.get("variant_axis_1"), row.get("variant_axis_2")),
-        )
