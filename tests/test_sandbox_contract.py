@@ -1,5 +1,8 @@
 """Every sandbox endpoint, with its includes and error cases, answers as Starweb's OpenAPI spec says.
 
+The demo seed's ids are fixed: orders 1001–1010, customers 101–104, order statuses 1–7 (5–7 custom,
+7 unused), payment methods 1–3, shipping methods 1–3; order 1001's items are 1–3.
+
 Each case runs against a fresh demo shop through a client whose response hook validates every
 response against the (narrowly patched) spec; cases whose request is meant to follow the spec also
 have the recorded request validated. A final check proves every registered route has a case.
@@ -307,6 +310,309 @@ CASES: tuple[Case, ...] = (
 )
 
 
+_ADDRESS = {
+    "firstName": "Östen",
+    "lastName": "Åberg",
+    "address": "Storgatan 1",
+    "postalCode": "111 22",
+    "city": "Stockholm",
+    "countryCode": "SE",
+}
+_NEW_ORDER = {
+    "customerId": 101,
+    "statusId": 1,
+    "paymentMethodId": 1,
+    "paymentMethodName": "Klarna Checkout",
+    "shippingMethodId": 1,
+    "shippingMethodName": "PostNord",
+    "shippingCost": 49.0,
+    "shippingVatRate": 25,
+    "currencyCode": "SEK",
+    "langCode": "sv",
+    "paymentStatus": "reserved",
+    "originalCustomerEmail": "asa.ekstrom@example.se",
+    "onOrderStatusChangeSendEmail": False,
+    "items": [{"sku": "LEK-1001", "description": "Trähäst Åke", "quantity": 1, "unitPrice": 399.2, "vatRate": 25}],
+    "addresses": {"customerInvoice": _ADDRESS, "customerDelivery": _ADDRESS},
+}
+_GUEST_ORDER = {name: value for name, value in _NEW_ORDER.items() if name != "customerId"}
+_NEW_STATUS = {"shouldSendEmail": True, "languages": {"data": [{"langCode": "sv", "name": "Väntar på leverantör"}]}}
+_NEW_ITEM = {"sku": "KL-2003-S", "description": "Mössa Älva", "quantity": 2, "unitPrice": 143.2, "vatRate": 25}
+
+SALES_CASES: tuple[Case, ...] = (
+    Case("currencies", "GET", "/currencies", 200),
+    Case("currency", "GET", "/currencies/EUR", 200),
+    Case("currency in lower case", "GET", "/currencies/sek", 200),
+    Case("currency unknown", "GET", "/currencies/XXX", 404),
+    Case("payment methods", "GET", "/payment-methods", 200),
+    Case("payment method", "GET", "/payment-methods/2", 200),
+    Case("payment method unknown", "GET", "/payment-methods/99", 404),
+    Case("shipping methods", "GET", "/shipping-methods", 200),
+    Case("shipping method", "GET", "/shipping-methods/3", 200),
+    Case("shipping method unknown", "GET", "/shipping-methods/99", 404),
+    Case("shipping tracking types", "GET", "/shipping-tracking-types", 200),
+    Case("order statuses", "GET", "/order-statuses", 200),
+    Case("order status standard", "GET", "/order-statuses/1", 200),
+    Case("order status custom", "GET", "/order-statuses/5", 200),
+    Case("order status unknown", "GET", "/order-statuses/99", 404),
+    Case("order status create", "POST", "/order-statuses", 201, json=_NEW_STATUS),
+    Case("order status create without name", "POST", "/order-statuses", 400, json={"shouldSendEmail": True}),
+    Case(
+        "order status create with idCode",
+        "POST",
+        "/order-statuses",
+        400,
+        json={**_NEW_STATUS, "idCode": "created"},
+        request_follows_spec=False,
+    ),
+    Case("order status patch custom", "PATCH", "/order-statuses/5", 200, json={"shouldSendEmail": True}),
+    Case("order status patch standard", "PATCH", "/order-statuses/1", 403, json={"shouldSendEmail": False}),
+    Case("order status patch unknown", "PATCH", "/order-statuses/99", 404, json={"shouldSendEmail": False}),
+    Case("order status put custom", "PUT", "/order-statuses/6", 200, json=_NEW_STATUS),
+    Case("order status put standard", "PUT", "/order-statuses/3", 403, json=_NEW_STATUS),
+    Case("order status delete", "DELETE", "/order-statuses/7", 204),
+    Case("order status delete standard", "DELETE", "/order-statuses/4", 403),
+    Case("order status delete in use", "DELETE", "/order-statuses/5", 403),
+    Case("order status delete unknown", "DELETE", "/order-statuses/99", 404),
+    Case("customers", "GET", "/customers", 200),
+    Case(
+        "customers with includes",
+        "GET",
+        "/customers",
+        200,
+        params={"include": "addresses,externalServices", "includeWithoutAccount": "true"},
+    ),
+    Case(
+        "customers since",
+        "GET",
+        "/customers",
+        200,
+        params={"createdSince": "2024-01-01T00:00:00+01:00", "updatedSince": "2024-01-01T00:00:00+01:00"},
+    ),
+    Case("customers sorted", "GET", "/customers", 200, params={"sortBy": "customerId", "sortOrder": "ASC"}),
+    Case("customers page beyond the end", "GET", "/customers", 200, params={"page": "3"}),
+    Case("customers unsupported include", "GET", "/customers", 400, params={"include": "tags"}),
+    Case("customers bad timestamp", "GET", "/customers", 400, params={"updatedSince": "igår"}),
+    Case(
+        "customer create",
+        "POST",
+        "/customers",
+        201,
+        json={
+            "type": "company",
+            "email": "order@snickarglädje.example.se",
+            "nationalIdNo": "559900-1234",
+            "vatNo": "SE559900123401",
+            "externalId": "K-20001",
+            "externalIdType": "Mamut",
+            "addresses": {"invoice": {**_ADDRESS, "companyName": "Snickarglädje AB"}},
+        },
+    ),
+    Case("customer create duplicate e-mail", "POST", "/customers", 400, json={"email": "ASA.ekstrom@example.se"}),
+    Case(
+        "customer create read-only field",
+        "POST",
+        "/customers",
+        400,
+        json={"customerId": 5, "email": "x@example.se"},
+        request_follows_spec=False,
+    ),
+    Case("customer", "GET", "/customers/102", 200, params={"include": "addresses,externalServices"}),
+    Case("customer without account", "GET", "/customers/104", 200),
+    Case("customer unknown", "GET", "/customers/999", 404),
+    Case("customer patch", "PATCH", "/customers/101", 200, json={"customInfo1": "Stamkund", "externalId": "K-1"}),
+    Case("customer patch bad pricelist", "PATCH", "/customers/101", 400, json={"pricelistId": 99}),
+    Case("customer patch unknown", "PATCH", "/customers/999", 404, json={"customInfo1": "x"}),
+    Case(
+        "customer put",
+        "PUT",
+        "/customers/103",
+        200,
+        json={"type": "person", "email": "ase.brathen@example.no", "addresses": {"invoice": _ADDRESS}},
+    ),
+    Case("customer delete", "DELETE", "/customers/101", 204),
+    Case("customer delete unknown", "DELETE", "/customers/999", 404),
+    Case("customer addresses", "GET", "/customers/102/addresses", 200),
+    Case("customer addresses of unknown customer", "GET", "/customers/999/addresses", 404),
+    Case("customer address", "GET", "/customers/102/addresses/delivery", 200),
+    Case("customer address of unknown customer", "GET", "/customers/999/addresses/invoice", 404),
+    Case("customer external services", "GET", "/customers/102/external-services", 200),
+    Case("customer external service", "GET", "/customers/102/external-services/Fortnox", 200),
+    Case("customer external service missing", "GET", "/customers/101/external-services/Fortnox", 404),
+    Case("orders", "GET", "/orders", 200),
+    *(
+        Case(f"orders include {include}", "GET", "/orders", 200, params={"include": include})
+        for include in (
+            "items",
+            "addresses",
+            "customer",
+            "status",
+            "externalServices",
+            "items,addresses,customer,status,externalServices",
+        )
+    ),
+    Case(
+        "orders filtered",
+        "GET",
+        "/orders",
+        200,
+        params={
+            "ordersCreatedAfter": "2024-01-01T00:00:00+01:00",
+            "ordersCreatedBefore": "2099-01-01T00:00:00+01:00",
+            "statusFilter": "1",
+            "filterPaymentMethodId": "1",
+            "filterShippingMethodId": "1",
+            "includeNonCompletePayments": "true",
+            "filterQuery": "Åsa",
+        },
+    ),
+    *(
+        Case(f"orders sorted by {sort_by}", "GET", "/orders", 200, params={"sortBy": sort_by, "sortOrder": "ASC"})
+        for sort_by in ("modifiedAt", "customer", "totalAmount")
+    ),
+    Case("orders page beyond the end", "GET", "/orders", 200, params={"page": "2"}),
+    Case("orders with bundled items", "GET", "/orders", 200, params={"include": "items.bundledItems"}),
+    Case("orders unknown include", "GET", "/orders", 400, params={"include": "comments"}),
+    Case("orders unknown sort", "GET", "/orders", 400, params={"sortBy": "sku"}, request_follows_spec=False),
+    Case("orders status filter 0", "GET", "/orders", 400, params={"statusFilter": "0"}, request_follows_spec=False),
+    Case("orders bad timestamp", "GET", "/orders", 400, params={"ordersCreatedAfter": "2024-13-01"}),
+    Case("order create", "POST", "/orders", 201, json=_NEW_ORDER),
+    Case("order create guest", "POST", "/orders", 201, json=_GUEST_ORDER),
+    Case(
+        "order create null customer",
+        "POST",
+        "/orders",
+        400,
+        json={**_GUEST_ORDER, "customerId": None},
+        request_follows_spec=False,
+    ),
+    Case("order create unknown status", "POST", "/orders", 400, json={**_NEW_ORDER, "statusId": 99}),
+    Case(
+        "order create with totals",
+        "POST",
+        "/orders",
+        400,
+        json={**_NEW_ORDER, "totalAmount": 1.0},
+        request_follows_spec=False,
+    ),
+    Case(
+        "order",
+        "GET",
+        "/orders/1001",
+        200,
+        params={"include": "items,addresses,customer,status,externalServices"},
+    ),
+    Case("order guest with customer include", "GET", "/orders/1006", 200, params={"include": "customer"}),
+    Case("order unknown", "GET", "/orders/999", 404),
+    Case(
+        "order patch status change",
+        "PATCH",
+        "/orders/1003",
+        200,
+        json={
+            "statusId": 3,
+            "onOrderStatusChangeSendEmail": False,
+            "onOrderStatusChangeProcessPayment": True,
+            "shippingTrackingNo": "00370798765432101234",
+            "shippingTrackerType": 1,
+        },
+    ),
+    Case(
+        "order patch write-back",
+        "PATCH",
+        "/orders/1002",
+        200,
+        json={"externalId": "20045", "externalIdType": "Mamut", "internalComment": "Överförd till Mamut"},
+    ),
+    Case("order patch unknown status", "PATCH", "/orders/1003", 400, json={"statusId": 99}),
+    Case("order patch unknown", "PATCH", "/orders/999", 404, json={"statusId": 1}),
+    Case("order put", "PUT", "/orders/1005", 200, json={"statusId": 2, "currencyCode": "NOK"}),
+    Case(
+        "order put without status", "PUT", "/orders/1005", 400, json={"currencyCode": "NOK"}, request_follows_spec=False
+    ),
+    Case("order delete", "DELETE", "/orders/1010", 204),
+    Case("order delete unknown", "DELETE", "/orders/999", 404),
+    Case("order items", "GET", "/orders/1001/items", 200),
+    Case("order items of unknown order", "GET", "/orders/999/items", 404),
+    Case("order item create", "POST", "/orders/1001/items", 201, json=_NEW_ITEM),
+    Case("order item create without price", "POST", "/orders/1001/items", 400, json={"sku": "X", "quantity": 1}),
+    Case("order item", "GET", "/orders/1001/items/1", 200),
+    Case("order item with bundled items", "GET", "/orders/1001/items/1", 200, params={"include": "bundledItems"}),
+    Case("order item of another order", "GET", "/orders/1002/items/1", 404),
+    Case("order item patch", "PATCH", "/orders/1001/items/2", 200, json={"quantity": 3, "discount": 5}),
+    Case("order item put", "PUT", "/orders/1001/items/1", 200, json=_NEW_ITEM),
+    Case(
+        "order item patch bad discount",
+        "PATCH",
+        "/orders/1001/items/2",
+        400,
+        json={"discount": 120, "discountType": "percent"},
+    ),
+    Case("order item delete", "DELETE", "/orders/1001/items/3", 204),
+    Case("order item delete unknown", "DELETE", "/orders/1001/items/99", 404),
+    Case("order addresses", "GET", "/orders/1001/addresses", 200),
+    Case("order addresses of unknown order", "GET", "/orders/999/addresses", 404),
+    Case("order address", "GET", "/orders/1004/addresses/customerDelivery", 200),
+    Case("order address missing", "GET", "/orders/1006/addresses/paymentMethodInvoice", 404),
+    Case("order address put", "PUT", "/orders/1006/addresses/customerDelivery", 200, json=_ADDRESS),
+    Case(
+        "order address put bad country",
+        "PUT",
+        "/orders/1006/addresses/customerDelivery",
+        400,
+        json={**_ADDRESS, "countryCode": "se"},
+    ),
+    Case("order address patch", "PATCH", "/orders/1001/addresses/customerInvoice", 200, json={"careOf": "Öhman"}),
+    Case(
+        "order address patch missing", "PATCH", "/orders/1006/addresses/paymentMethodDelivery", 404, json={"city": "X"}
+    ),
+    Case("order address delete", "DELETE", "/orders/1001/addresses/paymentMethodDelivery", 204),
+    Case("order address delete missing", "DELETE", "/orders/1006/addresses/paymentMethodDelivery", 404),
+    Case("order external services", "GET", "/orders/1002/external-services", 200),
+    Case("order external services of unknown order", "GET", "/orders/999/external-services", 404),
+    Case(
+        "order external service create",
+        "POST",
+        "/orders/1001/external-services",
+        201,
+        json={"serviceName": "Mamut", "externalIdValue": "20045"},
+    ),
+    Case(
+        "order external service create existing",
+        "POST",
+        "/orders/1002/external-services",
+        400,
+        json={"serviceName": "nShift", "externalIdValue": "X"},
+    ),
+    Case("order external service", "GET", "/orders/1002/external-services/nShift", 200),
+    Case("order external service missing", "GET", "/orders/1002/external-services/Fortnox", 404),
+    Case(
+        "order external service put",
+        "PUT",
+        "/orders/1001/external-services/Mamut",
+        200,
+        json={"serviceName": "Mamut", "externalIdValue": "20046"},
+    ),
+    Case(
+        "order external service patch",
+        "PATCH",
+        "/orders/1002/external-services/nShift",
+        200,
+        json={"externalIdValue": "SHP-55013"},
+    ),
+    Case(
+        "order external service patch missing",
+        "PATCH",
+        "/orders/1001/external-services/Fortnox",
+        404,
+        json={"externalIdValue": "1"},
+    ),
+    Case("order external service delete", "DELETE", "/orders/1002/external-services/nShift", 204),
+    Case("order external service delete missing", "DELETE", "/orders/1001/external-services/nShift", 404),
+)
+ALL_CASES = CASES + SALES_CASES
+
+
 @pytest.fixture
 def demo_ids(sandbox: Sandbox) -> dict[str, int]:
     """Ids of demo products used by the cases, looked up by SKU rather than hard-coded."""
@@ -330,7 +636,7 @@ def checked_api(sandbox: Sandbox) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+@pytest.mark.parametrize("case", ALL_CASES, ids=[case.name for case in ALL_CASES])
 def test_endpoint_answers_as_the_spec_says(
     case: Case, sandbox: Sandbox, checked_api: httpx.Client, demo_ids: dict[str, int]
 ) -> None:
@@ -349,7 +655,7 @@ def test_endpoint_answers_as_the_spec_says(
 def test_every_route_has_a_contract_case() -> None:
     router = build_router()
     ids = {"p1": 1, "v1": 1, "p2": 2, "v2": 2, "pt": 12, "vt": 20, "po": 10, "vo": 14}
-    covered = {router.resolve(case.method, case.path.format(**ids))[0] for case in CASES}
+    covered = {router.resolve(case.method, case.path.format(**ids))[0] for case in ALL_CASES}
     missing = [f"{route.method} {route.pattern}" for route in router.routes if route.handler not in covered]
     assert missing == []
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         for body in generate_catalogue(args.generate):
             sandbox.state.add_product(body)
         print(f"Starweb sandbox ({args.seed}) listening on {sandbox.base_url}", flush=True)
-        print(f"admin endpoints: {sandbox.admin_url}/health, /faults, /reset, /requests", flush=True)
+        print(f"admin endpoints: {sandbox.admin_url}/health, /faults, /reset, /requests, /status-changes", flush=True)
         print(
             f"public demo credentials: client_id={sandbox.client_id} client_secret={sandbox.client_secret}",
             flush=True,

@@ -28,11 +28,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from starmamut.sandbox import catalogue_api
+from starmamut.sandbox import catalogue_api, orders_api
 from starmamut.sandbox.demo_data import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SEEDS
 from starmamut.sandbox.errors import ApiError, bad_request, not_found
 from starmamut.sandbox.router import ApiRequest, Router
 from starmamut.sandbox.state import SandboxState
+from starmamut.sandbox.validation import format_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def build_router() -> Router:
     """All API routes; a new resource module adds its ``register`` call here."""
     router = Router()
     catalogue_api.register(router)
+    orders_api.register(router)
     return router
 
 
@@ -363,7 +365,7 @@ class Sandbox:
     # ------------------------------------------------------------------ admin
 
     def handle_admin(self, method: str, path: str, content_type: str | None, raw_body: bytes) -> _Outcome:
-        """``/_sandbox/*``: health, faults, reset and the request log, for other processes."""
+        """``/_sandbox/*``: health, faults, reset, the request log and the order status-change log."""
         try:
             body, body_error = _parse_body(content_type, raw_body)
             if body_error is not None:
@@ -390,6 +392,11 @@ class Sandbox:
             if action == ("DELETE", "/requests"):
                 self.reset_requests()
                 return _Outcome(204)
+            if action == ("GET", "/status-changes"):
+                changes = [
+                    {**asdict(change), "at": format_timestamp(change.at)} for change in self.state.status_changes
+                ]
+                return _Outcome(200, {"data": changes})
             raise not_found(f"no admin endpoint {method} {path}")
         except ApiError as error:
             return _Outcome(error.status, error.body())

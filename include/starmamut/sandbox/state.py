@@ -1,5 +1,9 @@
 """The sandbox shop's data and every rule that governs writing it, behind one lock.
 
+This module holds the shop set-up and the catalogue; orders, customers, order statuses and the
+payment/shipping/currency lookups live in :mod:`starmamut.sandbox.sales_state`, mixed into
+:class:`SandboxState` so that one object (one lock, one clock) is the whole shop.
+
 HTTP handlers and tests go through the same public methods, so a product a test adds with
 ``add_product`` is checked, stored and timestamped exactly as one POSTed to ``/products``.
 Methods take and return JSON-shaped dicts in the spec's field names; validation failures raise
@@ -28,13 +32,21 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from starmamut.sandbox.demo_data import SEEDS, apply_seed
 from starmamut.sandbox.errors import ApiError, bad_request, forbidden, not_found
+from starmamut.sandbox.sales_state import (
+    FIRST_CUSTOMER_ID,
+    FIRST_ORDER_ID,
+    CustomerQuery,
+    OrderQuery,
+    SalesState,
+    StatusChange,
+)
 from starmamut.sandbox.validation import (
     EXTERNAL_ID_RULES,
     SHOP_TIMEZONE,
@@ -235,8 +247,8 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:128]
 
 
-class SandboxState:
-    """The shop: shop settings, pricelists, stock setup, attributes and the catalogue. Thread-safe."""
+class SandboxState(SalesState):
+    """The shop: settings, pricelists, stock setup, attributes, the catalogue, and (mixed in) sales. Thread-safe."""
 
     def __init__(
         self, seed: str = "demo", *, per_page: int = 100, clock: Callable[[], datetime] | None = None
@@ -263,12 +275,32 @@ class SandboxState:
             self._attribute_values: dict[int, dict[str, Any]] = {}
             self._products: dict[int, _Product] = {}
             self._sku_index: dict[str, tuple[int, int]] = {}
-            self._ids: dict[str, Iterator[int]] = {}
+            self._ids: dict[str, Iterator[int]] = {
+                "order": itertools.count(FIRST_ORDER_ID),
+                "customer": itertools.count(FIRST_CUSTOMER_ID),
+            }
+            self._reset_sales()
             apply_seed(self, seed)
             self.seed = seed
 
     def _next_id(self, entity: str) -> int:
         return next(self._ids.setdefault(entity, itertools.count(1)))
+
+    def _page(self, matching: Sequence[Any], page: int, render: Callable[[Any], dict[str, Any]]) -> Page:
+        """Cut page ``page`` of ``per_page`` from the filtered, sorted ``matching`` and render only that page."""
+        start = (page - 1) * self.per_page
+        items = [render(entity) for entity in matching[start : start + self.per_page]]
+        total = len(matching)
+        return Page(
+            items=items,
+            pagination={
+                "current_page": page,
+                "per_page": self.per_page,
+                "total": total,
+                "count": len(items),
+                "total_pages": max(1, -(-total // self.per_page)),
+            },
+        )
 
     def seed_shop(self, shop: dict[str, Any]) -> None:
         """Set the ``/shop`` resource (read-only over the API)."""
@@ -557,22 +589,7 @@ class SandboxState:
         with self._lock:
             matching = [product for product in self._products.values() if self._matches(product, query)]
             matching.sort(key=lambda product: product.product_id, reverse=query.descending)
-            start = (query.page - 1) * self.per_page
-            items = [
-                self._render_product(product, query.includes)
-                for product in matching[start : start + self.per_page]
-            ]
-            total = len(matching)
-            return Page(
-                items=items,
-                pagination={
-                    "current_page": query.page,
-                    "per_page": self.per_page,
-                    "total": total,
-                    "count": len(items),
-                    "total_pages": max(1, -(-total // self.per_page)),
-                },
-            )
+            return self._page(matching, query.page, lambda product: self._render_product(product, query.includes))
 
     def _matches(self, product: _Product, query: ProductQuery) -> bool:
         if query.created_since is not None and product.created_at < query.created_since:
@@ -599,6 +616,14 @@ class SandboxState:
         """``(productId, variantId)`` of the variant with this SKU, or None."""
         with self._lock:
             return self._sku_index.get(sku.casefold())
+
+    def variant_weight(self, sku: str) -> float | None:
+        """``weightInKg`` of the variant with this SKU (None if unknown or unset): order weights use it."""
+        with self._lock:
+            found = self._sku_index.get(sku.casefold())
+            if found is None:
+                return None
+            return self._products[found[0]].variants[found[1]].fields["weightInKg"]
 
     def _product(self, product_id: int) -> _Product:
         product = self._products.get(product_id)
@@ -1207,4 +1232,13 @@ class SandboxState:
         return entity
 
 
-__all__ = ["ApiError", "Page", "ProductQuery", "SandboxState", "slugify"]
+__all__ = [
+    "ApiError",
+    "CustomerQuery",
+    "OrderQuery",
+    "Page",
+    "ProductQuery",
+    "SandboxState",
+    "StatusChange",
+    "slugify",
+]

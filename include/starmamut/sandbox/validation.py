@@ -18,7 +18,7 @@ from starmamut.sandbox.errors import bad_request
 
 SHOP_TIMEZONE = ZoneInfo("Europe/Stockholm")
 
-FieldKind = Literal["str", "int", "num", "bool", "int_list", "list"]
+FieldKind = Literal["str", "int", "num", "bool", "int_list", "list", "object"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,12 @@ def check_fields(
     where: str,
     required: Iterable[str] = (),
     unsupported: Iterable[str] = (),
+    read_only: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Return a copy of ``body`` after checking every field against ``rules``; 400 naming ``where`` if not.
 
-    ``unsupported`` names spec fields the sandbox does not model, refused with a message saying so.
+    ``unsupported`` names spec fields the sandbox does not model, refused with a message saying so;
+    ``read_only`` names fields the spec marks readOnly (e.g. computed totals), refused as such.
     """
     if not isinstance(body, dict):
         raise bad_request(f"{where}: expected a JSON object, got {type(body).__name__}")
@@ -61,6 +63,8 @@ def check_fields(
     for name, value in body.items():
         if name in unsupported:
             raise bad_request(f"{where}.{name}: not supported by the sandbox")
+        if name in read_only:
+            raise bad_request(f"{where}.{name}: read-only, it cannot be written")
         rule = rules.get(name)
         if rule is None:
             raise bad_request(f"{where}: unknown field '{name}'")
@@ -89,6 +93,9 @@ def _check_value(value: Any, rule: FieldRule, where: str) -> None:
     elif rule.kind == "int_list":
         if not isinstance(value, list) or not all(_is_int(item) and item >= 1 for item in value):
             raise bad_request(f"{where}: expected a list of positive integers, got {value!r}")
+    elif rule.kind == "object":
+        if not isinstance(value, dict):
+            raise bad_request(f"{where}: expected a JSON object, got {type(value).__name__}")
     elif not isinstance(value, list):
         raise bad_request(f"{where}: expected a list, got {type(value).__name__}")
 
