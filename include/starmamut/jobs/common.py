@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starmamut.config import Settings, ShopConfig
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.staging.store import StagingStore
 from starmamut.starweb.client import StarwebClient
+
+T = TypeVar("T")
 
 
 class QualityGateFailed(RuntimeError):
@@ -25,14 +27,23 @@ class RunParams:
     dry_run: bool = False
     full_refresh: bool = False
     resync_ids: tuple[int, ...] = ()
+    skus: tuple[str, ...] = ()
+    since: datetime | None = None
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any] | None) -> RunParams:
         params = params or {}
+        since = params.get("since") or None
+        if isinstance(since, str):
+            since = datetime.fromisoformat(since)
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
         return cls(
             dry_run=bool(params.get("dry_run", False)),
             full_refresh=bool(params.get("full_refresh", False)),
             resync_ids=tuple(int(item) for item in params.get("resync_ids") or ()),
+            skus=tuple(str(item) for item in params.get("skus") or ()),
+            since=since,
         )
 
 
@@ -64,3 +75,15 @@ def variant_ref(product_id: int | str, variant_id: int | str) -> str:
 def parse_variant_ref(ref: str) -> tuple[int, int]:
     product_id, _, variant_id = ref.partition(":")
     return int(product_id), int(variant_id)
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``size`` items, so a step can batch its lookups without holding everything."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -305,6 +305,28 @@ class StarwebClient:
     def iter_variants(self, product_id: int, include: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         return self._iter_pages_without_meta(f"/products/{int(product_id)}/variants", _include(include))
 
+    def iter_orders(
+        self,
+        *,
+        created_after: datetime | None = None,
+        include_non_complete_payments: bool = False,
+        sort_by: str = "createdAt",
+        sort_order: str = "ASC",
+        include: Sequence[str] = (),
+    ) -> Iterator[dict[str, Any]]:
+        """Orders created at or after ``created_after`` (orders have no updatedSince), in the given order."""
+        params: dict[str, Any] = {"sortBy": sort_by, "sortOrder": sort_order,
+                                  "includeNonCompletePayments": "true" if include_non_complete_payments else "false"}
+        if created_after is not None:
+            params["ordersCreatedAfter"] = _iso8601(created_after)
+        return self.iter_pages("/orders", params | _include(include))
+
+    def get_order(self, order_id: int, include: Sequence[str] = ()) -> dict[str, Any]:
+        return self.get(f"/orders/{int(order_id)}", _include(include))["data"]
+
+    def list_order_statuses(self) -> list[dict[str, Any]]:
+        return self.get("/order-statuses")["data"]
+
     def list_pricelists(self) -> list[dict[str, Any]]:
         return self.get("/pricelists")["data"]
 

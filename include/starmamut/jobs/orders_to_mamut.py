@@ -1,0 +1,281 @@
+"""Web orders with their customers, Starweb → Mamut, exactly once (every flow).
+
+Extract reads orders created since the watermark (minus an overlap) and, because orders have no updatedSince,
+also walks the orders sorted by modifiedAt back to the same point: that is how an order that becomes eligible
+later (paid, or moved to an eligible status) is still picked up. Orders already in Mamut are not staged again.
+
+Load writes each order with its customer in one Mamut transaction keyed by the external id ``<shop>:<orderId>``
+(looked up inside that transaction, backed by a unique index), links it in the id map, then writes the Mamut
+number back to the Starweb order and records that in the ledger. A crash between any two of these is healed by
+the retry: Mamut returns the existing order, and the write-back is repeated only if it was not recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from starmamut.failpoints import failpoint
+from starmamut.jobs.common import JobContext, QualityGateFailed, chunked, format_report
+from starmamut.mamut.customers import MamutRecordError
+from starmamut.mamut.documents import CustomerNumberPolicy
+from starmamut.mamut.orders import OrderRepository
+from starmamut.mamut.products import ProductRepository
+from starmamut.mapping.orders import mamut_customer, mamut_order, normalise_order, order_check_row
+from starmamut.mapping.products import MappingError, content_hash
+from starmamut.staging.store import StagedRow
+from starmamut.starweb.client import StarwebClient
+from starmamut.starweb.errors import StarwebNotFound
+
+JOB = "orders_to_mamut"
+ENTITY = "order"
+ORDER_INCLUDE = ("items", "addresses", "customer", "status", "externalServices")
+WRITE_BACK = "write_back"  # ledger dimension: the Mamut number last written to the Starweb order
+
+log = logging.getLogger(__name__)
+
+
+class UnknownOrderStatus(ValueError):
+    """The config names a Starweb order status the shop does not have."""
+
+
+def resolve_statuses(statuses: Iterable[dict[str, Any]], wanted: Iterable[int | str], shop_id: str) -> set[int]:
+    """Status ids for config entries given by id or idCode; an unknown one is a clear error naming it."""
+    statuses = list(statuses)
+    by_code = {status["idCode"]: status["statusId"] for status in statuses if status.get("idCode")}
+    ids = {status["statusId"] for status in statuses}
+    resolved = set()
+    for entry in wanted:
+        status_id = entry if isinstance(entry, int) else by_code.get(entry)
+        if status_id not in ids:
+            known = ", ".join(f"{status.get('idCode') or '-'}={status['statusId']}" for status in statuses)
+            raise UnknownOrderStatus(f"shop {shop_id}: order status {entry!r} does not exist in the shop "
+                                     f"(the shop has: {known})")
+        resolved.add(status_id)
+    return resolved
+
+
+def extract(ctx: JobContext) -> dict[str, Any]:
+    """Stage eligible orders not yet in Mamut (or not yet written back)."""
+    shop, store, params = ctx.shop, ctx.store, ctx.params
+    settings = shop.orders_to_mamut
+    batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
+    counts = {"listed": 0, "not_eligible": 0, "already_transferred": 0}
+    with ctx.open_starweb() as client:
+        eligible = resolve_statuses(client.list_order_statuses(), settings.eligible_statuses, shop.id)
+
+        def to_stage() -> Iterator[StagedRow]:
+            for orders in chunked(_orders_to_read(ctx, client), 100):
+                keys = [str(order["orderId"]) for order in orders]
+                done = _transferred(ctx, keys)
+                for order in orders:
+                    counts["listed"] += 1
+                    key = str(order["orderId"])
+                    if key in done and key not in map(str, params.resync_ids):
+                        counts["already_transferred"] += 1
+                    elif order.get("statusId") not in eligible:
+                        counts["not_eligible"] += 1
+                    else:
+                        record = normalise_order(order)
+                        yield StagedRow(key=key, payload=record, content_hash=content_hash(record))
+
+        staged = store.stage_rows(batch_id, ENTITY, to_stage())
+        requests = client.stats.requests_sent
+    log.info("shop %s: staged %d order(s) of %d listed in batch %s", shop.id, staged, counts["listed"], batch_id)
+    return {"batch_id": batch_id, "read": counts["listed"], "staged": staged, "requests": requests, **counts}
+
+
+def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
+    """Totals reconcile, addresses present, currency known, quantities positive, e-mail well-formed."""
+    from starmamut.quality.orders import ORDER_COLUMNS, order_checks
+    from starmamut.quality.runner import validate_rows
+
+    shop, store = ctx.shop, ctx.store
+    settings = shop.orders_to_mamut
+    staged = list(store.iter_staged(batch_id, ENTITY))
+    gateway = ctx.open_mamut()
+    skus = {line["sku"] for row in staged for line in row.payload["lines"] if line["sku"]}
+    known_skus = set(ProductRepository(gateway).keys_by_sku(skus))
+    known_currencies = OrderRepository(gateway).known_currencies()
+    frame = pd.DataFrame(
+        [order_check_row(row.payload, tolerance_per_line=settings.total_tolerance_per_line, known_skus=known_skus,
+                         known_currencies=known_currencies) for row in staged],
+        columns=list(ORDER_COLUMNS),
+    )
+    report = validate_rows(frame, order_checks(quarantine_unknown_skus=settings.unknown_sku == "quarantine"),
+                           key_column="row_key", suite_name=f"{shop.id}_{JOB}_{batch_id}")
+    reasons = {key: [{"check": f.check, "reason": f.reason} for f in failures]
+               for key, failures in report.failures.items()}
+    store.set_verdicts(batch_id, ENTITY, {
+        row.key: ("quarantined", "; ".join(r["reason"] for r in reasons[row.key])) if row.key in reasons
+        else ("valid", None)
+        for row in staged
+    })
+    for key, order_reasons in reasons.items():
+        log.warning("shop %s: order %s quarantined: %s", shop.id, key, "; ".join(r["reason"] for r in order_reasons))
+        if not ctx.params.dry_run:
+            store.quarantine(shop.id, ENTITY, key, order_reasons, batch_id)
+    if staged and len(reasons) / len(staged) > settings.quarantine_threshold:
+        raise QualityGateFailed(
+            f"shop {shop.id}: {len(reasons)} of {len(staged)} orders failed their checks, more than the threshold "
+            f"{settings.quarantine_threshold:.0%}; nothing was loaded. See the quarantine for the reasons."
+        )
+    return {"valid": len(staged) - len(reasons), "quarantined": len(reasons)}
+
+
+def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
+    """Create each valid order in Mamut exactly once, link it, write the number back to Starweb."""
+    shop, store, params = ctx.shop, ctx.store, ctx.params
+    settings = shop.orders_to_mamut
+    gateway = ctx.open_mamut()
+    orders, products = OrderRepository(gateway), ProductRepository(gateway)
+    numbers = CustomerNumberPolicy(**ctx.settings.mamut.customer_numbers.model_dump())
+    counts = {"loaded": 0, "already_in_mamut": 0, "customers_created": 0, "written_back": 0,
+              "failed": 0, "would_create": 0, "requests": 0}
+    settled: list[str] = []
+    with ctx.open_starweb() as client:
+        status_after = _status_after_transfer(ctx, client)
+        for row in store.iter_staged(batch_id, ENTITY, verdict="valid"):
+            record, key = row.payload, row.key
+            try:
+                customer = mamut_customer(record, shop_id=shop.id)
+                known = products.keys_by_sku(line["sku"] for line in record["lines"] if line["sku"])
+                order = mamut_order(record, shop_id=shop.id, document=settings.document,
+                                    vat_codes=ctx.settings.mamut.vat_codes, known_skus=known,
+                                    shipping_sku=settings.shipping_sku, payment_fee_sku=settings.payment_fee_sku)
+            except MappingError as exc:
+                _fail(ctx, batch_id, key, "mapping", str(exc), counts)
+                continue
+            if params.dry_run:
+                counts["would_create"] += orders.find_by_external_id(order.external_id) is None
+                log.info("dry run: order %s would become a Mamut %s of %s with %d line(s) for %s", key,
+                         settings.document, order.total_incl_vat, len(order.lines), customer.name)
+                continue
+            try:
+                result = orders.create(order, customer, match_keys=settings.customer_match, numbers=numbers,
+                                       guest_customer_no=settings.guest_customer_no, now=ctx.clock())
+            except (ValueError, MamutRecordError) as exc:  # refused data; database faults propagate and retry
+                _fail(ctx, batch_id, key, "mamut_refused", str(exc), counts)
+                continue
+            failpoint("orders_to_mamut.after_mamut_commit")
+            store.upsert_link(shop.id, ENTITY, key, starweb_id=key, mamut_key=str(result.order_key), sku=None,
+                              content_hash=row.content_hash)
+            if customer.starweb_customer_id is not None:
+                store.upsert_link(shop.id, "customer", str(customer.starweb_customer_id),
+                                  starweb_id=str(customer.starweb_customer_id), mamut_key=str(result.contact_id),
+                                  sku=None, content_hash=None)
+            counts["loaded" if result.created else "already_in_mamut"] += 1
+            counts["customers_created"] += result.customer_created
+            number = result.invoice_no or result.order_no
+            if settings.write_back and _write_back(ctx, client, key, number, status_after):
+                counts["written_back"] += 1
+            settled.append(key)
+        counts["requests"] = client.stats.requests_sent
+    if not params.dry_run:
+        store.resolve_quarantine(shop.id, ENTITY, settled)
+        store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
+    return counts
+
+
+def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
+           loaded: dict[str, Any]) -> dict[str, Any]:
+    counts = {
+        "read": extracted["read"],
+        "not_eligible": extracted["not_eligible"],
+        "already_transferred": extracted["already_transferred"],
+        "changed": extracted["staged"],
+        "loaded": loaded["loaded"],
+        "unchanged": extracted["already_transferred"] + loaded["already_in_mamut"],
+        "quarantined": validated["quarantined"],
+        "failed": loaded["failed"],
+        "customers_created": loaded["customers_created"],
+        "written_back": loaded["written_back"],
+        "requests": extracted["requests"] + loaded["requests"],
+    }
+    if ctx.params.dry_run:
+        counts["would_create"] = loaded["would_create"]
+    ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
+    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
+    return counts
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
+    extracted = extract(ctx)
+    validated = validate(ctx, extracted["batch_id"])
+    loaded = load(ctx, extracted["batch_id"])
+    return report(ctx, extracted["batch_id"], extracted, validated, loaded)
+
+
+def _orders_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[str, Any]]:
+    """New orders since the watermark, then older ones modified since then (newly paid or moved status)."""
+    params, shop = ctx.params, ctx.shop
+    settings = shop.orders_to_mamut
+    if params.resync_ids:
+        for order_id in params.resync_ids:
+            try:
+                yield client.get_order(order_id, include=ORDER_INCLUDE)
+            except StarwebNotFound:
+                log.warning("shop %s: order %s does not exist in Starweb", shop.id, order_id)
+        return
+    now = ctx.clock()
+    oldest = now - timedelta(days=settings.max_age_days)
+    watermark = None if params.full_refresh else ctx.store.get_watermark(shop.id, JOB)
+    since = params.since or (watermark - timedelta(minutes=settings.overlap_minutes) if watermark else oldest)
+    seen: set[int] = set()
+    for order in client.iter_orders(created_after=since, include=ORDER_INCLUDE, sort_by="createdAt",
+                                    sort_order="ASC", include_non_complete_payments=settings.include_unpaid):
+        seen.add(order["orderId"])
+        yield order
+    if since <= oldest:
+        return
+    for order in client.iter_orders(created_after=oldest, include=ORDER_INCLUDE, sort_by="modifiedAt",
+                                    sort_order="DESC", include_non_complete_payments=settings.include_unpaid):
+        if datetime.fromisoformat(order["modifiedAt"]) < since:
+            break
+        if order["orderId"] not in seen:
+            seen.add(order["orderId"])
+            yield order
+
+
+def _transferred(ctx: JobContext, keys: list[str]) -> set[str]:
+    """Orders already in Mamut and, when write-back is on, already written back."""
+    linked = set(ctx.store.get_links(ctx.shop.id, ENTITY, keys))
+    if not ctx.shop.orders_to_mamut.write_back:
+        return linked
+    written = {sku for sku, _ in ctx.store.get_ledger(ctx.shop.id, WRITE_BACK, keys)}
+    return linked & written
+
+
+def _status_after_transfer(ctx: JobContext, client: StarwebClient) -> int | None:
+    wanted = ctx.shop.orders_to_mamut.status_after_transfer
+    if wanted is None or ctx.params.dry_run:
+        return None
+    (status_id,) = resolve_statuses(client.list_order_statuses(), [wanted], ctx.shop.id)
+    return status_id
+
+
+def _write_back(ctx: JobContext, client: StarwebClient, key: str, number: int, status_after: int | None) -> bool:
+    """Put the Mamut number on the Starweb order (once), optionally moving it to a status without e-mail."""
+    store, shop = ctx.store, ctx.shop
+    if store.get_ledger(shop.id, WRITE_BACK, [key]).get((key, "order")) == str(number):
+        return False
+    body: dict[str, Any] = {"externalId": str(number), "externalIdType": f"mamut_{shop.orders_to_mamut.document}"}
+    if status_after is not None:
+        body |= {"statusId": status_after, "onOrderStatusChangeSendEmail": False,
+                 "onOrderStatusChangeProcessPayment": False}
+    client.patch(f"/orders/{int(key)}", body)
+    failpoint("orders_to_mamut.after_write_back")
+    store.set_ledger(shop.id, WRITE_BACK, {(key, "order"): str(number)})
+    return True
+
+
+def _fail(ctx: JobContext, batch_id: str, key: str, check: str, reason: str, counts: dict[str, int]) -> None:
+    log.warning("shop %s: order %s quarantined on load: %s", ctx.shop.id, key, reason)
+    counts["failed"] += 1
+    if not ctx.params.dry_run:
+        ctx.store.quarantine(ctx.shop.id, ENTITY, key, [{"check": check, "reason": reason}], batch_id)
