@@ -297,9 +297,9 @@ def demo_families() -> tuple[MamutProductFamily, ...]:
     )
     return (
         single(
-            "MUGG-ORE", "Kaffemugg Örebro", "79.20", ean="7350012340019", unit="st", weight=Decimal("0.350")
+            "MUGG-ORE", "Kaffemugg Örebro", "79.20", ean="7350012340018", unit="st", weight=Decimal("0.350")
         ),
-        single("KASSE-ARE", "Tygkasse Åre", "63.20", ean="7350012340026", unit="st", weight=Decimal("0.120")),
+        single("KASSE-ARE", "Tygkasse Åre", "63.20", ean="7350012340025", unit="st", weight=Decimal("0.120")),
         single(
             "BOK-SKANE", "Kokbok Smaker från Skåne", "235.85", vat_code=3, unit="st", weight=Decimal("0.900")
         ),

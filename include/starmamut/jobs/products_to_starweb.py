@@ -1,0 +1,567 @@
+"""Products Mamut → Starweb (flow ``erp``: Mamut governs the articles): extract → validate → load → report.
+
+A Mamut family (a main article with its variants, or a single article) becomes one Starweb product whose
+variants carry the article numbers as SKUs. Matching goes by the id map, then by SKU in the shop
+(:mod:`starmamut.jobs.starweb_binder`), so products that already exist are linked, never duplicated.
+
+Change detection has two levels. A family whose staged content hash equals the one last pushed is skipped
+without a request. A changed family is compared field by field with what was last pushed (kept in the
+ledger), and only differing values are sent. A full refresh (or a re-sync of given SKUs) compares with what
+the shop shows instead, so values changed in the shop by hand are put back. Articles deactivated in Mamut
+become inactive variants, and a product none of whose articles is active is hidden; nothing is deleted.
+
+Prices and stock are not sent: a new variant starts at price 0 in every price list (Starweb's default) and
+the prices and stock jobs fill it in; ``new_product_visibility: hidden`` keeps it out of sight until then.
+
+Crash safety: a created product is linked in the id map right after Starweb answers; a crash in between is
+healed by the retry, which finds the product by its SKUs and only records the link.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+
+from starmamut.failpoints import failpoint
+from starmamut.jobs.common import JobContext, QualityGateFailed, chunked, format_report, parse_variant_ref, variant_ref
+from starmamut.jobs.starweb_binder import VARIANT, bind_variants_by_sku, variants_of
+from starmamut.mamut.catalogue import CatalogueReader, FamilySnapshot
+from starmamut.mapping.catalogue import (
+    MappingError,
+    PlannedRequest,
+    ProductState,
+    apply_request,
+    axis_values,
+    create_request,
+    desired_state,
+    live_state,
+    normalise_family,
+    plan_requests,
+    settled_state,
+    sku_key,
+    state_from_json,
+    state_to_json,
+    structure_problems,
+    validation_rows,
+    vat_rates_by_code,
+)
+from starmamut.mapping.products import children, content_hash, language_name
+from starmamut.staging.store import Link, StagedRow
+from starmamut.starweb.client import StarwebClient
+from starmamut.starweb.errors import StarwebAuthError, StarwebError, StarwebNotFound, StarwebRateLimited
+
+JOB = "products_to_starweb"
+ENTITY = "article"  # staged rows, quarantine and product links, keyed by the Mamut main article number
+# (not "product": products_to_mamut keys those by Starweb productId, and a shop may change flow)
+LEDGER_DIMENSION = "starweb_product"  # last pushed state per main article number
+LEDGER_TARGET = "state"
+CHANGE_OVERLAP = timedelta(minutes=10)  # re-read edits stamped just before the watermark (clock skew)
+LOAD_CHUNK = 200
+PLANNED_IN_RESULT = 100  # planned requests listed in a dry run's task result (all of them go to the log)
+
+log = logging.getLogger(__name__)
+
+
+def extract(ctx: JobContext) -> dict[str, Any]:
+    """Stage every family changed since the watermark (minus an overlap), plus open quarantine re-checks."""
+    shop, store, params = ctx.shop, ctx.store, ctx.params
+    batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
+    vat_rates = vat_rates_by_code(ctx.settings.mamut.vat_codes)
+    with ctx.open_mamut() as gateway:
+        records = (normalise_family(snapshot.family, vat_rates=vat_rates)
+                   for snapshot in _families_to_read(ctx, CatalogueReader(gateway)))
+        staged = store.stage_rows(batch_id, ENTITY, (
+            StagedRow(key=record["key"], payload=record, content_hash=content_hash(record)) for record in records
+        ))
+    log.info("shop %s: staged %d Mamut product famil(ies) in batch %s", shop.id, staged, batch_id)
+    return {"batch_id": batch_id, "read": staged, "requests": 0}
+
+
+def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
+    """Run the catalogue checks; quarantine failing families with their reasons; stop if too many fail."""
+    from starmamut.quality.catalogue import CATALOGUE_COLUMNS, catalogue_checks
+    from starmamut.quality.runner import validate_rows
+
+    shop, store = ctx.shop, ctx.store
+    staged = list(store.iter_staged(batch_id, ENTITY))
+    rows = [row for record in staged for row in validation_rows(record.payload)]
+    family_of_row = {row["row_key"]: row["product_key"] for row in rows}
+    report = validate_rows(
+        pd.DataFrame(rows, columns=list(CATALOGUE_COLUMNS)),
+        catalogue_checks(vat_codes=ctx.settings.mamut.vat_codes.values()),
+        key_column="row_key",
+        suite_name=f"{shop.id}_{JOB}_{batch_id}",
+    )
+    reasons: dict[str, list[dict[str, str]]] = {}
+    for record in staged:
+        for problem in structure_problems(record.payload):
+            reasons.setdefault(record.key, []).append({"check": "has_variants", "reason": problem})
+    for row_key, failures in report.failures.items():
+        reasons.setdefault(family_of_row[row_key], []).extend(
+            {"check": failure.check, "reason": failure.reason} for failure in failures
+        )
+    store.set_verdicts(batch_id, ENTITY, {
+        record.key: ("quarantined", _summary(reasons[record.key])) if record.key in reasons else ("valid", None)
+        for record in staged
+    })
+    for key, family_reasons in reasons.items():
+        log.warning("shop %s: product %s quarantined: %s", shop.id, key, _summary(family_reasons))
+        if not ctx.params.dry_run:
+            store.quarantine(shop.id, ENTITY, key, family_reasons, batch_id)
+    threshold = shop.products_to_starweb.quarantine_threshold
+    if staged and len(reasons) / len(staged) > threshold:
+        raise QualityGateFailed(
+            f"shop {shop.id}: {len(reasons)} of {len(staged)} Mamut products failed their checks, more than the "
+            f"threshold {threshold:.0%}; nothing was sent to Starweb. See the quarantine for the reasons."
+        )
+    return {"valid": len(staged) - len(reasons), "quarantined": len(reasons)}
+
+
+def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
+    """Create or update the changed valid families in Starweb, sending only what differs.
+
+    A dry run reads what it needs (the SKU lookups, the shop's products on a full refresh) and logs every
+    write it would send; its result lists the first of them.
+    """
+    shop, store, params = ctx.shop, ctx.store, ctx.params
+    counts = {"changed": 0, "loaded": 0, "unchanged": 0, "created_products": 0, "updated_products": 0,
+              "quarantined_on_load": 0, "write_requests": 0, "requests": 0}
+    would = {"would_write_requests": 0, "would_create_products": 0}
+    planned: list[str] = []
+    settled: list[str] = []
+    with ctx.open_starweb() as client:
+        sync = _FamilySync(ctx, client)
+        sync.bind(_skus_to_bind(ctx, batch_id))
+        for chunk in chunked(store.iter_staged(batch_id, ENTITY, verdict="valid"), LOAD_CHUNK):
+            known = _Known.read(ctx, [row.key for row in chunk])
+            work = []
+            for row in chunk:
+                if known.unchanged(row, force=_forced(ctx)):
+                    counts["unchanged"] += 1
+                    settled.append(row.key)
+                else:
+                    work.append(row)
+            for outcome in client.map_concurrent(functools.partial(sync.run, known=known), work):
+                counts["changed"] += 1
+                counts["write_requests"] += outcome.writes
+                if params.dry_run:
+                    for request in outcome.planned:
+                        log.info("dry run: would send %s", request.describe())
+                        would["would_write_requests"] += 1
+                        would["would_create_products"] += request.kind == "new_product"
+                        if len(planned) < PLANNED_IN_RESULT:
+                            planned.append(request.describe())
+                if outcome.problem is not None:
+                    _quarantine_on_load(ctx, batch_id, outcome.key, outcome.problem, counts)
+                    continue
+                counts["loaded"] += 1
+                if outcome.planned:
+                    counts["created_products" if outcome.created else "updated_products"] += 1
+                settled.append(outcome.key)
+        counts["requests"] = client.stats.requests_sent
+    if params.dry_run:
+        return {**counts, **would, "planned": planned}
+    store.resolve_quarantine(shop.id, ENTITY, settled)
+    if not params.skus:
+        store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
+    return counts
+
+
+def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
+           loaded: dict[str, Any]) -> dict[str, Any]:
+    """Close the batch with its counts (requests used included) and log them as a table."""
+    counts = {
+        "read": extracted["read"],
+        "changed": loaded["changed"],
+        "loaded": loaded["loaded"],
+        "unchanged": loaded["unchanged"],
+        "quarantined": validated["quarantined"],
+        "failed": loaded["quarantined_on_load"],
+        "requests": extracted["requests"] + loaded["requests"],
+        "write_requests": loaded["write_requests"],
+        "created_products": loaded["created_products"],
+        "updated_products": loaded["updated_products"],
+    }
+    if ctx.params.dry_run:
+        counts.update({key: loaded[key] for key in ("would_write_requests", "would_create_products")})
+    ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
+    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
+    return counts
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
+    extracted = extract(ctx)
+    validated = validate(ctx, extracted["batch_id"])
+    loaded = load(ctx, extracted["batch_id"])
+    return report(ctx, extracted["batch_id"], extracted, validated, loaded)
+
+
+# ----------------------------------------------------------------------------------------------------- extract
+
+
+def _families_to_read(ctx: JobContext, reader: CatalogueReader) -> Iterator[FamilySnapshot]:
+    """Given SKUs only; else changed families, then open quarantine entries not already read (to re-check)."""
+    params, store, shop = ctx.params, ctx.store, ctx.shop
+    if params.skus:
+        yield from reader.iter_families(skus=params.skus)
+        return
+    watermark = None if params.full_refresh else store.get_watermark(shop.id, JOB)
+    since = params.since or (watermark - CHANGE_OVERLAP if watermark else None)
+    seen: set[str] = set()
+    for snapshot in reader.iter_families(changed_since=since):
+        seen.add(snapshot.family.main.sku)
+        yield snapshot
+    recheck = [entry.key for entry in store.open_quarantine(shop.id, ENTITY) if entry.key not in seen]
+    if not recheck:
+        return
+    for snapshot in reader.iter_families(skus=recheck):
+        seen.add(snapshot.family.main.sku)
+        yield snapshot
+    gone = [key for key in recheck if key not in seen]
+    if gone and not params.dry_run:
+        log.warning("shop %s: quarantined product(s) %s are no longer in Mamut; their entries are closed",
+                    shop.id, gone)
+        store.resolve_quarantine(shop.id, ENTITY, gone)
+
+
+# ----------------------------------------------------------------------------------------------------- load
+
+
+def _forced(ctx: JobContext) -> bool:
+    """A full refresh or a re-sync of given SKUs compares with the shop itself, not with the ledger."""
+    return ctx.params.full_refresh or bool(ctx.params.skus)
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the staging database knows of a chunk of families: product links and last pushed states."""
+
+    links: dict[str, Link]
+    pushed: dict[str, ProductState]
+
+    @classmethod
+    def read(cls, ctx: JobContext, keys: list[str]) -> _Known:
+        links = ctx.store.get_links(ctx.shop.id, ENTITY, keys)
+        ledger = ctx.store.get_ledger(ctx.shop.id, LEDGER_DIMENSION, keys)
+        return cls(links, {sku: state_from_json(text) for (sku, _target), text in ledger.items()})
+
+    def unchanged(self, row: StagedRow, *, force: bool) -> bool:
+        link = self.links.get(row.key)
+        return not force and link is not None and link.retired_at is None and link.content_hash == row.content_hash
+
+    def product_id(self, key: str) -> int | None:
+        pushed = self.pushed.get(key)
+        if pushed is not None and pushed.product_id is not None:
+            return pushed.product_id
+        link = self.links.get(key)
+        return int(link.starweb_id) if link is not None and link.retired_at is None and link.starweb_id else None
+
+
+def _skus_to_bind(ctx: JobContext, batch_id: str) -> list[str]:
+    """SKUs of changed families the last pushed state does not place: the binder looks them up once."""
+    skus: list[str] = []
+    for chunk in chunked(ctx.store.iter_staged(batch_id, ENTITY, verdict="valid"), LOAD_CHUNK):
+        known = _Known.read(ctx, [row.key for row in chunk])
+        for row in chunk:
+            if known.unchanged(row, force=_forced(ctx)):
+                continue
+            placed = _placed(known.pushed.get(row.key))
+            skus.extend(variant["sku"] for variant in row.payload["variants"] if sku_key(variant["sku"]) not in placed)
+    return skus
+
+
+def _placed(pushed: ProductState | None) -> set[str]:
+    """The folded SKUs whose Starweb variant the last pushed state knows."""
+    if pushed is None:
+        return set()
+    return {key for key, variant in pushed.variants.items() if variant.variant_id is not None}
+
+
+@dataclass
+class _Outcome:
+    """What syncing one family did (or, in a dry run, would do)."""
+
+    key: str
+    created: bool = False
+    writes: int = 0
+    planned: list[PlannedRequest] = field(default_factory=list)
+    problem: tuple[str, str] | None = None  # (check, reason) when the family goes to quarantine
+    compared_with_shop: bool = False  # the plan came from what the shop shows, not from the ledger
+
+
+class _FamilyConflict(Exception):
+    """The shop holds the family's SKUs in a way this job must not resolve on its own."""
+
+
+class _FamilySync:
+    """Syncs one family at a time (called from several threads); shared: the binder's links, the attributes."""
+
+    def __init__(self, ctx: JobContext, client: StarwebClient) -> None:
+        self._ctx = ctx
+        self._client = client
+        self._settings = ctx.shop.products_to_starweb
+        self._language = ctx.shop.language
+        self._attributes = _Attributes(ctx, client)
+        self._bound: dict[str, tuple[int, int]] = {}
+
+    def bind(self, skus: list[str]) -> None:
+        if skus:
+            links = bind_variants_by_sku(self._ctx, self._client, skus)
+            self._bound = {sku: parse_variant_ref(link.starweb_id) for sku, link in links.items() if link.starweb_id}
+
+    def run(self, row: StagedRow, known: _Known) -> _Outcome:
+        outcome = _Outcome(row.key)
+        try:
+            try:
+                self._sync(row, known, outcome, refresh=False)
+            except StarwebError as exc:
+                if outcome.compared_with_shop or not _refused(exc):
+                    raise
+                # The shop changed since the last push (a product or variant deleted, a field set by hand that
+                # rules out the change): compare with what the shop has now, recreating what is gone.
+                log.warning("shop %s: Starweb refused an update of %s (%s); comparing with the shop and retrying",
+                            self._ctx.shop.id, row.key, exc)
+                self._sync(row, known, outcome, refresh=True)
+        except MappingError as exc:
+            outcome.problem = ("mapping", str(exc))
+        except _FamilyConflict as exc:
+            outcome.problem = ("starweb_conflict", str(exc))
+        except StarwebError as exc:
+            if not _refused(exc):
+                raise
+            outcome.problem = ("starweb_rejected", f"Starweb refused the product: {exc}")
+        return outcome
+
+    def _sync(self, row: StagedRow, known: _Known, outcome: _Outcome, *, refresh: bool) -> None:
+        record = row.payload
+        desired = desired_state(record, value_ids=self._attributes.resolve(axis_values(record), outcome))
+        pushed = known.pushed.get(row.key)
+        product_id = self._product_id(record, known)
+        current = None
+        if product_id is not None:
+            placed = _placed(pushed)
+            stale_ledger = pushed is None or pushed.product_id != product_id or any(
+                sku_key(variant["sku"]) not in placed and variant["sku"] in self._bound
+                for variant in record["variants"]
+            )
+            if _forced(self._ctx) or refresh or stale_ledger:
+                current = self._read_shop(product_id, active=pushed.active if pushed else True)
+                outcome.compared_with_shop = True
+                if pushed is not None:
+                    self._retire_vanished(pushed, current)
+            else:
+                current = pushed
+        if current is None:
+            outcome.compared_with_shop = True
+            self._create(row, desired, outcome)
+            return
+        retired = [key for key in (pushed.variants if pushed else {}) if key not in desired.variants]
+        state = current
+        for request in plan_requests(desired, current, language=self._language,
+                                     default_visibility=self._settings.new_product_visibility, retired=retired):
+            outcome.planned.append(request)
+            if self._ctx.params.dry_run:
+                continue
+            try:
+                response = self._send(request)
+            except StarwebError:
+                self._remember(row.key, state, content_hash=None)
+                raise
+            outcome.writes += 1
+            state = apply_request(state, desired, request, response)
+            if request.kind == "new_variant" and request.sku:
+                self._link_variants(state, [request.sku])
+        if not self._ctx.params.dry_run:
+            final = settled_state(state, desired, retired)
+            self._remember(row.key, final, content_hash=row.content_hash)
+            self._link_variants(final, [variant.sku for variant in final.variants.values()])
+
+    def _product_id(self, record: Mapping[str, Any], known: _Known) -> int | None:
+        """The family's product: as last pushed or linked, else where the shop holds its SKUs (one product)."""
+        linked = known.product_id(record["key"])
+        holders = {self._bound[variant["sku"]][0] for variant in record["variants"] if variant["sku"] in self._bound}
+        others = holders - {linked} if linked is not None else holders
+        if linked is None and len(others) <= 1:
+            return next(iter(others), None)
+        if others:
+            held = sorted(variant["sku"] for variant in record["variants"]
+                          if variant["sku"] in self._bound and self._bound[variant["sku"]][0] in others)
+            products = ", ".join(str(product_id) for product_id in sorted(others | ({linked} - {None})))
+            raise _FamilyConflict(f"SKUs {', '.join(held)} of {record['key']} are on different Starweb products "
+                                  f"({products}); merge them in the shop or give the articles new numbers")
+        return linked
+
+    def _create(self, row: StagedRow, desired: ProductState, outcome: _Outcome) -> None:
+        request = create_request(desired, language=self._language, visibility=self._settings.new_product_visibility)
+        outcome.planned.append(request)
+        outcome.created = True
+        if self._ctx.params.dry_run:
+            return
+        response = self._send(request)
+        outcome.writes += 1
+        failpoint("products_to_starweb.after_starweb_create")
+        state = apply_request(ProductState(), desired, request, response)
+        # A variant missing from Starweb's answer is found by the next run, which must not skip the family.
+        complete = all(variant.variant_id is not None for variant in state.variants.values())
+        self._remember(row.key, state, content_hash=row.content_hash if complete else None)
+        self._link_variants(state, [variant.sku for variant in state.variants.values()])
+
+    def _send(self, request: PlannedRequest) -> dict[str, Any]:
+        if request.method == "POST":
+            return self._client.post(request.path, request.body).get("data") or {}
+        if request.method == "PUT":
+            return self._client.put(request.path, request.body).get("data") or {}
+        return self._client.patch(request.path, request.body).get("data") or {}
+
+    def _read_shop(self, product_id: int, *, active: bool) -> ProductState | None:
+        """The product as the shop shows it now; None if the shop no longer has it."""
+        client = self._client
+        try:
+            product = client.get_product(product_id, include=("languages", "primaryVariant"))
+        except StarwebNotFound:
+            return None
+        languages = children(product, "languages")
+        name = language_name(languages, self._language)
+        if not any(entry.get("langCode") == self._language for entry in languages):
+            # The include carries the shop's default language only.
+            try:
+                name = language_name([client.get(f"/products/{product_id}/languages/{self._language}")["data"]],
+                                     self._language)
+            except StarwebNotFound:
+                name = None
+        return live_state(product, variants_of(client, product), name=name, active=active)
+
+    def _remember(self, key: str, state: ProductState, *, content_hash: str | None) -> None:
+        """Record the product link and the last pushed state; the content hash only once all of it is pushed."""
+        if state.product_id is None:
+            return
+        store, shop = self._ctx.store, self._ctx.shop.id
+        store.set_ledger(shop, LEDGER_DIMENSION, {(key, LEDGER_TARGET): state_to_json(state)})
+        store.upsert_link(shop, ENTITY, key, starweb_id=str(state.product_id), mamut_key=None, sku=key,
+                          content_hash=content_hash)
+
+    def _link_variants(self, state: ProductState, skus: Iterable[str]) -> None:
+        """Link the variants the id map does not yet place right, keeping the Mamut key a link had."""
+        if state.product_id is None:
+            return
+        store, shop = self._ctx.store, self._ctx.shop.id
+        variants = {str(variant.variant_id): variant for sku in skus
+                    if (variant := state.variants.get(sku_key(sku))) is not None and variant.variant_id is not None}
+        existing = store.get_links(shop, VARIANT, variants)
+        for key, variant in variants.items():
+            ref = variant_ref(state.product_id, key)
+            link = existing.get(key)
+            if link is not None and link.retired_at is None and (link.starweb_id, link.sku) == (ref, variant.sku):
+                continue
+            store.upsert_link(shop, VARIANT, key, starweb_id=ref, mamut_key=link.mamut_key if link else None,
+                              sku=variant.sku, content_hash=None)
+
+
+    def _retire_vanished(self, pushed: ProductState, current: ProductState | None) -> None:
+        """Retire the links of variants deleted in the shop since the last push (all of them if the product went)."""
+        if self._ctx.params.dry_run:
+            return
+        alive = {variant.variant_id for variant in current.variants.values()} if current is not None else set()
+        gone = [str(variant.variant_id) for variant in pushed.variants.values()
+                if variant.variant_id is not None and variant.variant_id not in alive]
+        store, shop = self._ctx.store, self._ctx.shop.id
+        for key, link in store.get_links(shop, VARIANT, gone).items():
+            if link.retired_at is None:
+                store.retire_link(shop, VARIANT, key)
+
+
+class _Attributes:
+    """Starweb's variant attributes and their values by name in the shop's language; missing ones are created.
+
+    Read once, on first need, and shared by every family of the load (behind a lock, so two families that
+    need the same new value create it once). In a dry run a missing one gets a placeholder id and the
+    request that would create it is planned on the family that first needed it.
+    """
+
+    def __init__(self, ctx: JobContext, client: StarwebClient) -> None:
+        self._ctx = ctx
+        self._client = client
+        self._language = ctx.shop.language
+        self._lock = threading.Lock()
+        self._attribute_ids: dict[str, int] | None = None  # folded axis name -> attribute id
+        self._value_ids: dict[tuple[int, str], int] = {}  # (attribute id, folded value name) -> value id
+        self._placeholders = itertools.count(-1, -1)
+
+    def resolve(self, pairs: Iterable[tuple[str, str]], outcome: _Outcome) -> dict[tuple[str, str], int]:
+        wanted = sorted(pairs)
+        if not wanted:
+            return {}
+        with self._lock:
+            if self._attribute_ids is None:
+                self._read()
+            return {(axis, value): self._value_id(self._attribute_id(axis, outcome), value, outcome)
+                    for axis, value in wanted}
+
+    def _read(self) -> None:
+        self._attribute_ids = {}
+        for attribute in self._client.list_attributes():
+            name = language_name(children(attribute, "languages"), self._language)
+            if name is None:
+                continue
+            attribute_id = attribute["attributeId"]
+            self._attribute_ids.setdefault(name.casefold(), attribute_id)
+            for value in self._client.list_attribute_values(attribute_id):
+                value_name = language_name(children(value, "languages"), self._language)
+                if value_name is not None:
+                    self._value_ids.setdefault((attribute_id, value_name.casefold()), value["attributeValueId"])
+
+    def _attribute_id(self, axis: str, outcome: _Outcome) -> int:
+        assert self._attribute_ids is not None
+        found = self._attribute_ids.get(axis.casefold())
+        if found is None:
+            found = self._create(outcome, "/product-attributes", axis, f"new attribute {axis!r}", "attributeId")
+            self._attribute_ids[axis.casefold()] = found
+        return found
+
+    def _value_id(self, attribute_id: int, value: str, outcome: _Outcome) -> int:
+        found = self._value_ids.get((attribute_id, value.casefold()))
+        if found is None:
+            path = f"/product-attributes/{attribute_id}/values"
+            found = self._create(outcome, path, value, f"new value {value!r}", "attributeValueId")
+            self._value_ids[(attribute_id, value.casefold())] = found
+        return found
+
+    def _create(self, outcome: _Outcome, path: str, name: str, what: str, id_field: str) -> int:
+        request = PlannedRequest("attribute", "POST", path, {"languages": [{"langCode": self._language, "name": name}]})
+        outcome.planned.append(request)
+        if self._ctx.params.dry_run:
+            return next(self._placeholders)
+        created = self._client.post(path, request.body)["data"]
+        outcome.writes += 1
+        log.info("shop %s: created Starweb %s (%s)", self._ctx.shop.id, what, created[id_field])
+        return int(created[id_field])
+
+
+def _refused(exc: StarwebError) -> bool:
+    """Starweb answered with a client error (4xx, not found included): the product's data or the shop's state is
+    at fault, not the credentials or the request budget."""
+    if isinstance(exc, StarwebAuthError | StarwebRateLimited):
+        return False
+    return exc.status is not None and 400 <= exc.status < 500
+
+
+def _quarantine_on_load(ctx: JobContext, batch_id: str, key: str, problem: tuple[str, str],
+                        counts: dict[str, int]) -> None:
+    check, reason = problem
+    log.warning("shop %s: product %s quarantined on load: %s", ctx.shop.id, key, reason)
+    counts["quarantined_on_load"] += 1
+    if not ctx.params.dry_run:
+        ctx.store.quarantine(ctx.shop.id, ENTITY, key, [{"check": check, "reason": reason}], batch_id)
+
+
+def _summary(reasons: list[dict[str, str]]) -> str:
+    return "; ".join(reason["reason"] for reason in reasons)
