@@ -23,10 +23,12 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=15),
 }
 
-RUN_PARAMS = {
+PARAMS = {
     "dry_run": Param(False, type="boolean", description="Read, stage, validate and report; write nothing."),
     "full_refresh": Param(False, type="boolean", description="Ignore the watermark and the change ledger."),
     "resync_ids": Param([], type="array", description="Starweb ids to re-sync (only these are read)."),
+    "skus": Param([], type="array", description="Article numbers to sync (only these are read)."),
+    "since": Param("", type="string", description="Read from this date/time (ISO 8601) instead of the watermark."),
 }
 
 
@@ -38,8 +40,7 @@ def _doc(shop: ShopConfig, job: JobSpec) -> str:
 **Tasks:** `extract` (Starweb → staging batch) → `validate` (Great Expectations; failing records are
 quarantined with a reason) → `load` (only new or changed records, idempotent) → `report` (counts).
 
-**Manual run options:** `dry_run` writes nothing and reports what it would write; `full_refresh` ignores the
-watermark and the change ledger; `resync_ids` re-reads just those Starweb ids.
+**Manual run options:** {", ".join(f"`{name}` ({PARAMS[name].description})" for name in job.params)}
 
 Starweb Connection `{shop.starweb_conn_id}` · budget {shop.request_budget_per_minute} requests/min · pool `{shop.pool}`.
 """
@@ -67,7 +68,7 @@ def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
-        params=RUN_PARAMS,
+        params={name: PARAMS[name] for name in job.params},
         tags=[f"shop:{shop.id}", f"flow:{shop.flow}", f"job:{job.name}"],
     ) as dag:
 

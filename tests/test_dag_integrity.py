@@ -45,14 +45,15 @@ def test_shipped_config_generates_the_demo_dag_without_errors(monkeypatch: pytes
     monkeypatch.delenv("STARMAMUT_CONFIG", raising=False)
     bag = dagbag(monkeypatch)
     assert bag.import_errors == {}
-    assert sorted(bag.dag_ids) == ["demo__products_to_mamut"]
+    assert sorted(bag.dag_ids) == ["demo__orders_to_mamut", "demo__products_to_mamut"]
 
 
 def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, three_shop_config: Path) -> None:
     bag = dagbag(monkeypatch, three_shop_config)
     assert bag.import_errors == {}
-    # erp shops do not run products_to_mamut (Mamut governs their articles)
-    assert sorted(bag.dag_ids) == ["no__products_to_mamut", "se__products_to_mamut"]
+    # erp shops do not run products_to_mamut (Mamut governs their articles); every flow transfers orders
+    assert sorted(bag.dag_ids) == ["b2b__orders_to_mamut", "b2b__products_to_starweb", "no__orders_to_mamut",
+                                   "no__products_to_mamut", "se__orders_to_mamut", "se__products_to_mamut"]
     for dag_id, dag in bag.dags.items():
         shop, _, job = dag_id.partition("__")
         assert f"shop:{shop}" in dag.tags and f"job:{job}" in dag.tags
@@ -60,7 +61,8 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
         assert dag.doc_md and job in dag.doc_md
         assert dag.max_active_runs == 1
         assert dag.catchup is False
-        assert set(dag.params) >= {"dry_run", "full_refresh", "resync_ids"}
+        assert set(dag.params) >= {"dry_run", "full_refresh"}
+        assert all(f"`{name}`" in dag.doc_md for name in dag.params)
         assert [t.task_id for t in dag.topological_sort()] == ["extract", "validate", "load", "report"]
         for task in dag.tasks:
             assert task.retries >= 1 and task.retry_exponential_backoff
@@ -68,6 +70,8 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
         assert dag.get_task("load").pool == f"starweb_{shop}"
     assert bag.dags["no__products_to_mamut"].schedule == "15 * * * *"
     assert bag.dags["se__products_to_mamut"].schedule == "@hourly"
+    assert bag.dags["se__orders_to_mamut"].schedule == "*/5 * * * *"
+    assert "since" in bag.dags["se__orders_to_mamut"].params and "since" not in bag.dags["se__products_to_mamut"].params
 
 
 def test_bad_config_is_an_import_error_naming_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

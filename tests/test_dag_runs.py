@@ -1,4 +1,4 @@
-"""The demo shop's products_to_mamut DAG run by Airflow (``dag.test()``), on every staging × Mamut backend.
+"""The shops' DAGs run by Airflow (``dag.test()``), on every staging × Mamut backend.
 
 Connections come from AIRFLOW_CONN_* variables exactly as in production, the DAG is parsed from dags/ with the
 test's config, and the result is read back from Mamut and from staging.
@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from starmamut.mamut.catalogue import CatalogueReader
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.schema_map import SchemaMap
 from starmamut.staging.store import StagingStore
 from tests.fixtures.airflow import mamut_connection, run_dag, starweb_connection
 from tests.fixtures.mamut import fresh_mock_database
 from tests.fixtures.staging import staging_url_for
+from tests.test_orders_to_mamut import eligible_orders, mamut_orders
 from tests.test_products_to_mamut import expected_mamut_skus, mamut_rows
 
 BACKENDS = [
@@ -31,8 +33,12 @@ BACKENDS = [
 CONFIG = {
     "version": 1,
     "staging_conn_id": "starmamut_staging",
-    "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
-    "shops": {"demo": {"name": "Demo", "flow": "ecom", "starweb_conn_id": "starweb_demo"}},
+    "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}},
+    "shops": {
+        "demo": {"name": "Demo", "flow": "ecom", "starweb_conn_id": "starweb_demo",
+                 "orders_to_mamut": {"eligible_statuses": ["created", "picking", "completed", 5, 6]}},
+        "b2b": {"name": "Grossist", "flow": "erp", "starweb_conn_id": "starweb_demo"},
+    },
 }
 
 
@@ -40,7 +46,7 @@ CONFIG = {
 def wired(request, sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shop_config,
           airflow_db) -> Iterator[dict[str, Any]]:
     mamut_backend, staging_backend = request.param
-    with fresh_mock_database(mamut_backend, tmp_path) as odbc:
+    with fresh_mock_database(mamut_backend, tmp_path, seed="demo") as odbc:
         urls = staging_url_for(staging_backend, tmp_path)
         staging_url = next(urls)
         shop_config(CONFIG)
@@ -61,9 +67,10 @@ def wired(request, sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sho
 
 @pytest.mark.slow
 def test_dag_loads_the_demo_shop_then_changes_nothing(wired, sandbox) -> None:
+    mamut_demo = set(mamut_rows(wired["gateway"]))  # the Mamut demo seed's own catalogue
     first = run_dag("demo__products_to_mamut")
     assert first.state == "success"
-    assert set(mamut_rows(wired["gateway"])) == expected_mamut_skus(sandbox)
+    assert set(mamut_rows(wired["gateway"])) == expected_mamut_skus(sandbox) | mamut_demo
     rows = mamut_rows(wired["gateway"])
 
     second = run_dag("demo__products_to_mamut")
@@ -77,9 +84,28 @@ def test_dag_loads_the_demo_shop_then_changes_nothing(wired, sandbox) -> None:
 
 @pytest.mark.slow
 def test_dag_dry_run_param_writes_nothing(wired, sandbox) -> None:
+    before = mamut_rows(wired["gateway"])
     run = run_dag("demo__products_to_mamut", {"dry_run": True})
     assert run.state == "success"
-    assert mamut_rows(wired["gateway"]) == {}
+    assert mamut_rows(wired["gateway"]) == before
     (batch,) = wired["store"].latest_batches("demo")
     assert batch.status == "dry_run"
     assert batch.counts["would_create_articles"] == len(expected_mamut_skus(sandbox))
+
+
+@pytest.mark.slow
+def test_orders_dag_transfers_the_eligible_orders_once(wired, sandbox) -> None:
+    assert run_dag("demo__products_to_mamut").state == "success"
+    assert run_dag("demo__orders_to_mamut").state == "success"
+    landed = mamut_orders(wired["gateway"])
+    assert set(landed) == {f"demo:{order_id}" for order_id in eligible_orders(sandbox)}
+    assert run_dag("demo__orders_to_mamut").state == "success"
+    assert mamut_orders(wired["gateway"]) == landed
+
+
+@pytest.mark.slow
+def test_erp_shop_dag_publishes_mamut_articles_to_the_shop(wired, sandbox) -> None:
+    assert run_dag("b2b__products_to_starweb").state == "success"
+    mamut_skus = {article.sku for snapshot in CatalogueReader(wired["gateway"]).iter_families()
+                  for article in (snapshot.family.variants or (snapshot.family.main,))}
+    assert mamut_skus and all(sandbox.state.find_variant(sku) for sku in mamut_skus)

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, QualityGateFailed, format_report, variant_ref
+from starmamut.jobs.common import JobContext, QualityGateFailed, chunked, format_report, variant_ref
 from starmamut.mamut.products import MamutConflict, ProductRepository
 from starmamut.mapping.products import (
     AttributeValue,
@@ -116,7 +116,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
               "quarantined_on_load": 0}
     plan: list[dict[str, Any]] = []
     settled: list[str] = []
-    for batch in _chunks(store.iter_staged(batch_id, ENTITY, verdict="valid"), 500):
+    for batch in chunked(store.iter_staged(batch_id, ENTITY, verdict="valid"), 500):
         links = store.get_links(shop.id, ENTITY, [row.key for row in batch])
         for row in batch:
             link = links.get(row.key)
@@ -262,17 +262,6 @@ def _quarantine_on_load(ctx: JobContext, batch_id: str, key: str, check: str, re
 
 def _summary(reasons: list[dict[str, str]]) -> str:
     return "; ".join(reason["reason"] for reason in reasons)
-
-
-def _chunks(rows: Iterable[StagedRow], size: int) -> Iterator[list[StagedRow]]:
-    batch: list[StagedRow] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

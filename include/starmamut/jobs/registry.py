@@ -16,6 +16,7 @@ class JobSpec:
     flows: frozenset[str]
     default_schedule: str | None
     summary: str
+    params: tuple[str, ...] = ("dry_run", "full_refresh")
 
     @property
     def module(self) -> str:
@@ -30,6 +31,21 @@ JOBS: dict[str, JobSpec] = {
             flows=frozenset({"ecom", "combo"}),
             default_schedule="@hourly",
             summary="Starweb products with their variants become Mamut articles (Starweb governs articles).",
+            params=("dry_run", "full_refresh", "resync_ids"),
+        ),
+        JobSpec(
+            name="products_to_starweb",
+            flows=frozenset({"erp"}),
+            default_schedule="@hourly",
+            summary="Mamut articles with their variants become Starweb products (Mamut governs articles).",
+            params=("dry_run", "full_refresh", "skus", "since"),
+        ),
+        JobSpec(
+            name="orders_to_mamut",
+            flows=frozenset({"ecom", "erp", "combo"}),
+            default_schedule="*/5 * * * *",
+            summary="Web orders with their customers become Mamut orders or invoices, exactly once.",
+            params=("dry_run", "full_refresh", "resync_ids", "since"),
         ),
     )
 }
