@@ -43,17 +43,18 @@ def cmd_create_mamut_mock(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    """What landed in Mamut, the latest batch reports and the open quarantine, per shop."""
+    """What landed in Mamut (articles, orders), the latest batch reports and the open quarantine, per shop."""
     from starmamut.airflow_adapter import airflow_home
     from starmamut.mamut.gateway import MamutGateway
     from starmamut.mamut.mock import sqlite_odbc_string
+    from starmamut.mamut.orders import OrderRepository
     from starmamut.mamut.products import ProductRepository
     from starmamut.mamut.schema_map import SchemaMap
     from starmamut.staging.store import StagingStore, default_staging_url
 
     settings = load_settings()
-    articles = list(ProductRepository(MamutGateway(sqlite_odbc_string(Path(args.mamut_db)), SchemaMap.load(None)))
-                    .iter_articles())
+    gateway = MamutGateway(sqlite_odbc_string(Path(args.mamut_db)), SchemaMap.load(None))
+    articles = list(ProductRepository(gateway).iter_articles())
     sku_by_key = {article["product_key"]: article["sku"] for article in articles}
     print(f"\nMamut articles ({len(articles)}):")
     print(f"  {'article no.':<18} {'main article':<14} {'variant':<22} {'price ex VAT':>12}  name")
@@ -63,6 +64,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
         price = article.get("price_out")
         print(f"  {article['sku']:<18} {main_sku:<14} {variant:<22} "
               f"{'' if price is None else f'{price:.2f}':>12}  {article['name']}")
+    orders = list(OrderRepository(gateway).iter_orders_with_lines())
+    print(f"\nMamut orders ({len(orders)}):")
+    print(f"  {'external id':<14} {'order':>6} {'invoice':>7} {'cust.':>6} {'lines':>5} {'total':>10}  customer")
+    for order in orders:
+        print(f"  {order['external_id'] or '':<14} {order['order_number']:>6} {order['invoice_number'] or '':>7} "
+              f"{order['customer_number'] or '':>6} {len(order['lines']):>5} {order['total_gross']:>10.2f}  "
+              f"{order['contact_name'] or ''}")
     store = StagingStore.from_url(default_staging_url(Path(os.environ.get("AIRFLOW_HOME", airflow_home()))))
     for shop in settings.shops:
         print(f"\nShop {shop.id} · latest batches:")
