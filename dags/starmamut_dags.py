@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from starmamut.config import ShopConfig, load_settings
-from starmamut.jobs.registry import JobSpec, dag_id, jobs_for_flow
+from starmamut.jobs.registry import JobSpec, dag_id, jobs_for_shop
 
 DEFAULT_ARGS = {
     "owner": "starmamut",
@@ -96,6 +96,6 @@ def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
 
 
 for _shop in load_settings().shops:
-    for _job in jobs_for_flow(_shop.flow):
+    for _job in jobs_for_shop(_shop.flow, _shop.extra_jobs):
         _dag = job_dag(_shop, _job)
         globals()[_dag.dag_id] = _dag

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from starmamut.config import load_settings
-from starmamut.jobs.registry import dag_id, jobs_for_flow
+from starmamut.jobs.registry import dag_id, jobs_for_shop
 
 
 def cmd_pools(_: argparse.Namespace) -> int:
@@ -26,7 +26,7 @@ def cmd_pools(_: argparse.Namespace) -> int:
 def cmd_dags(_: argparse.Namespace) -> int:
     """The DAG ids the config generates, one per line."""
     for shop in load_settings().shops:
-        for job in jobs_for_flow(shop.flow):
+        for job in jobs_for_shop(shop.flow, shop.extra_jobs):
             print(dag_id(shop.id, job.name))
     return 0
 

@@ -106,6 +106,28 @@ class StockToStarwebSettings(_Strict):
     quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+class StatusTransition(_Strict):
+    """What to tell Starweb when a Mamut order reaches a state: the status and the switches of that PATCH."""
+
+    status: StatusRef
+    send_email: bool = False
+    attach_tracking: bool = False
+    process_payment: bool = False
+    require_tracking: bool = Field(default=False, description="do not report until Mamut has a tracking number")
+
+
+class OrderStatusToStarwebSettings(_Strict):
+    """Mamut order states (derived through the schema map) mapped to Starweb statuses, per shop."""
+
+    transitions: dict[str, StatusTransition] = Field(default_factory=lambda: {
+        "delivered": StatusTransition(status="completed", send_email=True, attach_tracking=True,
+                                      process_payment=True),
+        "cancelled": StatusTransition(status="canceled", send_email=True, process_payment=True),
+    })
+    allow_backwards: bool = False
+    final_statuses: list[StatusRef] = Field(default_factory=lambda: ["completed", "canceled"])
+
+
 class ProductsToStarwebSettings(_Strict):
     new_product_visibility: Literal["hidden", "visible"] = "hidden"
     quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
@@ -128,6 +150,8 @@ class ShopConfig(_Strict):
     products_to_starweb: ProductsToStarwebSettings = ProductsToStarwebSettings()
     prices_to_starweb: PricesToStarwebSettings = PricesToStarwebSettings()
     stock_to_starweb: StockToStarwebSettings = StockToStarwebSettings()
+    order_status_to_starweb: OrderStatusToStarwebSettings = OrderStatusToStarwebSettings()
+    extra_jobs: list[str] = Field(default_factory=list, description="optional jobs this shop turns on")
 
     @field_validator("schedules")
     @classmethod
@@ -136,6 +160,16 @@ class ShopConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown job(s) {unknown}; known jobs: {sorted(JOBS)}")
         return value
+
+    @model_validator(mode="after")
+    def _extra_jobs_are_optional_for_the_flow(self) -> ShopConfig:
+        for job in self.extra_jobs:
+            spec = JOBS.get(job)
+            if spec is None or self.flow not in spec.optional_flows:
+                optional = sorted(name for name, spec in JOBS.items() if self.flow in spec.optional_flows)
+                raise ValueError(f"extra_jobs: {job!r} is not an optional job of flow {self.flow!r} "
+                                 f"(optional: {optional})")
+        return self
 
     def schedule_for(self, job: str) -> str | None:
         """The shop's schedule for a job, else the job's default; None means manual only."""

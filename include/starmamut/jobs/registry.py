@@ -5,6 +5,7 @@ Kept free of heavy imports: the DAG factory reads it at parse time.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -17,6 +18,7 @@ class JobSpec:
     default_schedule: str | None
     summary: str
     params: tuple[str, ...] = ("dry_run", "full_refresh")
+    optional_flows: frozenset[str] = frozenset()  # flows where a shop may turn the job on (extra_jobs)
 
     @property
     def module(self) -> str:
@@ -51,9 +53,11 @@ JOBS: dict[str, JobSpec] = {
 }
 
 
-def jobs_for_flow(flow: str) -> list[JobSpec]:
-    """The jobs a shop with this flow runs, in a stable order."""
-    return [spec for spec in JOBS.values() if flow in spec.flows]
+def jobs_for_shop(flow: str, extra_jobs: Iterable[str] = ()) -> list[JobSpec]:
+    """The jobs a shop runs: those of its flow plus the optional ones it turned on, in a stable order."""
+    extra = set(extra_jobs)
+    return [spec for spec in JOBS.values()
+            if flow in spec.flows or (flow in spec.optional_flows and spec.name in extra)]
 
 
 def dag_id(shop_id: str, job: str) -> str:
