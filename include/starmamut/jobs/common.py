@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from starmamut.staging.store import StagingStore
 from starmamut.starweb.client import StarwebClient
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class QualityGateFailed(RuntimeError):
@@ -87,3 +89,38 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+Reasons = list[dict[str, str]]
+"""Why a record failed: ``[{"check": <name>, "reason": <human text>}, ...]``."""
+
+
+def reasons_text(reasons: Reasons) -> str:
+    return "; ".join(reason["reason"] for reason in reasons)
+
+
+def apply_verdicts(ctx: JobContext, batch_id: str, entity: str, keys: Iterable[str],
+                   reasons: Mapping[str, Reasons], *, threshold: float, noun: str) -> dict[str, int]:
+    """Mark each staged record valid or quarantined, quarantine the failures (not in a dry run), and stop the
+    batch when the failing share passes the threshold: a flood of bad records means something upstream broke."""
+    keys = list(keys)
+    ctx.store.set_verdicts(batch_id, entity, {
+        key: ("quarantined", reasons_text(reasons[key])) if key in reasons else ("valid", None) for key in keys
+    })
+    for key, record_reasons in reasons.items():
+        log.warning("shop %s: %s %s quarantined: %s", ctx.shop.id, noun, key, reasons_text(record_reasons))
+        if not ctx.params.dry_run:
+            ctx.store.quarantine(ctx.shop.id, entity, key, list(record_reasons), batch_id)
+    if keys and len(reasons) / len(keys) > threshold:
+        raise QualityGateFailed(
+            f"shop {ctx.shop.id}: {len(reasons)} of {len(keys)} {noun}s failed their checks, more than the threshold "
+            f"{threshold:.0%}; nothing was loaded. See the quarantine for the reasons."
+        )
+    return {"valid": len(keys) - len(reasons), "quarantined": len(reasons)}
+
+
+def quarantine_on_load(ctx: JobContext, batch_id: str, entity: str, key: str, check: str, reason: str) -> None:
+    """A record that passed the checks but could not be written: quarantine it and go on with the batch."""
+    log.warning("shop %s: %s %s quarantined on load: %s", ctx.shop.id, entity, key, reason)
+    if not ctx.params.dry_run:
+        ctx.store.quarantine(ctx.shop.id, entity, key, [{"check": check, "reason": reason}], batch_id)

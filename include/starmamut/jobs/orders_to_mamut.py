@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, QualityGateFailed, chunked, format_report
+from starmamut.jobs.common import JobContext, apply_verdicts, chunked, format_report, quarantine_on_load
 from starmamut.mamut.customers import MamutRecordError
 from starmamut.mamut.documents import CustomerNumberPolicy
 from starmamut.mamut.orders import OrderRepository
@@ -94,9 +94,9 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     from starmamut.quality.orders import ORDER_COLUMNS, order_checks
     from starmamut.quality.runner import validate_rows
 
-    shop, store = ctx.shop, ctx.store
+    shop = ctx.shop
     settings = shop.orders_to_mamut
-    staged = list(store.iter_staged(batch_id, ENTITY))
+    staged = list(ctx.store.iter_staged(batch_id, ENTITY))
     gateway = ctx.open_mamut()
     skus = {line["sku"] for row in staged for line in row.payload["lines"] if line["sku"]}
     known_skus = set(ProductRepository(gateway).keys_by_sku(skus))
@@ -110,22 +110,8 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                            key_column="row_key", suite_name=f"{shop.id}_{JOB}_{batch_id}")
     reasons = {key: [{"check": f.check, "reason": f.reason} for f in failures]
                for key, failures in report.failures.items()}
-    store.set_verdicts(batch_id, ENTITY, {
-        row.key: ("quarantined", "; ".join(r["reason"] for r in reasons[row.key])) if row.key in reasons
-        else ("valid", None)
-        for row in staged
-    })
-    for key, order_reasons in reasons.items():
-        log.warning("shop %s: order %s quarantined: %s", shop.id, key, "; ".join(r["reason"] for r in order_reasons))
-        if not ctx.params.dry_run:
-            store.quarantine(shop.id, ENTITY, key, order_reasons, batch_id)
-    if staged and len(reasons) / len(staged) > settings.quarantine_threshold:
-        raise QualityGateFailed(
-            f"shop {shop.id}: {len(reasons)} of {len(staged)} orders failed their checks, more than the threshold "
-            f"{settings.quarantine_threshold:.0%}; nothing was loaded. See the quarantine for the reasons."
-        )
-    return {"valid": len(staged) - len(reasons), "quarantined": len(reasons)}
-
+    return apply_verdicts(ctx, batch_id, ENTITY, (row.key for row in staged), reasons,
+                          threshold=settings.quarantine_threshold, noun="order")
 
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Create each valid order in Mamut exactly once, link it, write the number back to Starweb."""
@@ -148,7 +134,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                                     vat_codes=ctx.settings.mamut.vat_codes, known_skus=known,
                                     shipping_sku=settings.shipping_sku, payment_fee_sku=settings.payment_fee_sku)
             except MappingError as exc:
-                _fail(ctx, batch_id, key, "mapping", str(exc), counts)
+                quarantine_on_load(ctx, batch_id, ENTITY, key, "mapping", str(exc))
+                counts["failed"] += 1
                 continue
             if params.dry_run:
                 counts["would_create"] += orders.find_by_external_id(order.external_id) is None
@@ -159,7 +146,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 result = orders.create(order, customer, match_keys=settings.customer_match, numbers=numbers,
                                        guest_customer_no=settings.guest_customer_no, now=ctx.clock())
             except (ValueError, MamutRecordError) as exc:  # refused data; database faults propagate and retry
-                _fail(ctx, batch_id, key, "mamut_refused", str(exc), counts)
+                quarantine_on_load(ctx, batch_id, ENTITY, key, "mamut_refused", str(exc))
+                counts["failed"] += 1
                 continue
             failpoint("orders_to_mamut.after_mamut_commit")
             store.upsert_link(shop.id, ENTITY, key, starweb_id=key, mamut_key=str(result.order_key), sku=None,
@@ -273,9 +261,3 @@ def _write_back(ctx: JobContext, client: StarwebClient, key: str, number: int, s
     store.set_ledger(shop.id, WRITE_BACK, {(key, "order"): str(number)})
     return True
 
-
-def _fail(ctx: JobContext, batch_id: str, key: str, check: str, reason: str, counts: dict[str, int]) -> None:
-    log.warning("shop %s: order %s quarantined on load: %s", ctx.shop.id, key, reason)
-    counts["failed"] += 1
-    if not ctx.params.dry_run:
-        ctx.store.quarantine(ctx.shop.id, ENTITY, key, [{"check": check, "reason": reason}], batch_id)

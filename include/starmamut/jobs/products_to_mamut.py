@@ -16,7 +16,14 @@ from typing import Any
 import pandas as pd
 
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, QualityGateFailed, chunked, format_report, variant_ref
+from starmamut.jobs.common import (
+    JobContext,
+    apply_verdicts,
+    chunked,
+    format_report,
+    quarantine_on_load,
+    variant_ref,
+)
 from starmamut.mamut.products import MamutConflict, ProductRepository
 from starmamut.mapping.products import (
     AttributeValue,
@@ -65,8 +72,8 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     from starmamut.quality.products import product_checks
     from starmamut.quality.runner import validate_rows
 
-    shop, store = ctx.shop, ctx.store
-    staged = list(store.iter_staged(batch_id, ENTITY))
+    shop = ctx.shop
+    staged = list(ctx.store.iter_staged(batch_id, ENTITY))
     rows = [row for record in staged for row in validation_rows(record.payload)]
     frame = pd.DataFrame(rows, columns=["row_key", "product_key", "sku", "name", "price", "vat_rate",
                                         "axis_count", "ean"])
@@ -87,25 +94,8 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
             reasons_by_product.setdefault(record.key, []).append(
                 {"check": "has_variants", "reason": "the product has no variant, so no article number"}
             )
-    store.set_verdicts(batch_id, ENTITY, {
-        record.key: ("quarantined", _summary(reasons_by_product[record.key]))
-        if record.key in reasons_by_product else ("valid", None)
-        for record in staged
-    })
-    if not ctx.params.dry_run:
-        for product_key, reasons in reasons_by_product.items():
-            store.quarantine(shop.id, ENTITY, product_key, reasons, batch_id)
-    for product_key, reasons in reasons_by_product.items():
-        log.warning("shop %s: product %s quarantined: %s", shop.id, product_key, _summary(reasons))
-    counts = {"valid": len(staged) - len(reasons_by_product), "quarantined": len(reasons_by_product)}
-    threshold = shop.products_to_mamut.quarantine_threshold
-    if staged and len(reasons_by_product) / len(staged) > threshold:
-        raise QualityGateFailed(
-            f"shop {shop.id}: {len(reasons_by_product)} of {len(staged)} products failed their checks, more than "
-            f"the threshold {threshold:.0%}; nothing was loaded. See the quarantine for the reasons."
-        )
-    return counts
-
+    return apply_verdicts(ctx, batch_id, ENTITY, (record.key for record in staged), reasons_by_product,
+                          threshold=shop.products_to_mamut.quarantine_threshold, noun="product")
 
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Write new and changed valid products to Mamut; link each one in the id map right after its commit."""
@@ -130,7 +120,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                     row.payload, vat_codes=ctx.settings.mamut.vat_codes, main_sku_template=settings.main_sku_template
                 )
             except MappingError as exc:
-                _quarantine_on_load(ctx, batch_id, row.key, "mapping", str(exc), counts)
+                quarantine_on_load(ctx, batch_id, ENTITY, row.key, "mapping", str(exc))
+                counts["quarantined_on_load"] += 1
                 continue
             if params.dry_run:
                 existing = repository.keys_by_sku(family.skus)
@@ -140,7 +131,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
             try:
                 result = repository.upsert_family(family, update_price=shop.flow == "ecom", now=ctx.clock())
             except MamutConflict as exc:
-                _quarantine_on_load(ctx, batch_id, row.key, "mamut_conflict", str(exc), counts)
+                quarantine_on_load(ctx, batch_id, ENTITY, row.key, "mamut_conflict", str(exc))
+                counts["quarantined_on_load"] += 1
                 continue
             failpoint("products_to_mamut.after_mamut_commit")
             for variant in row.payload["variants"]:
@@ -250,18 +242,6 @@ def _variants_of(client: StarwebClient, product: dict[str, Any]) -> list[dict[st
     if product.get("hasSeveralVariants"):
         return list(client.iter_variants(product["productId"], include=VARIANT_INCLUDE))
     return children(product, "variants")
-
-
-def _quarantine_on_load(ctx: JobContext, batch_id: str, key: str, check: str, reason: str,
-                        counts: dict[str, int]) -> None:
-    log.warning("shop %s: product %s quarantined on load: %s", ctx.shop.id, key, reason)
-    counts["quarantined_on_load"] += 1
-    if not ctx.params.dry_run:
-        ctx.store.quarantine(ctx.shop.id, ENTITY, key, [{"check": check, "reason": reason}], batch_id)
-
-
-def _summary(reasons: list[dict[str, str]]) -> str:
-    return "; ".join(reason["reason"] for reason in reasons)
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

@@ -31,7 +31,15 @@ from typing import Any
 import pandas as pd
 
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, QualityGateFailed, chunked, format_report, parse_variant_ref, variant_ref
+from starmamut.jobs.common import (
+    JobContext,
+    apply_verdicts,
+    chunked,
+    format_report,
+    parse_variant_ref,
+    quarantine_on_load,
+    variant_ref,
+)
 from starmamut.jobs.starweb_binder import VARIANT, bind_variants_by_sku, variants_of
 from starmamut.mamut.catalogue import CatalogueReader, FamilySnapshot
 from starmamut.mapping.catalogue import (
@@ -108,22 +116,8 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
         reasons.setdefault(family_of_row[row_key], []).extend(
             {"check": failure.check, "reason": failure.reason} for failure in failures
         )
-    store.set_verdicts(batch_id, ENTITY, {
-        record.key: ("quarantined", _summary(reasons[record.key])) if record.key in reasons else ("valid", None)
-        for record in staged
-    })
-    for key, family_reasons in reasons.items():
-        log.warning("shop %s: product %s quarantined: %s", shop.id, key, _summary(family_reasons))
-        if not ctx.params.dry_run:
-            store.quarantine(shop.id, ENTITY, key, family_reasons, batch_id)
-    threshold = shop.products_to_starweb.quarantine_threshold
-    if staged and len(reasons) / len(staged) > threshold:
-        raise QualityGateFailed(
-            f"shop {shop.id}: {len(reasons)} of {len(staged)} Mamut products failed their checks, more than the "
-            f"threshold {threshold:.0%}; nothing was sent to Starweb. See the quarantine for the reasons."
-        )
-    return {"valid": len(staged) - len(reasons), "quarantined": len(reasons)}
-
+    return apply_verdicts(ctx, batch_id, ENTITY, (record.key for record in staged), reasons,
+                          threshold=shop.products_to_starweb.quarantine_threshold, noun="Mamut product")
 
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Create or update the changed valid families in Starweb, sending only what differs.
@@ -160,7 +154,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                         if len(planned) < PLANNED_IN_RESULT:
                             planned.append(request.describe())
                 if outcome.problem is not None:
-                    _quarantine_on_load(ctx, batch_id, outcome.key, outcome.problem, counts)
+                    quarantine_on_load(ctx, batch_id, ENTITY, outcome.key, *outcome.problem)
+                    counts["quarantined_on_load"] += 1
                     continue
                 counts["loaded"] += 1
                 if outcome.planned:
@@ -552,16 +547,3 @@ def _refused(exc: StarwebError) -> bool:
     if isinstance(exc, StarwebAuthError | StarwebRateLimited):
         return False
     return exc.status is not None and 400 <= exc.status < 500
-
-
-def _quarantine_on_load(ctx: JobContext, batch_id: str, key: str, problem: tuple[str, str],
-                        counts: dict[str, int]) -> None:
-    check, reason = problem
-    log.warning("shop %s: product %s quarantined on load: %s", ctx.shop.id, key, reason)
-    counts["quarantined_on_load"] += 1
-    if not ctx.params.dry_run:
-        ctx.store.quarantine(ctx.shop.id, ENTITY, key, [{"check": check, "reason": reason}], batch_id)
-
-
-def _summary(reasons: list[dict[str, str]]) -> str:
-    return "; ".join(reason["reason"] for reason in reasons)
