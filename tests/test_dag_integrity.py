@@ -52,8 +52,11 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
     bag = dagbag(monkeypatch, three_shop_config)
     assert bag.import_errors == {}
     # erp shops do not run products_to_mamut (Mamut governs their articles); every flow transfers orders
-    assert sorted(bag.dag_ids) == ["b2b__orders_to_mamut", "b2b__products_to_starweb", "no__orders_to_mamut",
-                                   "no__products_to_mamut", "se__orders_to_mamut", "se__products_to_mamut"]
+    assert sorted(bag.dag_ids) == [
+        "b2b__orders_to_mamut", "b2b__prices_to_starweb", "b2b__products_to_starweb", "b2b__stock_to_starweb",
+        "no__orders_to_mamut", "no__prices_to_starweb", "no__products_to_mamut", "no__stock_to_starweb",
+        "se__orders_to_mamut", "se__products_to_mamut",
+    ]
     for dag_id, dag in bag.dags.items():
         shop, _, job = dag_id.partition("__")
         assert f"shop:{shop}" in dag.tags and f"job:{job}" in dag.tags

@@ -109,3 +109,15 @@ def test_erp_shop_dag_publishes_mamut_articles_to_the_shop(wired, sandbox) -> No
     mamut_skus = {article.sku for snapshot in CatalogueReader(wired["gateway"]).iter_families()
                   for article in (snapshot.family.variants or (snapshot.family.main,))}
     assert mamut_skus and all(sandbox.state.find_variant(sku) for sku in mamut_skus)
+
+
+@pytest.mark.slow
+def test_erp_shop_prices_and_stock_dags_push_once_then_send_nothing(wired, sandbox) -> None:
+    assert run_dag("b2b__products_to_starweb").state == "success"
+    for job in ("prices_to_starweb", "stock_to_starweb"):
+        assert run_dag(f"b2b__{job}").state == "success"
+        (batch,) = wired["store"].latest_batches("b2b", job=job, limit=1)
+        assert batch.counts["loaded"] > 0 and batch.counts["quarantined"] == 0
+        sandbox.reset_requests()
+        assert run_dag(f"b2b__{job}").state == "success"
+        assert sandbox.write_requests() == []

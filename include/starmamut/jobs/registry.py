@@ -43,6 +43,20 @@ JOBS: dict[str, JobSpec] = {
             params=("dry_run", "full_refresh", "skus", "since"),
         ),
         JobSpec(
+            name="prices_to_starweb",
+            flows=frozenset({"erp", "combo"}),
+            default_schedule="@hourly",
+            summary="Mamut prices, price lists and quantity breaks go to the shop's price lists (only changed values).",
+            params=("dry_run", "full_refresh", "skus"),
+        ),
+        JobSpec(
+            name="stock_to_starweb",
+            flows=frozenset({"erp", "combo"}),
+            default_schedule="*/10 * * * *",
+            summary="Mamut stock per warehouse group goes to the shop's stock locations (only changed values).",
+            params=("dry_run", "full_refresh", "skus"),
+        ),
+        JobSpec(
             name="orders_to_mamut",
             flows=frozenset({"ecom", "erp", "combo"}),
             default_schedule="*/5 * * * *",

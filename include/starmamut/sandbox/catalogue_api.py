@@ -36,7 +36,7 @@ _UNSUPPORTED_PRODUCT_INCLUDES = (
     "bundledProducts.prices",
     "tags",
 )
-_UNSUPPORTED_PRICE_INCLUDES = ("volumePrices",)
+_PRICE_INCLUDES = ("volumePrices",)
 _FILTER_SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
@@ -236,15 +236,15 @@ def patch_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
 
 
 def list_prices(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    query_includes(request, (), _UNSUPPORTED_PRICE_INCLUDES)
+    volume = "volumePrices" in query_includes(request, _PRICE_INCLUDES)
     params = request.path_params
-    return _data(state.prices(params["productId"], params["variantId"]))
+    return _data(state.prices(params["productId"], params["variantId"], volume=volume))
 
 
 def get_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    query_includes(request, (), _UNSUPPORTED_PRICE_INCLUDES)
+    volume = "volumePrices" in query_includes(request, _PRICE_INCLUDES)
     params = request.path_params
-    return _data(state.price(params["productId"], params["variantId"], params["pricelistId"]))
+    return _data(state.price(params["productId"], params["variantId"], params["pricelistId"], volume=volume))
 
 
 def put_price(state: SandboxState, request: ApiRequest) -> ApiResponse:

@@ -159,6 +159,11 @@ _PRICE_RULES: dict[str, FieldRule] = {
     "priceExVat": FieldRule("num", minimum=0),
     "specialPriceExVat": FieldRule("num", nullable=True, minimum=0),
 }
+_VOLUME_PRICE_RULES: dict[str, FieldRule] = {
+    "pricelistId": FieldRule("int"),
+    "quantity": FieldRule("num", minimum=2),
+    "priceExVat": FieldRule("num", minimum=0),
+}
 _PRICE_DEFAULTS: dict[str, Any] = {
     "externalId": None,
     "externalIdType": None,
@@ -206,6 +211,7 @@ class _Variant:
     variant_id: int
     fields: dict[str, Any]
     prices: dict[int, dict[str, Any]] = field(default_factory=dict)
+    volume_prices: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # pricelist -> breaks
     stocks: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -1134,16 +1140,16 @@ class SandboxState(SalesState):
 
     # ------------------------------------------------------------------ prices
 
-    def prices(self, product_id: int, variant_id: int) -> list[dict[str, Any]]:
+    def prices(self, product_id: int, variant_id: int, *, volume: bool = False) -> list[dict[str, Any]]:
         with self._lock:
             _, variant = self._variant(product_id, variant_id)
-            return [self._render_price(variant, pricelist_id) for pricelist_id in sorted(variant.prices)]
+            return [self._render_price(variant, pricelist_id, volume=volume) for pricelist_id in sorted(variant.prices)]
 
-    def price(self, product_id: int, variant_id: int, pricelist_id: int) -> dict[str, Any]:
+    def price(self, product_id: int, variant_id: int, pricelist_id: int, *, volume: bool = False) -> dict[str, Any]:
         with self._lock:
             _, variant = self._variant(product_id, variant_id)
             self._require(self._pricelists, pricelist_id, "pricelist")
-            return self._render_price(variant, pricelist_id)
+            return self._render_price(variant, pricelist_id, volume=volume)
 
     def set_price(
         self, product_id: int, variant_id: int, pricelist_id: int, body: Any, *, replace: bool = True
@@ -1153,20 +1159,47 @@ class SandboxState(SalesState):
             product, variant = self._variant(product_id, variant_id)
             self._require(self._pricelists, pricelist_id, "pricelist")
             where = f"product {product_id} variant {variant_id} price {pricelist_id}"
-            fields = check_fields(body, _PRICE_RULES, where=where, unsupported=("volumePrices",))
+            volume = body.get("volumePrices") if isinstance(body, dict) else None
+            if volume is not None:  # a copy without it: the recorded request keeps the body as sent
+                body = {name: value for name, value in body.items() if name != "volumePrices"}
+            fields = check_fields(body, _PRICE_RULES, where=where)
             if fields.pop("pricelistId", pricelist_id) != pricelist_id:
                 raise bad_request(f"{where}.pricelistId: differs from the pricelist in the path")
+            breaks = None if volume is None else self._check_volume_prices(volume, pricelist_id, where)
             for name in ("priceExVat", "specialPriceExVat"):
                 if fields.get(name) is not None:
                     fields[name] = float(fields[name])
             current = variant.prices[pricelist_id]
             variant.prices[pricelist_id] = {**_PRICE_DEFAULTS, **fields} if replace else {**current, **fields}
+            if breaks is not None:  # given: replaces the breaks; omitted: they stay (they are a sub-resource)
+                variant.volume_prices[pricelist_id] = breaks
             self._touch(product)
-            return self._render_price(variant, pricelist_id)
+            return self._render_price(variant, pricelist_id, volume=breaks is not None)
 
     @staticmethod
-    def _render_price(variant: _Variant, pricelist_id: int) -> dict[str, Any]:
-        return {"pricelistId": pricelist_id, **variant.prices[pricelist_id]}
+    def _check_volume_prices(volume: Any, pricelist_id: int, where: str) -> list[dict[str, Any]]:
+        """Quantity breaks as ``{"data": [...]}`` or a plain list; quantities unique and above 1."""
+        items = volume.get("data") if isinstance(volume, dict) else volume
+        if not isinstance(items, list):
+            raise bad_request(f"{where}.volumePrices: expected a list of volume prices")
+        breaks: dict[float, dict[str, Any]] = {}
+        for index, item in enumerate(items):
+            fields = check_fields(item, _VOLUME_PRICE_RULES, where=f"{where}.volumePrices[{index}]")
+            if fields.get("pricelistId", pricelist_id) != pricelist_id:
+                raise bad_request(f"{where}.volumePrices[{index}].pricelistId: differs from the pricelist in the path")
+            quantity = float(fields["quantity"])
+            if quantity in breaks:
+                raise bad_request(f"{where}.volumePrices[{index}].quantity: {quantity:g} occurs twice")
+            breaks[quantity] = {"pricelistId": pricelist_id, "quantity": quantity,
+                                "priceExVat": float(fields["priceExVat"])}
+        return [breaks[quantity] for quantity in sorted(breaks)]
+
+    @staticmethod
+    def _render_price(variant: _Variant, pricelist_id: int, *, volume: bool = False) -> dict[str, Any]:
+        rendered = {"pricelistId": pricelist_id, **variant.prices[pricelist_id]}
+        if volume:
+            rendered["volumePrices"] = {"data": list(variant.volume_prices.get(pricelist_id, []))}
+        return rendered
 
     # ------------------------------------------------------------------ stocks
 
