@@ -133,6 +133,11 @@ class ProductsToStarwebSettings(_Strict):
     quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+TransformEntity = Literal["products", "prices", "stock", "orders", "customers"]
+TransformPoint = Literal["after_mapping", "before_load"]
+DOTTED_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+
+
 class ShopConfig(_Strict):
     """One Starweb shop: its flow, credentials (by Connection id), budget and per-job settings."""
 
@@ -152,6 +157,10 @@ class ShopConfig(_Strict):
     stock_to_starweb: StockToStarwebSettings = StockToStarwebSettings()
     order_status_to_starweb: OrderStatusToStarwebSettings = OrderStatusToStarwebSettings()
     extra_jobs: list[str] = Field(default_factory=list, description="optional jobs this shop turns on")
+    transforms: dict[TransformEntity, dict[TransformPoint, list[Annotated[str, Field(pattern=DOTTED_PATH)]]]] = Field(
+        default_factory=dict,
+        description="per entity and hook point, dotted paths of callables in plugins/ applied in order",
+    )
 
     @field_validator("schedules")
     @classmethod
