@@ -18,7 +18,8 @@ THREE_SHOPS = {
     "version": 1,
     "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1}},
     "shops": {
-        "se": {"name": "Sverige", "flow": "ecom", "starweb_conn_id": "starweb_se"},
+        "se": {"name": "Sverige", "flow": "ecom", "starweb_conn_id": "starweb_se",
+               "extra_jobs": ["order_status_to_starweb"]},
         "no": {"name": "Norge", "flow": "combo", "starweb_conn_id": "starweb_no",
                "schedules": {"products_to_mamut": "15 * * * *"}},
         "b2b": {"name": "Grossist", "flow": "erp", "starweb_conn_id": "starweb_b2b"},
@@ -51,11 +52,14 @@ def test_shipped_config_generates_the_demo_dag_without_errors(monkeypatch: pytes
 def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, three_shop_config: Path) -> None:
     bag = dagbag(monkeypatch, three_shop_config)
     assert bag.import_errors == {}
-    # erp shops do not run products_to_mamut (Mamut governs their articles); every flow transfers orders
+    # erp shops do not run products_to_mamut (Mamut governs their articles); every flow transfers orders;
+    # an ecom shop reports order status only when it turns the job on
     assert sorted(bag.dag_ids) == [
-        "b2b__orders_to_mamut", "b2b__prices_to_starweb", "b2b__products_to_starweb", "b2b__stock_to_starweb",
-        "no__orders_to_mamut", "no__prices_to_starweb", "no__products_to_mamut", "no__stock_to_starweb",
-        "se__orders_to_mamut", "se__products_to_mamut",
+        "b2b__order_status_to_starweb", "b2b__orders_to_mamut", "b2b__prices_to_starweb",
+        "b2b__products_to_starweb", "b2b__stock_to_starweb",
+        "no__order_status_to_starweb", "no__orders_to_mamut", "no__prices_to_starweb", "no__products_to_mamut",
+        "no__stock_to_starweb",
+        "se__order_status_to_starweb", "se__orders_to_mamut", "se__products_to_mamut",
     ]
     for dag_id, dag in bag.dags.items():
         shop, _, job = dag_id.partition("__")
@@ -99,3 +103,11 @@ def test_parsing_imports_no_heavy_modules() -> None:
                          text=True, check=True, cwd=REPO_ROOT, env={**os.environ,
                                                                     "PYTHONPATH": str(REPO_ROOT / "include")})
     assert out.stdout.strip().splitlines()[-1:] in ([""], []), out.stdout
+
+
+def test_an_optional_job_outside_its_flows_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = dict(THREE_SHOPS, shops={"no": dict(THREE_SHOPS["shops"]["no"], extra_jobs=["products_to_mamut"])})
+    path = tmp_path / "shops.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    (message,) = dagbag(monkeypatch, path).import_errors.values()
+    assert "shop 'no'" in message and "'products_to_mamut' is not an optional job of flow 'combo'" in message

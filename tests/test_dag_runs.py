@@ -36,7 +36,8 @@ CONFIG = {
     "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}},
     "shops": {
         "demo": {"name": "Demo", "flow": "ecom", "starweb_conn_id": "starweb_demo",
-                 "orders_to_mamut": {"eligible_statuses": ["created", "picking", "completed", 5, 6]}},
+                 "orders_to_mamut": {"eligible_statuses": ["created", "picking", "completed", 5, 6]},
+                 "extra_jobs": ["order_status_to_starweb"]},
         "b2b": {"name": "Grossist", "flow": "erp", "starweb_conn_id": "starweb_demo"},
     },
 }
@@ -121,3 +122,22 @@ def test_erp_shop_prices_and_stock_dags_push_once_then_send_nothing(wired, sandb
         sandbox.reset_requests()
         assert run_dag(f"b2b__{job}").state == "success"
         assert sandbox.write_requests() == []
+
+
+@pytest.mark.slow
+def test_order_status_dag_reports_what_happened_in_mamut_once(wired, sandbox) -> None:
+    from datetime import datetime
+
+    from starmamut.mamut.mock import progress_demo_orders
+
+    assert run_dag("demo__products_to_mamut").state == "success"
+    assert run_dag("demo__orders_to_mamut").state == "success"
+    progressed = progress_demo_orders(wired["gateway"], "demo", now=datetime.utcnow())
+    assert progressed
+    before = len(sandbox.state.status_changes)
+    assert run_dag("demo__order_status_to_starweb").state == "success"
+    reported = sandbox.state.status_changes[before:]
+    assert reported and {change.order_id for change in reported} <= {int(e.split(":")[1]) for e in progressed}
+    assert len({change.order_id for change in reported}) == len(reported)  # one status change per order
+    assert run_dag("demo__order_status_to_starweb").state == "success"
+    assert len(sandbox.state.status_changes) == before + len(reported)

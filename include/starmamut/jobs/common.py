@@ -102,8 +102,13 @@ def reasons_text(reasons: Reasons) -> str:
 def apply_verdicts(ctx: JobContext, batch_id: str, entity: str, keys: Iterable[str],
                    reasons: Mapping[str, Reasons], *, threshold: float, noun: str) -> dict[str, int]:
     """Mark each staged record valid or quarantined, quarantine the failures (not in a dry run), and stop the
-    batch when the failing share passes the threshold: a flood of bad records means something upstream broke."""
+    batch when the failing share passes the threshold: a flood of bad records means something upstream broke.
+
+    The share is measured on records not in quarantine already: held records are re-read every run to see
+    whether they were fixed, and a batch in which they are all there is must not fail for them again.
+    """
     keys = list(keys)
+    held = {entry.key for entry in ctx.store.open_quarantine(ctx.shop.id, entity)}
     ctx.store.set_verdicts(batch_id, entity, {
         key: ("quarantined", reasons_text(reasons[key])) if key in reasons else ("valid", None) for key in keys
     })
@@ -111,9 +116,11 @@ def apply_verdicts(ctx: JobContext, batch_id: str, entity: str, keys: Iterable[s
         log.warning("shop %s: %s %s quarantined: %s", ctx.shop.id, noun, key, reasons_text(record_reasons))
         if not ctx.params.dry_run:
             ctx.store.quarantine(ctx.shop.id, entity, key, list(record_reasons), batch_id)
-    if keys and len(reasons) / len(keys) > threshold:
+    fresh = [key for key in keys if key not in held]
+    failed = sum(1 for key in fresh if key in reasons)
+    if fresh and failed / len(fresh) > threshold:
         raise QualityGateFailed(
-            f"shop {ctx.shop.id}: {len(reasons)} of {len(keys)} {noun}s failed their checks, more than the threshold "
+            f"shop {ctx.shop.id}: {failed} of {len(fresh)} {noun}s failed their checks, more than the threshold "
             f"{threshold:.0%}; nothing was loaded. See the quarantine for the reasons."
         )
     return {"valid": len(keys) - len(reasons), "quarantined": len(reasons)}

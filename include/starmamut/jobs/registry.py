@@ -63,6 +63,15 @@ JOBS: dict[str, JobSpec] = {
             summary="Web orders with their customers become Mamut orders or invoices, exactly once.",
             params=("dry_run", "full_refresh", "resync_ids", "since"),
         ),
+        JobSpec(
+            name="order_status_to_starweb",
+            flows=frozenset({"erp", "combo"}),
+            optional_flows=frozenset({"ecom"}),
+            default_schedule="*/10 * * * *",
+            summary="Mamut order states (delivered, cancelled, …) reported to Starweb as statuses, with the buyer's "
+                    "e-mail, tracking number and payment capture, once each.",
+            params=("dry_run", "full_refresh", "resync_ids", "since"),
+        ),
     )
 }
 
