@@ -72,7 +72,12 @@ def mamut_odbc_string(conn_id: str) -> str:
 
 
 def mamut_gateway(settings: Settings) -> MamutGateway:
-    return MamutGateway(mamut_odbc_string(settings.mamut.conn_id), _schema_map(settings.mamut.schema_map))
+    return MamutGateway(mamut_odbc_string(settings.mamut.conn_id), configured_schema_map(settings))
+
+
+def configured_schema_map(settings: Settings) -> SchemaMap:
+    """The install's schema map named by ``mamut.schema_map`` (the default map when unset)."""
+    return _schema_map(settings.mamut.schema_map)
 
 
 @cache

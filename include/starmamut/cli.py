@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from starmamut.config import load_settings
+from starmamut.config import ConfigError, load_settings
 from starmamut.jobs.registry import dag_id, jobs_for_shop
+from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
 
 
 def cmd_pools(_: argparse.Namespace) -> int:
@@ -84,6 +85,48 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+class ProbeTargetError(RuntimeError):
+    """The Connection to probe is missing or incomplete."""
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Check the Mamut company database against the schema map, writing nothing.
+
+    Exit 0 when the map fits, 1 when something must be mapped first, 2 when the config, the Connection or the
+    database cannot be used (the message says which; it never holds the password).
+    """
+    from starmamut.mamut.gateway import MamutError, MamutGateway
+    from starmamut.probe import format_report, probe
+
+    try:
+        odbc, schema_map = _probe_target(args)
+        with MamutGateway(odbc, schema_map) as gateway:
+            report = probe(gateway)
+    except (ConfigError, SchemaMapError, MamutError, ProbeTargetError) as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    return 0 if report.ready else 1
+
+
+def _probe_target(args: argparse.Namespace) -> tuple[str, SchemaMap]:
+    """The ODBC string and schema map to probe: from the arguments, else from the config and its Connection."""
+    from starmamut.airflow_adapter import configured_schema_map, mamut_odbc_string
+
+    if args.odbc and args.schema_map:
+        return args.odbc, SchemaMap.load(args.schema_map)
+    settings = load_settings()
+    odbc = args.odbc
+    if not odbc:
+        conn_id = args.conn_id or settings.mamut.conn_id
+        try:
+            odbc = mamut_odbc_string(conn_id)
+        except Exception as exc:  # Airflow's not-found error or our incomplete-Connection one; no secret in either
+            raise ProbeTargetError(f"Connection {conn_id!r}: {exc}") from None
+    schema_map = SchemaMap.load(args.schema_map) if args.schema_map else configured_schema_map(settings)
+    return odbc, schema_map
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m starmamut", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +139,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = commands.add_parser("summary", help="print what landed in the Mamut mock and the batch reports")
     summary.add_argument("--mamut-db", required=True)
     summary.set_defaults(run=cmd_summary)
+    check = commands.add_parser(
+        "probe",
+        help="check a Mamut company database against the schema map before the first sync (writes nothing)",
+    )
+    target = check.add_mutually_exclusive_group()
+    target.add_argument("--conn-id", help="Airflow Connection of the database (default: the config's mamut.conn_id)")
+    target.add_argument(
+        "--odbc", help="an ODBC connection string instead of a Connection (a password here is visible to `ps`)"
+    )
+    check.add_argument("--schema-map", help="schema map override file (default: the config's mamut.schema_map)")
+    check.set_defaults(run=cmd_probe)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pyodbc
 
@@ -101,6 +101,69 @@ class _ConnectionInfo:
     backend: str  # "sqlite", "postgres", "mssql" or the DBMS name as reported
     dbms: str
     fast_executemany: bool
+    database: str  # the database the session is in (a file path on SQLite)
+    user: str  # the login as the server sees it ("" where the driver has no notion of one)
+
+
+CatalogKind = Literal["int", "text", "decimal", "float", "bit", "datetime", "date", "other"]
+
+# ODBC SQL type codes (sql.h / sqlext.h); any other, e.g. SQL Server's datetimeoffset (-155), is "other".
+_KIND_BY_ODBC_TYPE: dict[int, CatalogKind] = {
+    1: "text", 12: "text", -1: "text", -8: "text", -9: "text", -10: "text",
+    2: "decimal", 3: "decimal",
+    4: "int", 5: "int", -5: "int", -6: "int",
+    6: "float", 7: "float", 8: "float",
+    -7: "bit",
+    9: "date", 91: "date",
+    11: "datetime", 93: "datetime",
+}
+_DECLARED_SIZE = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
+
+
+@dataclass(frozen=True)
+class CatalogColumn:
+    """A column as the database's own ODBC catalog (SQLColumns) describes it, alike on every driver.
+
+    ``size`` is the length in characters for text and the precision for numbers, ``scale`` the digits
+    after the point; both None where the type has none or the driver does not say.
+    """
+
+    name: str
+    type_name: str
+    kind: CatalogKind
+    size: int | None
+    scale: int | None
+    nullable: bool
+    has_default: bool
+
+    @classmethod
+    def from_catalog_row(cls, row: Any) -> CatalogColumn:
+        """Normalise one SQLColumns row; SQLite's driver reports NUMERIC(p,s) as DOUBLE with bogus sizes,
+        so a size declared in the type name wins over the reported one."""
+        type_name = str(row.type_name or "")
+        kind = _KIND_BY_ODBC_TYPE.get(int(row.data_type), "other")
+        declared = _DECLARED_SIZE.search(type_name)
+        if kind == "float" and type_name.upper().startswith(("NUMERIC", "DECIMAL")):
+            kind = "decimal"
+        if declared:
+            size, scale = int(declared.group(1)), int(declared.group(2) or 0)
+        else:
+            size = int(row.column_size) if row.column_size is not None else None
+            scale = int(row.decimal_digits) if row.decimal_digits is not None else None
+        if kind not in ("decimal", "float"):
+            scale = None
+        if kind not in ("text", "decimal", "float"):
+            size = None
+        default = row.column_def
+        return cls(
+            name=str(row.column_name),
+            type_name=type_name,
+            kind=kind,
+            size=size,
+            scale=scale,
+            nullable=bool(row.nullable),
+            has_default=default is not None and str(default).strip().upper() not in ("", "NULL"),
+        )
 
 
 class MamutGateway:
@@ -149,20 +212,30 @@ class MamutGateway:
         self._release(connection, info)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Connect and check that the product table answers with every mapped column; never raises."""
+        """Connect and check that the product table answers with every mapped column; never raises.
+
+        The message names the login and the database the session landed in, so a connection string
+        that reaches the wrong company database is seen at once.
+        """
         product = self.schema_map.table("product")
         try:
             with self.transaction() as transaction:
                 transaction._probe(product)
-                dbms = transaction.dbms
+                info = transaction._info
         except MamutError as exc:
             return False, str(exc)
-        return True, f"connected to {dbms}; table {product.label} answers"
+        login = f" as {info.user!r}" if info.user else ""
+        return True, self.redact(
+            f"connected to {info.dbms}{login}, database {info.database!r}; table {product.label} answers"
+        )
 
-    def verify_schema(self) -> list[str]:
-        """Problems found probing every mapped table and column (empty list: the map fits this database)."""
+    def verify_schema(self, tables: Sequence[TableSpec] | None = None) -> list[str]:
+        """Problems found selecting every mapped column of ``tables`` (default: all) without reading rows.
+
+        An empty list means the map's names fit this database and the login may read those tables.
+        """
         problems: list[str] = []
-        for table in self.schema_map.tables:
+        for table in self.schema_map.tables if tables is None else tables:
             try:
                 with self.transaction() as transaction:
                     transaction._probe(table)
@@ -257,7 +330,13 @@ def _describe(connection: pyodbc.Connection) -> _ConnectionInfo:
     # fast_executemany segfaults the SQLite3 driver and is unreliable on FreeTDS: only where it is proven.
     fast = backend == "postgres" or (backend == "mssql" and "msodbcsql" in driver)
     version = str(connection.getinfo(pyodbc.SQL_DBMS_VER))
-    return _ConnectionInfo(backend=backend, dbms=f"{dbms} {version}", fast_executemany=fast)
+    return _ConnectionInfo(
+        backend=backend,
+        dbms=f"{dbms} {version}",
+        fast_executemany=fast,
+        database=str(connection.getinfo(pyodbc.SQL_DATABASE_NAME) or ""),
+        user=str(connection.getinfo(pyodbc.SQL_USER_NAME) or ""),
+    )
 
 
 def _close_quietly(connection: pyodbc.Connection) -> None:
@@ -283,6 +362,57 @@ class MamutTransaction:
     @property
     def dbms(self) -> str:
         return self._info.dbms
+
+    @property
+    def database(self) -> str:
+        """The database this session is in, as the server names it (a file path on SQLite)."""
+        return self._info.database
+
+    def catalog(self, tables: Sequence[TableSpec]) -> dict[str, tuple[CatalogColumn, ...] | None]:
+        """What the database's catalog says of each table's physical name: its columns, or None if no such
+        table or view exists. Reads catalog metadata only (SQLTables/SQLColumns), never rows.
+
+        Names match case-insensitively, as unquoted identifiers do in SQL Server, PostgreSQL and SQLite;
+        an unqualified name matches in any schema, preferring the usual default one (dbo, public).
+        """
+        present: dict[str, list[tuple[str | None, str]]] = {}
+        for found_schema, found_name in self.table_names():
+            present.setdefault(found_name.lower(), []).append((found_schema, found_name))
+        try:
+            cursor = self._connection.cursor()
+            result: dict[str, tuple[CatalogColumn, ...] | None] = {}
+            for spec in tables:
+                schema, _, name = spec.physical.rpartition(".")
+                candidates = [
+                    (found_schema, found_name)
+                    for found_schema, found_name in present.get(name.lower(), [])
+                    if not schema or (found_schema or "").lower() == schema.lower()
+                ]
+                if not candidates:
+                    result[spec.physical] = None
+                    continue
+                candidates.sort(key=lambda candidate: (candidate[0] or "").lower() not in ("", "dbo", "public"))
+                found_schema, found_name = candidates[0]
+                rows = cursor.columns(table=found_name, schema=found_schema).fetchall()
+                result[spec.physical] = tuple(
+                    CatalogColumn.from_catalog_row(row) for row in rows if str(row.table_name) == found_name
+                )
+        except pyodbc.Error as exc:
+            raise self._catalog_error(exc) from None
+        return result
+
+    def table_names(self) -> list[tuple[str | None, str]]:
+        """(schema, name) of every table and view the login can see, from the catalog (SQLTables)."""
+        self._check_active()
+        try:
+            rows = self._connection.cursor().tables(tableType="TABLE,VIEW").fetchall()
+        except pyodbc.Error as exc:
+            raise self._catalog_error(exc) from None
+        return [(row.table_schem, str(row.table_name)) for row in rows]
+
+    def _catalog_error(self, exc: pyodbc.Error) -> MamutError:
+        driver_message = exc.args[1] if len(exc.args) > 1 else exc
+        return MamutError(self._gateway.redact(f"Mamut catalog read failed: {driver_message}"), operation="catalog")
 
     def select(
         self,
