@@ -51,10 +51,12 @@ def _steps(job: JobSpec) -> Any:
     return importlib.import_module(job.module)
 
 
-def _context(shop_id: str) -> Any:
-    from starmamut.airflow_adapter import job_context
+def _run(job: JobSpec, step: str, shop_id: str, *args: Any) -> Any:
+    """One step of a job inside a task; a failure names the shop and its Connections."""
+    from starmamut.airflow_adapter import errors_name_the_shop, job_context
 
-    return job_context(shop_id, get_current_context()["params"])
+    with errors_name_the_shop(shop_id):
+        return getattr(_steps(job), step)(job_context(shop_id, get_current_context()["params"]), *args)
 
 
 def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
@@ -74,19 +76,19 @@ def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
 
         @task(pool=shop.pool)
         def extract() -> dict[str, Any]:
-            return _steps(job).extract(_context(shop.id))
+            return _run(job, "extract", shop.id)
 
         @task
         def validate(extracted: dict[str, Any]) -> dict[str, Any]:
-            return _steps(job).validate(_context(shop.id), extracted["batch_id"])
+            return _run(job, "validate", shop.id, extracted["batch_id"])
 
         @task(pool=shop.pool)
         def load(extracted: dict[str, Any], validated: dict[str, Any]) -> dict[str, Any]:
-            return _steps(job).load(_context(shop.id), extracted["batch_id"])
+            return _run(job, "load", shop.id, extracted["batch_id"])
 
         @task
         def report(extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
-            return _steps(job).report(_context(shop.id), extracted["batch_id"], extracted, validated, loaded)
+            return _run(job, "report", shop.id, extracted["batch_id"], extracted, validated, loaded)
 
         extracted = extract()
         validated = validate(extracted)

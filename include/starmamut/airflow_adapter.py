@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,16 @@ def job_context(shop_id: str, params: Mapping[str, Any] | None = None) -> JobCon
         open_mamut=lambda: mamut_gateway(settings),
         params=RunParams.from_mapping(params),
     )
+
+
+@contextmanager
+def errors_name_the_shop(shop_id: str) -> Iterator[None]:
+    """Every error leaving a task names the shop and its Connections, so whoever is paged knows where to look."""
+    try:
+        yield
+    except Exception as exc:
+        settings = load_settings()
+        shop = settings.shop(shop_id)
+        exc.add_note(f"shop {shop.id} (flow {shop.flow}): Starweb Connection '{shop.starweb_conn_id}', "
+                     f"Mamut Connection '{settings.mamut.conn_id}'")
+        raise

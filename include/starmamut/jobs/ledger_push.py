@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
-from starmamut.config import ShopConfig
+from starmamut.config import ShopConfig, TransformEntity, TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import JobContext, apply_verdicts, chunked, format_report, parse_variant_ref
 from starmamut.jobs.starweb_binder import VARIANT, bind_variants_by_sku
@@ -41,6 +41,7 @@ from starmamut.quality.runner import RowCheck, validate_rows
 from starmamut.staging.store import Link, StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebError
+from starmamut.transforms import RecordTransforms
 
 LEDGER_CHUNK = 2000
 # Ledger dimension remembering SKUs the shop did not have when searched (target "shop", value: when).
@@ -86,6 +87,10 @@ class PushSpec:
     """(staged record, (product id, variant id), last pushed value or None) → the request."""
     threshold: Callable[[ShopConfig], float]
     """The shop's quarantine threshold for this job."""
+    transforms: TransformEntity
+    """The entity whose custom transforms the shop lists for this job (prices, stock)."""
+    ledger_value: Callable[[Mapping[str, Any]], str]
+    """A record's canonical ledger value, recomputed after transforms have changed the record."""
 
     def validate(self, ctx: JobContext, batch_id: str) -> dict[str, int]:
         """Run the job's checks; quarantine failing values with their reasons; stop if too many fail."""
@@ -118,16 +123,20 @@ def stage_changes(ctx: JobContext, spec: PushSpec, client: StarwebClient, desire
     shop, store, full_refresh = ctx.shop.id, ctx.store, ctx.params.full_refresh
     batch_id = store.start_batch(shop, spec.job, spec.entity, dry_run=ctx.params.dry_run)
     recheck = {entry.key for entry in store.open_quarantine(shop, spec.entity)}
+    after_mapping = _transforms(ctx, spec, batch_id, "after_mapping")
     counts = {"read": 0, "unchanged": 0}
     changed: list[Desired] = []
     for chunk in chunked(desired, LEDGER_CHUNK):
         counts["read"] += len(chunk)
+        if after_mapping:
+            chunk = [kept for item in chunk if (kept := _transformed(spec, after_mapping, item)) is not None]
         ledger = {} if full_refresh else store.get_ledger(shop, spec.entity, {item.sku for item in chunk})
         changed.extend(
             item for item in chunk
             if full_refresh or item.key in recheck or ledger.get((item.sku, item.target)) != item.value
         )
-    counts["unchanged"] = counts["read"] - len(changed)
+    transformed = after_mapping.finish()
+    counts["unchanged"] = counts["read"] - len(changed) - sum(transformed.values())
     links = _bind(ctx, client, list(dict.fromkeys(item.sku for item in changed)))
     staged = store.stage_rows(batch_id, spec.entity, (
         StagedRow(
@@ -143,7 +152,25 @@ def stage_changes(ctx: JobContext, spec: PushSpec, client: StarwebClient, desire
         log.info("shop %s: %d Mamut article(s) have no variant in the shop and are left out, e.g. %s",
                  shop, len(not_in_shop), ", ".join(not_in_shop[:10]))
     return {"batch_id": batch_id, **counts, "changed": staged, "not_in_shop": len(not_in_shop),
-            "requests": client.stats.requests_sent}
+            "requests": client.stats.requests_sent, **transformed}
+
+
+def _transforms(ctx: JobContext, spec: PushSpec, batch_id: str, point: TransformPoint) -> RecordTransforms:
+    """The shop's transforms of this job's values at one point; they see the staged record (with ``sku`` and
+    ``target``; ``value`` follows from the rest), and ``target`` stays fixed."""
+    return RecordTransforms(ctx, batch_id, job=spec.job, entity=spec.transforms, point=point,
+                            staged_entity=spec.entity, key=lambda record: row_key(record["sku"], record["target"]),
+                            fixed=("target",) if point == "after_mapping" else ("sku", "target", "variant"))
+
+
+def _transformed(spec: PushSpec, after_mapping: RecordTransforms, item: Desired) -> Desired | None:
+    """A desired value after the after_mapping transforms, its ledger value recomputed (a SKU mapped here is
+    the one bound, compared and recorded)."""
+    record = after_mapping.apply({**item.record, "sku": item.sku, "target": item.target})
+    if record is None:
+        return None
+    sku, target = record.pop("sku"), record.pop("target")
+    return Desired(sku=sku, target=target, value=spec.ledger_value(record), record=record)
 
 
 def _bind(ctx: JobContext, client: StarwebClient, skus: list[str]) -> dict[str, Link]:
@@ -180,11 +207,17 @@ def push_batch(ctx: JobContext, spec: PushSpec, batch_id: str) -> dict[str, Any]
     shop, store, params = ctx.shop.id, ctx.store, ctx.params
     counts: dict[str, Any] = {"loaded": 0, "unchanged": 0, "failed": 0, "requests": 0, "write_requests": 0}
     settled: list[str] = []
+    before_load = _transforms(ctx, spec, batch_id, "before_load")
 
     def pending() -> Iterator[tuple[StagedRow, PlannedRequest]]:
         for chunk in chunked(store.iter_staged(batch_id, spec.entity, verdict="valid"), LOAD_CHUNK):
             ledger = store.get_ledger(shop, spec.entity, {row.payload["sku"] for row in chunk})
             for row in chunk:
+                if before_load:  # before the comparison, so a value the transform changes is compared as sent
+                    record = before_load.apply({k: v for k, v in row.payload.items() if k != "value"})
+                    if record is None:
+                        continue
+                    row = replace(row, payload={**record, "value": spec.ledger_value(record)})
                 previous = ledger.get((row.payload["sku"], row.payload["target"]))
                 if previous == row.payload["value"] and not params.full_refresh:
                     counts["unchanged"] += 1
@@ -196,7 +229,7 @@ def push_batch(ctx: JobContext, spec: PushSpec, batch_id: str) -> dict[str, Any]
         planned = [request.describe() for _row, request in pending()]
         for line in planned:
             log.info("dry run: would send %s", line)
-        return {**counts, "would_write": len(planned), "planned": planned[:PLANNED_SHOWN]}
+        return {**counts, **before_load.finish(), "would_write": len(planned), "planned": planned[:PLANNED_SHOWN]}
 
     with ctx.open_starweb() as client:
         for row, refusal in client.map_concurrent(lambda item: _send(ctx, spec, client, *item), pending()):
@@ -212,7 +245,7 @@ def push_batch(ctx: JobContext, spec: PushSpec, batch_id: str) -> dict[str, Any]
     counts["requests"] = stats["requests_sent"]
     counts["write_requests"] = stats["requests_sent"] - stats["token_fetches"]
     store.resolve_quarantine(shop, spec.entity, settled)
-    return counts
+    return {**counts, **before_load.finish()}
 
 
 def _send(ctx: JobContext, spec: PushSpec, client: StarwebClient, row: StagedRow,
@@ -240,8 +273,9 @@ def close_batch(ctx: JobContext, spec: PushSpec, batch_id: str, extracted: Mappi
         "changed": extracted["changed"],
         "loaded": loaded["loaded"],
         "unchanged": extracted["unchanged"] + loaded["unchanged"],
-        "quarantined": validated["quarantined"],
-        "failed": loaded["failed"],
+        "skipped": extracted["skipped"] + loaded["skipped"],
+        "quarantined": validated["quarantined"] + extracted["rejected"],
+        "failed": loaded["failed"] + loaded["rejected"],
         "not_in_shop": extracted["not_in_shop"],
         "requests": extracted["requests"] + loaded["requests"],
         "write_requests": loaded["write_requests"],

@@ -13,12 +13,13 @@ the retry: Mamut returns the existing order, and the write-back is repeated only
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
+from starmamut.config import TransformEntity, TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import JobContext, apply_verdicts, chunked, format_report, quarantine_on_load
 from starmamut.mamut.customers import MamutRecordError
@@ -30,6 +31,7 @@ from starmamut.mapping.products import MappingError, content_hash
 from starmamut.staging.store import StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebNotFound
+from starmamut.transforms import RecordTransforms
 
 JOB = "orders_to_mamut"
 ENTITY = "order"
@@ -65,6 +67,7 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     settings = shop.orders_to_mamut
     batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
     counts = {"listed": 0, "not_eligible": 0, "already_transferred": 0}
+    after_mapping = _Transforms(ctx, batch_id, "after_mapping")
     with ctx.open_starweb() as client:
         eligible = resolve_statuses(client.list_order_statuses(), settings.eligible_statuses, shop.id)
 
@@ -79,14 +82,14 @@ def extract(ctx: JobContext) -> dict[str, Any]:
                         counts["already_transferred"] += 1
                     elif order.get("statusId") not in eligible:
                         counts["not_eligible"] += 1
-                    else:
-                        record = normalise_order(order)
+                    elif (record := after_mapping.apply(normalise_order(order), source=order)) is not None:
                         yield StagedRow(key=key, payload=record, content_hash=content_hash(record))
 
         staged = store.stage_rows(batch_id, ENTITY, to_stage())
         requests = client.stats.requests_sent
     log.info("shop %s: staged %d order(s) of %d listed in batch %s", shop.id, staged, counts["listed"], batch_id)
-    return {"batch_id": batch_id, "read": counts["listed"], "staged": staged, "requests": requests, **counts}
+    return {"batch_id": batch_id, "read": counts["listed"], "staged": staged, "requests": requests, **counts,
+            **after_mapping.finish()}
 
 
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
@@ -122,11 +125,14 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     numbers = CustomerNumberPolicy(**ctx.settings.mamut.customer_numbers.model_dump())
     counts = {"loaded": 0, "already_in_mamut": 0, "customers_created": 0, "written_back": 0,
               "failed": 0, "would_create": 0, "requests": 0}
+    before_load = _Transforms(ctx, batch_id, "before_load")
     settled: list[str] = []
     with ctx.open_starweb() as client:
         status_after = _status_after_transfer(ctx, client)
         for row in store.iter_staged(batch_id, ENTITY, verdict="valid"):
-            record, key = row.payload, row.key
+            record, key = before_load.apply(row.payload), row.key
+            if record is None:
+                continue
             try:
                 customer = mamut_customer(record, shop_id=shop.id)
                 known = products.keys_by_sku(line["sku"] for line in record["lines"] if line["sku"])
@@ -163,6 +169,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 counts["written_back"] += 1
             settled.append(key)
         counts["requests"] = client.stats.requests_sent
+    counts.update(before_load.finish())
     if not params.dry_run:
         store.resolve_quarantine(shop.id, ENTITY, settled)
         store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
@@ -178,8 +185,9 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
         "changed": extracted["staged"],
         "loaded": loaded["loaded"],
         "unchanged": extracted["already_transferred"] + loaded["already_in_mamut"],
-        "quarantined": validated["quarantined"],
-        "failed": loaded["failed"],
+        "skipped": extracted["skipped"] + loaded["skipped"],
+        "quarantined": validated["quarantined"] + extracted["rejected"],
+        "failed": loaded["failed"] + loaded["rejected"],
         "customers_created": loaded["customers_created"],
         "written_back": loaded["written_back"],
         "requests": extracted["requests"] + loaded["requests"],
@@ -197,6 +205,39 @@ def run(ctx: JobContext) -> dict[str, Any]:
     validated = validate(ctx, extracted["batch_id"])
     loaded = load(ctx, extracted["batch_id"])
     return report(ctx, extracted["batch_id"], extracted, validated, loaded)
+
+
+class _Transforms:
+    """The shop's order transforms, then its customer transforms, at one point (``order_id`` stays fixed).
+
+    A customer is transformed as the order's ``customer`` fields plus its addresses, and goes back into the
+    order; a customer that is skipped or rejected holds its order back with it (it cannot go without one).
+    """
+
+    def __init__(self, ctx: JobContext, batch_id: str, point: TransformPoint) -> None:
+        def hook(entity: TransformEntity) -> RecordTransforms:
+            return RecordTransforms(ctx, batch_id, job=JOB, entity=entity, point=point, staged_entity=ENTITY,
+                                    key=lambda record: str(record["order_id"]), fixed=("order_id",))
+
+        self._orders, self._customers = hook("orders"), hook("customers")
+
+    def finish(self) -> dict[str, int]:
+        orders, customers = self._orders.finish(), self._customers.finish()
+        return {name: orders[name] + customers[name] for name in orders}
+
+    def apply(self, record: dict[str, Any], *, source: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        order = self._orders.apply(record, source=source)
+        if order is None or not self._customers:
+            return order
+        customer = self._customers.apply(
+            {"order_id": order["order_id"], **order["customer"], "invoice_address": order["invoice_address"],
+             "delivery_address": order["delivery_address"]},
+            source=source,
+        )
+        if customer is None:
+            return None
+        return {**order, "customer": {field: customer.get(field) for field in order["customer"]},
+                "invoice_address": customer["invoice_address"], "delivery_address": customer["delivery_address"]}
 
 
 def _orders_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[str, Any]]:

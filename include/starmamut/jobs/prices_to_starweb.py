@@ -48,8 +48,13 @@ def _request(record: Mapping[str, Any], variant: tuple[int, int], previous: str 
                          clear_volume=has_volume_breaks(previous))
 
 
+def _ledger_value(record: Mapping[str, Any]) -> str:
+    return "" if record["price"] is None else price_ledger_value(record["price"], record["volume"])
+
+
 SPEC = PushSpec(job=JOB, entity=ENTITY, columns=PRICE_COLUMNS, check_row=price_check_row, checks=price_checks,
-                request=_request, threshold=lambda shop: shop.prices_to_starweb.quarantine_threshold)
+                request=_request, threshold=lambda shop: shop.prices_to_starweb.quarantine_threshold,
+                transforms="prices", ledger_value=_ledger_value)
 
 
 def extract(ctx: JobContext) -> dict[str, Any]:
@@ -128,13 +133,10 @@ def _desired(ctx: JobContext, gateway: MamutGateway, prices: Iterator[PriceRow],
             price = None if mapped is None else mapped["price"]
             volume = [] if mapped is None else mapped["volume"]
             for pricelist_id in targets[row.source]:
-                yield Desired(
-                    sku=row.sku,
-                    target=pricelist_target(pricelist_id),
-                    value="" if price is None else price_ledger_value(price, volume),
-                    record={"pricelist_id": pricelist_id, "source": row.source, "currency": row.currency,
-                            "pricelist_currency": currencies[pricelist_id], "price": price, "volume": volume},
-                )
+                record = {"pricelist_id": pricelist_id, "source": row.source, "currency": row.currency,
+                          "pricelist_currency": currencies[pricelist_id], "price": price, "volume": volume}
+                yield Desired(sku=row.sku, target=pricelist_target(pricelist_id), value=_ledger_value(record),
+                              record=record)
 
 
 def _vat_rates(ctx: JobContext, gateway: MamutGateway, skus: list[str]) -> dict[str, Decimal]:

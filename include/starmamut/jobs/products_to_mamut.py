@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from starmamut.config import TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
     JobContext,
@@ -38,6 +39,7 @@ from starmamut.mapping.products import (
 from starmamut.staging.store import StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebNotFound
+from starmamut.transforms import RecordTransforms
 
 JOB = "products_to_mamut"
 ENTITY = "product"
@@ -51,20 +53,21 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     """Stage every product changed since the watermark (minus the overlap), plus open quarantine re-checks."""
     shop, store, params = ctx.shop, ctx.store, ctx.params
     batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
+    after_mapping = _transforms(ctx, batch_id, "after_mapping")
     with ctx.open_starweb() as client:
         reference = _ShopReference.read(client, shop.language)
         products = _products_to_read(ctx, client)
         records = client.map_concurrent(
-            lambda product: reference.normalise(product, _variants_of(client, product)), products
+            lambda product: (product, reference.normalise(product, _variants_of(client, product))), products
         )
-        staged = store.stage_rows(
-            batch_id,
-            ENTITY,
-            (StagedRow(key=str(rec["product_id"]), payload=rec, content_hash=content_hash(rec)) for rec in records),
-        )
+        staged = store.stage_rows(batch_id, ENTITY, (
+            StagedRow(key=str(rec["product_id"]), payload=rec, content_hash=content_hash(rec))
+            for product, normalised in records if (rec := after_mapping.apply(normalised, source=product)) is not None
+        ))
         requests = client.stats.requests_sent
+    transformed = after_mapping.finish()
     log.info("shop %s: staged %d product(s) in batch %s with %d request(s)", shop.id, staged, batch_id, requests)
-    return {"batch_id": batch_id, "read": staged, "requests": requests}
+    return {"batch_id": batch_id, "read": staged + sum(transformed.values()), "requests": requests, **transformed}
 
 
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
@@ -102,6 +105,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     shop, store, params = ctx.shop, ctx.store, ctx.params
     settings = ctx.shop.products_to_mamut
     repository = ProductRepository(ctx.open_mamut())
+    before_load = _transforms(ctx, batch_id, "before_load")
     counts = {"changed": 0, "loaded": 0, "unchanged": 0, "created_articles": 0, "updated_articles": 0,
               "quarantined_on_load": 0}
     plan: list[dict[str, Any]] = []
@@ -114,10 +118,13 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 counts["unchanged"] += 1
                 settled.append(row.key)
                 continue
+            record = before_load.apply(row.payload)
+            if record is None:
+                continue
             counts["changed"] += 1
             try:
                 family = family_from_record(
-                    row.payload, vat_codes=ctx.settings.mamut.vat_codes, main_sku_template=settings.main_sku_template
+                    record, vat_codes=ctx.settings.mamut.vat_codes, main_sku_template=settings.main_sku_template
                 )
             except MappingError as exc:
                 quarantine_on_load(ctx, batch_id, ENTITY, row.key, "mapping", str(exc))
@@ -135,9 +142,9 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 counts["quarantined_on_load"] += 1
                 continue
             failpoint("products_to_mamut.after_mamut_commit")
-            for variant in row.payload["variants"]:
+            for variant in record["variants"]:
                 store.upsert_link(shop.id, "variant", str(variant["variant_id"]),
-                                  starweb_id=variant_ref(row.payload["product_id"], variant["variant_id"]),
+                                  starweb_id=variant_ref(record["product_id"], variant["variant_id"]),
                                   mamut_key=str(result.keys[variant["sku"]]), sku=variant["sku"], content_hash=None)
             store.upsert_link(shop.id, ENTITY, row.key, starweb_id=row.key,
                               mamut_key=str(result.keys[family.main.sku]), sku=family.main.sku,
@@ -146,6 +153,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
             counts["created_articles"] += len(result.created)
             counts["updated_articles"] += len(result.updated)
             settled.append(row.key)
+    counts.update(before_load.finish())
     if params.dry_run:
         for item in plan:
             log.info("dry run: product %s would create %s and update %s", item["product"], item["create"],
@@ -166,8 +174,9 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
         "changed": loaded["changed"],
         "loaded": loaded["loaded"],
         "unchanged": loaded["unchanged"],
-        "quarantined": validated["quarantined"],
-        "failed": loaded["quarantined_on_load"],
+        "skipped": extracted["skipped"] + loaded["skipped"],
+        "quarantined": validated["quarantined"] + extracted["rejected"],
+        "failed": loaded["quarantined_on_load"] + loaded["rejected"],
         "requests": extracted["requests"],
         "created_articles": loaded["created_articles"],
         "updated_articles": loaded["updated_articles"],
@@ -177,6 +186,12 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
     ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
     log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
     return counts
+
+
+def _transforms(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
+    """The shop's product transforms at one point; they see the staged record (``product_id`` stays fixed)."""
+    return RecordTransforms(ctx, batch_id, job=JOB, entity="products", point=point, staged_entity=ENTITY,
+                            key=lambda record: str(record["product_id"]), fixed=("product_id",))
 
 
 class _ShopReference:

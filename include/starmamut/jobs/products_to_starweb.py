@@ -24,12 +24,13 @@ import itertools
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 import pandas as pd
 
+from starmamut.config import TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
     JobContext,
@@ -65,6 +66,7 @@ from starmamut.mapping.products import children, content_hash, language_name
 from starmamut.staging.store import Link, StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebAuthError, StarwebError, StarwebNotFound, StarwebRateLimited
+from starmamut.transforms import RecordTransforms
 
 JOB = "products_to_starweb"
 ENTITY = "article"  # staged rows, quarantine and product links, keyed by the Mamut main article number
@@ -83,14 +85,17 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     shop, store, params = ctx.shop, ctx.store, ctx.params
     batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
     vat_rates = vat_rates_by_code(ctx.settings.mamut.vat_codes)
+    after_mapping = _transforms(ctx, batch_id, "after_mapping")
     with ctx.open_mamut() as gateway:
         records = (normalise_family(snapshot.family, vat_rates=vat_rates)
                    for snapshot in _families_to_read(ctx, CatalogueReader(gateway)))
         staged = store.stage_rows(batch_id, ENTITY, (
-            StagedRow(key=record["key"], payload=record, content_hash=content_hash(record)) for record in records
+            StagedRow(key=record["key"], payload=record, content_hash=content_hash(record))
+            for normalised in records if (record := after_mapping.apply(normalised)) is not None
         ))
+    transformed = after_mapping.finish()
     log.info("shop %s: staged %d Mamut product famil(ies) in batch %s", shop.id, staged, batch_id)
-    return {"batch_id": batch_id, "read": staged, "requests": 0}
+    return {"batch_id": batch_id, "read": staged + sum(transformed.values()), "requests": 0, **transformed}
 
 
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
@@ -131,9 +136,10 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     would = {"would_write_requests": 0, "would_create_products": 0}
     planned: list[str] = []
     settled: list[str] = []
+    before_load = _transforms(ctx, batch_id, "before_load")
     with ctx.open_starweb() as client:
         sync = _FamilySync(ctx, client)
-        sync.bind(_skus_to_bind(ctx, batch_id))
+        sync.bind(_skus_to_bind(ctx, batch_id, before_load))
         for chunk in chunked(store.iter_staged(batch_id, ENTITY, verdict="valid"), LOAD_CHUNK):
             known = _Known.read(ctx, [row.key for row in chunk])
             work = []
@@ -141,8 +147,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 if known.unchanged(row, force=_forced(ctx)):
                     counts["unchanged"] += 1
                     settled.append(row.key)
-                else:
-                    work.append(row)
+                elif (record := before_load.apply(row.payload)) is not None:
+                    work.append(replace(row, payload=record))
             for outcome in client.map_concurrent(functools.partial(sync.run, known=known), work):
                 counts["changed"] += 1
                 counts["write_requests"] += outcome.writes
@@ -162,6 +168,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                     counts["created_products" if outcome.created else "updated_products"] += 1
                 settled.append(outcome.key)
         counts["requests"] = client.stats.requests_sent
+    counts.update(before_load.finish())
     if params.dry_run:
         return {**counts, **would, "planned": planned}
     store.resolve_quarantine(shop.id, ENTITY, settled)
@@ -178,8 +185,9 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
         "changed": loaded["changed"],
         "loaded": loaded["loaded"],
         "unchanged": loaded["unchanged"],
-        "quarantined": validated["quarantined"],
-        "failed": loaded["quarantined_on_load"],
+        "skipped": extracted["skipped"] + loaded["skipped"],
+        "quarantined": validated["quarantined"] + extracted["rejected"],
+        "failed": loaded["quarantined_on_load"] + loaded["rejected"],
         "requests": extracted["requests"] + loaded["requests"],
         "write_requests": loaded["write_requests"],
         "created_products": loaded["created_products"],
@@ -231,6 +239,12 @@ def _families_to_read(ctx: JobContext, reader: CatalogueReader) -> Iterator[Fami
 # ----------------------------------------------------------------------------------------------------- load
 
 
+def _transforms(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
+    """The shop's product transforms at one point; they see the staged family (``key`` stays fixed)."""
+    return RecordTransforms(ctx, batch_id, job=JOB, entity="products", point=point, staged_entity=ENTITY,
+                            key=lambda record: str(record["key"]), fixed=("key",))
+
+
 def _forced(ctx: JobContext) -> bool:
     """A full refresh or a re-sync of given SKUs compares with the shop itself, not with the ledger."""
     return ctx.params.full_refresh or bool(ctx.params.skus)
@@ -261,16 +275,17 @@ class _Known:
         return int(link.starweb_id) if link is not None and link.retired_at is None and link.starweb_id else None
 
 
-def _skus_to_bind(ctx: JobContext, batch_id: str) -> list[str]:
-    """SKUs of changed families the last pushed state does not place: the binder looks them up once."""
+def _skus_to_bind(ctx: JobContext, batch_id: str, before_load: RecordTransforms) -> list[str]:
+    """SKUs of changed families (as the before_load transforms leave them) the last pushed state does not place:
+    the binder looks them up once."""
     skus: list[str] = []
     for chunk in chunked(ctx.store.iter_staged(batch_id, ENTITY, verdict="valid"), LOAD_CHUNK):
         known = _Known.read(ctx, [row.key for row in chunk])
         for row in chunk:
-            if known.unchanged(row, force=_forced(ctx)):
+            if known.unchanged(row, force=_forced(ctx)) or (record := before_load.preview(row.payload)) is None:
                 continue
             placed = _placed(known.pushed.get(row.key))
-            skus.extend(variant["sku"] for variant in row.payload["variants"] if sku_key(variant["sku"]) not in placed)
+            skus.extend(variant["sku"] for variant in record["variants"] if sku_key(variant["sku"]) not in placed)
     return skus
 
 

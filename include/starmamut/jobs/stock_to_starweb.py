@@ -44,8 +44,13 @@ def _request(record: Mapping[str, Any], variant: tuple[int, int], previous: str 
     return stock_request(*variant, record["target"], record["quantity"], record["status"])
 
 
+def _ledger_value(record: Mapping[str, Any]) -> str:
+    return stock_ledger_value(record["quantity"], record["status"])
+
+
 SPEC = PushSpec(job=JOB, entity=ENTITY, columns=STOCK_COLUMNS, check_row=stock_check_row, checks=stock_checks,
-                request=_request, threshold=lambda shop: shop.stock_to_starweb.quarantine_threshold)
+                request=_request, threshold=lambda shop: shop.stock_to_starweb.quarantine_threshold,
+                transforms="stock", ledger_value=_ledger_value)
 
 
 def extract(ctx: JobContext) -> dict[str, Any]:
@@ -129,5 +134,5 @@ def _desired(settings: StockToStarwebSettings, stock: Iterator[StockRow],
     for row in stock:
         quantity, status = shop_stock(row.on_hand, use_store=row.use_store, inactive=row.inactive,
                                       negative=settings.negative, statuses=statuses)
-        yield Desired(sku=row.sku, target=row.group, value=stock_ledger_value(quantity, status),
-                      record={"quantity": quantity, "status": status, "available": str(row.on_hand)})
+        record = {"quantity": quantity, "status": status, "available": str(row.on_hand)}
+        yield Desired(sku=row.sku, target=row.group, value=_ledger_value(record), record=record)
