@@ -69,6 +69,21 @@ def format_report(title: str, counts: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def close_batch(ctx: JobContext, batch_id: str, job: str, counts: dict[str, Any]) -> dict[str, Any]:
+    """Record the batch's counts and log them as a table; the counts are the report task's result."""
+    ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
+    log.info("%s", format_report(f"shop {ctx.shop.id} · {job} · batch {batch_id}", counts))
+    return counts
+
+
+def run_steps(steps: Any, ctx: JobContext) -> dict[str, Any]:
+    """A job's four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
+    extracted = steps.extract(ctx)
+    validated = steps.validate(ctx, extracted["batch_id"])
+    loaded = steps.load(ctx, extracted["batch_id"])
+    return steps.report(ctx, extracted["batch_id"], extracted, validated, loaded)
+
+
 def variant_ref(product_id: int | str, variant_id: int | str) -> str:
     """The id-map ``starweb_id`` of a variant: Starweb addresses variants under their product."""
     return f"{product_id}:{variant_id}"

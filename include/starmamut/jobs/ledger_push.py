@@ -16,7 +16,7 @@ steps are those of its :class:`PushSpec`. Step by step:
   ledger right after its request succeeds. A crash between the two re-sends that one value on the retry,
   which is harmless: values are absolute. A value Starweb refuses (400/403/404) is quarantined with
   Starweb's reason; anything else (throttling or server errors past the client's retries) fails the task.
-* report — :func:`close_batch` closes the batch with its counts, requests included.
+* report — :func:`report_batch` closes the batch with its counts, requests included.
 
 Checks that concern the whole run (a mapped price list, stock location, stock status or warehouse that does
 not exist, a target mapped twice) are the jobs'; they raise :class:`ShopMappingError` before anything is
@@ -34,7 +34,7 @@ import pandas as pd
 
 from starmamut.config import ShopConfig, TransformEntity, TransformPoint
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, apply_verdicts, chunked, format_report, parse_variant_ref
+from starmamut.jobs.common import JobContext, apply_verdicts, chunked, close_batch, parse_variant_ref
 from starmamut.jobs.starweb_binder import VARIANT, bind_variants_by_sku
 from starmamut.mapping.prices_stock import PlannedRequest, row_key
 from starmamut.quality.runner import RowCheck, validate_rows
@@ -103,7 +103,7 @@ class PushSpec:
     def report(self, ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
                loaded: dict[str, Any]) -> dict[str, Any]:
         """Close the batch with its counts (read, changed, loaded, unchanged, quarantined, failed, requests)."""
-        return close_batch(ctx, self, batch_id, extracted, validated, loaded)
+        return report_batch(ctx, self, batch_id, extracted, validated, loaded)
 
     def run(self, ctx: JobContext, extract: Callable[[JobContext], dict[str, Any]]) -> dict[str, Any]:
         """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
@@ -265,8 +265,8 @@ def _send(ctx: JobContext, spec: PushSpec, client: StarwebClient, row: StagedRow
     return row, None
 
 
-def close_batch(ctx: JobContext, spec: PushSpec, batch_id: str, extracted: Mapping[str, Any],
-                validated: Mapping[str, Any], loaded: Mapping[str, Any]) -> dict[str, Any]:
+def report_batch(ctx: JobContext, spec: PushSpec, batch_id: str, extracted: Mapping[str, Any],
+                 validated: Mapping[str, Any], loaded: Mapping[str, Any]) -> dict[str, Any]:
     """Close the batch with its counts and log them as a table; a dry run also returns the planned requests."""
     counts: dict[str, Any] = {
         "read": extracted["read"],
@@ -282,8 +282,7 @@ def close_batch(ctx: JobContext, spec: PushSpec, batch_id: str, extracted: Mappi
     }
     if ctx.params.dry_run:
         counts["would_write"] = loaded["would_write"]
-    ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
-    log.info("%s", format_report(f"shop {ctx.shop.id} · {spec.job} · batch {batch_id}", counts))
+    close_batch(ctx, batch_id, spec.job, counts)
     if ctx.params.dry_run:
         return {**counts, "planned": loaded["planned"]}
     return counts

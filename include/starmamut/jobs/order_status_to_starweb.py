@@ -36,6 +36,7 @@ that state (every state ever reported, so none is reported twice); ``skipped`` =
 from __future__ import annotations
 
 import logging
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -46,7 +47,7 @@ import pandas as pd
 
 from starmamut.config import OrderStatusToStarwebSettings
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, apply_verdicts, chunked, format_report
+from starmamut.jobs.common import JobContext, apply_verdicts, chunked, close_batch, run_steps
 from starmamut.jobs.orders_to_mamut import UnknownOrderStatus, resolve_statuses
 from starmamut.mamut.order_states import STATE_RULES, OrderState, OrderStateReader
 from starmamut.mapping.order_status import decide, state_fingerprint, status_patch, unmapped_states
@@ -204,19 +205,15 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
     dry_run = ctx.params.dry_run
     if dry_run:
         counts["would_send"] = loaded["would_send"]
-    ctx.store.finish_batch(batch_id, "dry_run" if dry_run else "done", counts)
     if extracted["high_water"] and not dry_run:
         ctx.store.set_watermark(ctx.shop.id, JOB, datetime.fromisoformat(extracted["high_water"]))
-    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
+    close_batch(ctx, batch_id, JOB, counts)
     return {**counts, "planned": loaded["planned"]} if dry_run else counts
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    extracted = extract(ctx)
-    validated = validate(ctx, extracted["batch_id"])
-    loaded = load(ctx, extracted["batch_id"])
-    return report(ctx, extracted["batch_id"], extracted, validated, loaded)
+    return run_steps(sys.modules[__name__], ctx)
 
 
 def _check_transitions(shop_id: str, settings: OrderStatusToStarwebSettings) -> None:

@@ -13,6 +13,7 @@ the retry: Mamut returns the existing order, and the write-back is repeated only
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,14 @@ import pandas as pd
 
 from starmamut.config import TransformEntity, TransformPoint
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, apply_verdicts, chunked, format_report, quarantine_on_load
+from starmamut.jobs.common import (
+    JobContext,
+    apply_verdicts,
+    chunked,
+    close_batch,
+    quarantine_on_load,
+    run_steps,
+)
 from starmamut.mamut.customers import MamutRecordError
 from starmamut.mamut.documents import CustomerNumberPolicy
 from starmamut.mamut.orders import OrderRepository
@@ -194,17 +202,12 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
     }
     if ctx.params.dry_run:
         counts["would_create"] = loaded["would_create"]
-    ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
-    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
-    return counts
+    return close_batch(ctx, batch_id, JOB, counts)
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    extracted = extract(ctx)
-    validated = validate(ctx, extracted["batch_id"])
-    loaded = load(ctx, extracted["batch_id"])
-    return report(ctx, extracted["batch_id"], extracted, validated, loaded)
+    return run_steps(sys.modules[__name__], ctx)
 
 
 class _Transforms:

@@ -9,6 +9,7 @@ two is healed by the retry, which finds the articles by number and only records 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -21,8 +22,9 @@ from starmamut.jobs.common import (
     JobContext,
     apply_verdicts,
     chunked,
-    format_report,
+    close_batch,
     quarantine_on_load,
+    run_steps,
     variant_ref,
 )
 from starmamut.mamut.products import MamutConflict, ProductRepository
@@ -183,9 +185,7 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
     }
     if ctx.params.dry_run:
         counts.update({key: loaded[key] for key in ("would_write", "would_create_articles", "would_update_articles")})
-    ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
-    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
-    return counts
+    return close_batch(ctx, batch_id, JOB, counts)
 
 
 def _transforms(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
@@ -261,7 +261,4 @@ def _variants_of(client: StarwebClient, product: dict[str, Any]) -> list[dict[st
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    extracted = extract(ctx)
-    validated = validate(ctx, extracted["batch_id"])
-    loaded = load(ctx, extracted["batch_id"])
-    return report(ctx, extracted["batch_id"], extracted, validated, loaded)
+    return run_steps(sys.modules[__name__], ctx)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,9 +37,10 @@ from starmamut.jobs.common import (
     JobContext,
     apply_verdicts,
     chunked,
-    format_report,
+    close_batch,
     parse_variant_ref,
     quarantine_on_load,
+    run_steps,
     variant_ref,
 )
 from starmamut.jobs.starweb_binder import VARIANT, bind_variants_by_sku, variants_of
@@ -195,17 +197,12 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
     }
     if ctx.params.dry_run:
         counts.update({key: loaded[key] for key in ("would_write_requests", "would_create_products")})
-    ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
-    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
-    return counts
+    return close_batch(ctx, batch_id, JOB, counts)
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    extracted = extract(ctx)
-    validated = validate(ctx, extracted["batch_id"])
-    loaded = load(ctx, extracted["batch_id"])
-    return report(ctx, extracted["batch_id"], extracted, validated, loaded)
+    return run_steps(sys.modules[__name__], ctx)
 
 
 # ----------------------------------------------------------------------------------------------------- extract
