@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from starmamut.sandbox.errors import bad_request
 from starmamut.sandbox.router import (
     ApiRequest,
     ApiResponse,
     Router,
+    data_response,
+    deleted_response,
     query_bool,
     query_choice,
     query_includes,
@@ -40,82 +41,76 @@ _PRICE_INCLUDES = ("volumePrices",)
 _FILTER_SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def _data(payload: Any, status: int = 200) -> ApiResponse:
-    return ApiResponse(status, {"data": payload})
-
-
-def _deleted() -> ApiResponse:
-    return ApiResponse(204)
 
 
 # ---------------------------------------------------------------- shop-wide
 
 
 def get_shop(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.shop())
+    return data_response(state.shop())
 
 
 def list_vat_rates(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.vat_rates())
+    return data_response(state.vat_rates())
 
 
 def get_vat_rate(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.vat_rate(request.path_params["countryCode"]))
+    return data_response(state.vat_rate(request.path_params["countryCode"]))
 
 
 def list_pricelists(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.pricelists())
+    return data_response(state.pricelists())
 
 
 def create_pricelist(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_pricelist(request.body), 201)
+    return data_response(state.add_pricelist(request.body), 201)
 
 
 def get_pricelist(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.pricelist(request.path_params["pricelistId"]))
+    return data_response(state.pricelist(request.path_params["pricelistId"]))
 
 
 def delete_pricelist(state: SandboxState, request: ApiRequest) -> ApiResponse:
     state.delete_pricelist(request.path_params["pricelistId"])
-    return _deleted()
+    return deleted_response()
 
 
 def list_stock_statuses(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.stock_statuses())
+    return data_response(state.stock_statuses())
 
 
 def get_stock_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.stock_status(request.path_params["stockStatusId"]))
+    return data_response(state.stock_status(request.path_params["stockStatusId"]))
 
 
 def list_stock_locations(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.stock_locations())
+    return data_response(state.stock_locations())
 
 
 def get_stock_location(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.stock_location(request.path_params["stockLocationId"]))
+    return data_response(state.stock_location(request.path_params["stockLocationId"]))
 
 
 def list_attributes(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.attributes())
+    return data_response(state.attributes())
 
 
 def create_attribute(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_attribute(request.body), 201)
+    return data_response(state.add_attribute(request.body), 201)
 
 
 def get_attribute(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.attribute(request.path_params["attributeId"]))
+    return data_response(state.attribute(request.path_params["attributeId"]))
 
 
 def list_attribute_values(state: SandboxState, request: ApiRequest) -> ApiResponse:
     includes = query_includes(request, ATTRIBUTE_VALUE_INCLUDES)
     attribute_id = request.path_params["attributeId"]
-    return _data(state.attribute_values(attribute_id, include_attribute="attribute" in includes))
+    return data_response(state.attribute_values(attribute_id, include_attribute="attribute" in includes))
 
 
 def create_attribute_value(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_attribute_value(request.path_params["attributeId"], request.body), 201)
+    return data_response(state.add_attribute_value(request.path_params["attributeId"], request.body), 201)
 
 
 def get_attribute_value(state: SandboxState, request: ApiRequest) -> ApiResponse:
@@ -124,7 +119,7 @@ def get_attribute_value(state: SandboxState, request: ApiRequest) -> ApiResponse
     value = state.attribute_value(
         params["attributeId"], params["attributeValueId"], include_attribute="attribute" in includes
     )
-    return _data(value)
+    return data_response(value)
 
 
 # ---------------------------------------------------------------- products
@@ -149,25 +144,25 @@ def list_products(state: SandboxState, request: ApiRequest) -> ApiResponse:
 
 
 def create_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_product(request.body), 201)
+    return data_response(state.add_product(request.body), 201)
 
 
 def get_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
     includes = query_includes(request, PRODUCT_INCLUDES, _UNSUPPORTED_PRODUCT_INCLUDES)
-    return _data(state.product(request.path_params["productId"], includes))
+    return data_response(state.product(request.path_params["productId"], includes))
 
 
 def patch_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.update_product(request.path_params["productId"], request.body))
+    return data_response(state.update_product(request.path_params["productId"], request.body))
 
 
 def put_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.replace_product(request.path_params["productId"], request.body))
+    return data_response(state.replace_product(request.path_params["productId"], request.body))
 
 
 def delete_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
     state.delete_product(request.path_params["productId"])
-    return _deleted()
+    return deleted_response()
 
 
 # ---------------------------------------------------------------- variants
@@ -175,61 +170,61 @@ def delete_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
 
 def list_variants(state: SandboxState, request: ApiRequest) -> ApiResponse:
     includes = query_includes(request, VARIANT_INCLUDES)
-    return _data(
+    return data_response(
         state.list_variants(request.path_params["productId"], page=query_page(request), includes=includes)
     )
 
 
 def create_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_variant(request.path_params["productId"], request.body), 201)
+    return data_response(state.add_variant(request.path_params["productId"], request.body), 201)
 
 
 def get_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
     includes = query_includes(request, VARIANT_INCLUDES)
     params = request.path_params
-    return _data(state.variant(params["productId"], params["variantId"], includes))
+    return data_response(state.variant(params["productId"], params["variantId"], includes))
 
 
 def patch_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.update_variant(params["productId"], params["variantId"], request.body))
+    return data_response(state.update_variant(params["productId"], params["variantId"], request.body))
 
 
 def put_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.replace_variant(params["productId"], params["variantId"], request.body))
+    return data_response(state.replace_variant(params["productId"], params["variantId"], request.body))
 
 
 def delete_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
     state.delete_variant(params["productId"], params["variantId"])
-    return _deleted()
+    return deleted_response()
 
 
 # ---------------------------------------------------------------- languages
 
 
 def list_languages(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.languages(request.path_params["productId"]))
+    return data_response(state.languages(request.path_params["productId"]))
 
 
 def create_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_language(request.path_params["productId"], request.body), 201)
+    return data_response(state.add_language(request.path_params["productId"], request.body), 201)
 
 
 def get_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.language(params["productId"], params["langCode"]))
+    return data_response(state.language(params["productId"], params["langCode"]))
 
 
 def put_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.put_language(params["productId"], params["langCode"], request.body))
+    return data_response(state.put_language(params["productId"], params["langCode"], request.body))
 
 
 def patch_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.update_language(params["productId"], params["langCode"], request.body))
+    return data_response(state.update_language(params["productId"], params["langCode"], request.body))
 
 
 # ---------------------------------------------------------------- prices and stock
@@ -238,18 +233,18 @@ def patch_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
 def list_prices(state: SandboxState, request: ApiRequest) -> ApiResponse:
     volume = "volumePrices" in query_includes(request, _PRICE_INCLUDES)
     params = request.path_params
-    return _data(state.prices(params["productId"], params["variantId"], volume=volume))
+    return data_response(state.prices(params["productId"], params["variantId"], volume=volume))
 
 
 def get_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
     volume = "volumePrices" in query_includes(request, _PRICE_INCLUDES)
     params = request.path_params
-    return _data(state.price(params["productId"], params["variantId"], params["pricelistId"], volume=volume))
+    return data_response(state.price(params["productId"], params["variantId"], params["pricelistId"], volume=volume))
 
 
 def put_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(
+    return data_response(
         state.set_price(params["productId"], params["variantId"], params["pricelistId"], request.body)
     )
 
@@ -259,22 +254,22 @@ def patch_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
     price = state.set_price(
         params["productId"], params["variantId"], params["pricelistId"], request.body, replace=False
     )
-    return _data(price)
+    return data_response(price)
 
 
 def list_stocks(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.stocks(params["productId"], params["variantId"]))
+    return data_response(state.stocks(params["productId"], params["variantId"]))
 
 
 def get_stock(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.stock(params["productId"], params["variantId"], params["stockLocationId"]))
+    return data_response(state.stock(params["productId"], params["variantId"], params["stockLocationId"]))
 
 
 def put_stock(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(
+    return data_response(
         state.set_stock(params["productId"], params["variantId"], params["stockLocationId"], request.body)
     )
 
@@ -284,7 +279,7 @@ def patch_stock(state: SandboxState, request: ApiRequest) -> ApiResponse:
     stock = state.set_stock(
         params["productId"], params["variantId"], params["stockLocationId"], request.body, replace=False
     )
-    return _data(stock)
+    return data_response(stock)
 
 
 def register(router: Router) -> None:

@@ -10,6 +10,8 @@ from starmamut.sandbox.router import (
     ApiRequest,
     ApiResponse,
     Router,
+    data_response,
+    deleted_response,
     query_bool,
     query_choice,
     query_includes,
@@ -23,16 +25,10 @@ from starmamut.sandbox.state import CustomerQuery, OrderQuery, Page, SandboxStat
 _UNSUPPORTED_CUSTOMER_INCLUDES = ("tags",)
 
 
-def _data(payload: object, status: int = 200) -> ApiResponse:
-    return ApiResponse(status, {"data": payload})
-
 
 def _paged(page: Page) -> ApiResponse:
     return ApiResponse(200, {"data": page.items, "meta": {"pagination": page.pagination}})
 
-
-def _deleted() -> ApiResponse:
-    return ApiResponse(204)
 
 
 def _query_id(request: ApiRequest, name: str) -> int | None:
@@ -49,59 +45,59 @@ def _query_id(request: ApiRequest, name: str) -> int | None:
 
 
 def list_currencies(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.currencies())
+    return data_response(state.currencies())
 
 
 def get_currency(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.currency(request.path_params["currencyCode"]))
+    return data_response(state.currency(request.path_params["currencyCode"]))
 
 
 def list_payment_methods(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.payment_methods())
+    return data_response(state.payment_methods())
 
 
 def get_payment_method(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.payment_method(request.path_params["paymentMethodId"]))
+    return data_response(state.payment_method(request.path_params["paymentMethodId"]))
 
 
 def list_shipping_methods(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.shipping_methods())
+    return data_response(state.shipping_methods())
 
 
 def get_shipping_method(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.shipping_method(request.path_params["shippingMethodId"]))
+    return data_response(state.shipping_method(request.path_params["shippingMethodId"]))
 
 
 def list_tracking_types(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.shipping_tracking_types())
+    return data_response(state.shipping_tracking_types())
 
 
 # ---------------------------------------------------------------- order statuses
 
 
 def list_order_statuses(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.order_statuses())
+    return data_response(state.order_statuses())
 
 
 def create_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_order_status(request.body), 201)
+    return data_response(state.add_order_status(request.body), 201)
 
 
 def get_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.order_status(request.path_params["orderStatusId"]))
+    return data_response(state.order_status(request.path_params["orderStatusId"]))
 
 
 def patch_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.update_order_status(request.path_params["orderStatusId"], request.body))
+    return data_response(state.update_order_status(request.path_params["orderStatusId"], request.body))
 
 
 def put_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.update_order_status(request.path_params["orderStatusId"], request.body, replace=True))
+    return data_response(state.update_order_status(request.path_params["orderStatusId"], request.body, replace=True))
 
 
 def delete_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
     state.delete_order_status(request.path_params["orderStatusId"])
-    return _deleted()
+    return deleted_response()
 
 
 # ---------------------------------------------------------------- customers
@@ -121,43 +117,43 @@ def list_customers(state: SandboxState, request: ApiRequest) -> ApiResponse:
 
 
 def create_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_customer(request.body), 201)
+    return data_response(state.add_customer(request.body), 201)
 
 
 def get_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
     includes = query_includes(request, CUSTOMER_INCLUDES, _UNSUPPORTED_CUSTOMER_INCLUDES)
-    return _data(state.customer(request.path_params["customerId"], includes))
+    return data_response(state.customer(request.path_params["customerId"], includes))
 
 
 def patch_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.update_customer(request.path_params["customerId"], request.body))
+    return data_response(state.update_customer(request.path_params["customerId"], request.body))
 
 
 def put_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.replace_customer(request.path_params["customerId"], request.body))
+    return data_response(state.replace_customer(request.path_params["customerId"], request.body))
 
 
 def delete_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
     state.delete_customer(request.path_params["customerId"])
-    return _deleted()
+    return deleted_response()
 
 
 def list_customer_addresses(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.customer_addresses(request.path_params["customerId"]))
+    return data_response(state.customer_addresses(request.path_params["customerId"]))
 
 
 def get_customer_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.customer_address(params["customerId"], params["addressType"]))
+    return data_response(state.customer_address(params["customerId"], params["addressType"]))
 
 
 def list_customer_services(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.customer_external_services(request.path_params["customerId"]))
+    return data_response(state.customer_external_services(request.path_params["customerId"]))
 
 
 def get_customer_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.customer_external_service(params["customerId"], params["serviceName"]))
+    return data_response(state.customer_external_service(params["customerId"], params["serviceName"]))
 
 
 # ---------------------------------------------------------------- orders
@@ -181,110 +177,110 @@ def list_orders(state: SandboxState, request: ApiRequest) -> ApiResponse:
 
 
 def create_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_order(request.body), 201)
+    return data_response(state.add_order(request.body), 201)
 
 
 def get_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
     includes = query_includes(request, ORDER_INCLUDES)
-    return _data(state.order(request.path_params["orderId"], includes))
+    return data_response(state.order(request.path_params["orderId"], includes))
 
 
 def patch_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.update_order(request.path_params["orderId"], request.body))
+    return data_response(state.update_order(request.path_params["orderId"], request.body))
 
 
 def put_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.replace_order(request.path_params["orderId"], request.body))
+    return data_response(state.replace_order(request.path_params["orderId"], request.body))
 
 
 def delete_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
     state.delete_order(request.path_params["orderId"])
-    return _deleted()
+    return deleted_response()
 
 
 def list_items(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.order_items(request.path_params["orderId"]))
+    return data_response(state.order_items(request.path_params["orderId"]))
 
 
 def create_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_order_item(request.path_params["orderId"], request.body), 201)
+    return data_response(state.add_order_item(request.path_params["orderId"], request.body), 201)
 
 
 def get_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
     includes = query_includes(request, ORDER_ITEM_INCLUDES)
     params = request.path_params
-    return _data(state.order_item(params["orderId"], params["orderItemId"], includes))
+    return data_response(state.order_item(params["orderId"], params["orderItemId"], includes))
 
 
 def patch_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.update_order_item(params["orderId"], params["orderItemId"], request.body))
+    return data_response(state.update_order_item(params["orderId"], params["orderItemId"], request.body))
 
 
 def put_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.update_order_item(params["orderId"], params["orderItemId"], request.body, replace=True))
+    return data_response(state.update_order_item(params["orderId"], params["orderItemId"], request.body, replace=True))
 
 
 def delete_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
     state.delete_order_item(params["orderId"], params["orderItemId"])
-    return _deleted()
+    return deleted_response()
 
 
 def list_order_addresses(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.order_addresses(request.path_params["orderId"]))
+    return data_response(state.order_addresses(request.path_params["orderId"]))
 
 
 def get_order_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.order_address(params["orderId"], params["addressType"]))
+    return data_response(state.order_address(params["orderId"], params["addressType"]))
 
 
 def put_order_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.set_order_address(params["orderId"], params["addressType"], request.body))
+    return data_response(state.set_order_address(params["orderId"], params["addressType"], request.body))
 
 
 def patch_order_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.set_order_address(params["orderId"], params["addressType"], request.body, replace=False))
+    return data_response(state.set_order_address(params["orderId"], params["addressType"], request.body, replace=False))
 
 
 def delete_order_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
     state.delete_order_address(params["orderId"], params["addressType"])
-    return _deleted()
+    return deleted_response()
 
 
 def list_order_services(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.order_external_services(request.path_params["orderId"]))
+    return data_response(state.order_external_services(request.path_params["orderId"]))
 
 
 def create_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return _data(state.add_order_external_service(request.path_params["orderId"], request.body), 201)
+    return data_response(state.add_order_external_service(request.path_params["orderId"], request.body), 201)
 
 
 def get_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.order_external_service(params["orderId"], params["serviceName"]))
+    return data_response(state.order_external_service(params["orderId"], params["serviceName"]))
 
 
 def put_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return _data(state.set_order_external_service(params["orderId"], params["serviceName"], request.body))
+    return data_response(state.set_order_external_service(params["orderId"], params["serviceName"], request.body))
 
 
 def patch_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
     service = state.set_order_external_service(params["orderId"], params["serviceName"], request.body, replace=False)
-    return _data(service)
+    return data_response(service)
 
 
 def delete_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
     state.delete_order_external_service(params["orderId"], params["serviceName"])
-    return _deleted()
+    return deleted_response()
 
 
 def register(router: Router) -> None:

@@ -39,6 +39,15 @@ class ApiResponse:
     body: Any = None
 
 
+def data_response(payload: Any, status: int = 200) -> ApiResponse:
+    """The spec's envelope for one object or a list without pagination."""
+    return ApiResponse(status, {"data": payload})
+
+
+def deleted_response() -> ApiResponse:
+    return ApiResponse(204)
+
+
 Handler = Callable[["SandboxState", ApiRequest], ApiResponse]
 
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::(int))?\}")
