@@ -214,3 +214,15 @@ def test_dry_run_writes_nothing_anywhere(make_ctx, sandbox, mamut_db, staging_st
 def test_an_unknown_status_in_the_config_names_shop_and_status(make_ctx):
     with pytest.raises(orders_to_mamut.UnknownOrderStatus, match=r"shop demo: order status 'shipped'"):
         orders_to_mamut.run(make_ctx(orders={"eligible_statuses": ["created", "shipped"]}))
+
+
+def test_resync_by_id_repairs_a_write_back_removed_by_hand_without_a_second_order(make_ctx, sandbox, mamut_db):
+    orders_to_mamut.run(make_ctx())
+    order_id = min(eligible_orders(sandbox))
+    number = mamut_orders(mamut_db.gateway)[f"demo:{order_id}"]["order_number"]
+    sandbox.state.update_order(order_id, {"externalId": ""})
+    assert orders_to_mamut.run(make_ctx())["written_back"] == 0  # a normal run trusts its ledger
+    resynced = orders_to_mamut.run(make_ctx(resync_ids=[order_id]))
+    assert (resynced["loaded"], resynced["written_back"]) == (0, 1)
+    assert sandbox.state.order(order_id)["externalId"] == str(number)
+    assert len(mamut_orders(mamut_db.gateway)) == len(eligible_orders(sandbox))

@@ -78,6 +78,7 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     after_mapping = _Transforms(ctx, batch_id, "after_mapping")
     with ctx.open_starweb() as client:
         eligible = resolve_statuses(client.list_order_statuses(), settings.eligible_statuses, shop.id)
+        resync = {str(order_id) for order_id in params.resync_ids}
 
         def to_stage() -> Iterator[StagedRow]:
             for orders in chunked(_orders_to_read(ctx, client), 100):
@@ -86,7 +87,7 @@ def extract(ctx: JobContext) -> dict[str, Any]:
                 for order in orders:
                     counts["listed"] += 1
                     key = str(order["orderId"])
-                    if key in done and key not in map(str, params.resync_ids):
+                    if key in done and key not in resync:
                         counts["already_transferred"] += 1
                     elif order.get("statusId") not in eligible:
                         counts["not_eligible"] += 1
@@ -292,9 +293,11 @@ def _status_after_transfer(ctx: JobContext, client: StarwebClient) -> int | None
 
 
 def _write_back(ctx: JobContext, client: StarwebClient, key: str, number: int, status_after: int | None) -> bool:
-    """Put the Mamut number on the Starweb order (once), optionally moving it to a status without e-mail."""
+    """Put the Mamut number on the Starweb order (once; again when re-synced by id, to repair a hand edit),
+    optionally moving it to a status without e-mail."""
     store, shop = ctx.store, ctx.shop
-    if store.get_ledger(shop.id, WRITE_BACK, [key]).get((key, "order")) == str(number):
+    written = store.get_ledger(shop.id, WRITE_BACK, [key]).get((key, "order")) == str(number)
+    if written and int(key) not in ctx.params.resync_ids:
         return False
     body: dict[str, Any] = {"externalId": str(number), "externalIdType": f"mamut_{shop.orders_to_mamut.document}"}
     if status_after is not None:
