@@ -126,10 +126,13 @@ class OrderStatusToStarwebSettings(_Strict):
     })
     allow_backwards: bool = False
     final_statuses: list[StatusRef] = Field(default_factory=lambda: ["completed", "canceled"])
+    overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
+    quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
 class ProductsToStarwebSettings(_Strict):
     new_product_visibility: Literal["hidden", "visible"] = "hidden"
+    overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
     quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 

@@ -62,8 +62,6 @@ REPORTED = "state:"  # ledger target prefix: state:<state> = the status id repor
 SKIPPED = "skipped"
 FINGERPRINT = "mamut_state"
 TRACKING_TYPES_PATH = "/shipping-tracking-types"
-OVERLAP = timedelta(minutes=10)  # EDITDATE of a transaction committed late may lie behind the watermark
-QUARANTINE_THRESHOLD = 0.5
 LEDGER_CHUNK = 500
 PLANNED_SHOWN = 100
 REFUSAL_STATUSES = frozenset({400, 403})
@@ -134,7 +132,7 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     reasons = {key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
                for key, failures in report.failures.items()}
     return apply_verdicts(ctx, batch_id, ENTITY, (row["row_key"] for row in rows), reasons,
-                          threshold=QUARANTINE_THRESHOLD, noun="order")
+                          threshold=shop.order_status_to_starweb.quarantine_threshold, noun="order")
 
 def status_checks() -> list[RowCheck]:
     """Each check column holds the problem in words (None = fine), so the reason is the problem itself."""
@@ -251,7 +249,9 @@ def _orders_to_read(ctx: JobContext, reader: OrderStateReader, recheck: set[str]
     since = params.since
     if since is None and not params.full_refresh:
         watermark = ctx.store.get_watermark(shop.id, JOB)
-        since = watermark - OVERLAP if watermark else None
+        # EDITDATE of a transaction committed late may lie behind the watermark
+        overlap = timedelta(minutes=shop.order_status_to_starweb.overlap_minutes)
+        since = watermark - overlap if watermark else None
     if not reader.tracks_changes:
         since = None  # no EDITDATE: every order is read and its fingerprint compared with the ledger
     seen: set[str] = set()

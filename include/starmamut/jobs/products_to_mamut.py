@@ -27,6 +27,7 @@ from starmamut.jobs.common import (
     run_steps,
     variant_ref,
 )
+from starmamut.jobs.starweb_binder import variants_of
 from starmamut.mamut.products import MamutConflict, ProductRepository
 from starmamut.mapping.products import (
     AttributeValue,
@@ -59,9 +60,10 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     with ctx.open_starweb() as client:
         reference = _ShopReference.read(client, shop.language)
         products = _products_to_read(ctx, client)
-        records = client.map_concurrent(
-            lambda product: (product, reference.normalise(product, _variants_of(client, product))), products
-        )
+        def read_variants(product: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+            return product, reference.normalise(product, variants_of(client, product, include=VARIANT_INCLUDE))
+
+        records = client.map_concurrent(read_variants, products)
         staged = store.stage_rows(batch_id, ENTITY, (
             StagedRow(key=str(rec["product_id"]), payload=rec, content_hash=content_hash(rec))
             for product, normalised in records if (rec := after_mapping.apply(normalised, source=product)) is not None
@@ -250,13 +252,6 @@ def _products_by_id(ctx: JobContext, client: StarwebClient, product_ids: Iterabl
                         ctx.shop.id, product_id)
             if not ctx.params.dry_run:
                 ctx.store.resolve_quarantine(ctx.shop.id, ENTITY, [str(product_id)])
-
-
-def _variants_of(client: StarwebClient, product: dict[str, Any]) -> list[dict[str, Any]]:
-    """All variants: the embedded primary one suffices unless the product has several."""
-    if product.get("hasSeveralVariants"):
-        return list(client.iter_variants(product["productId"], include=VARIANT_INCLUDE))
-    return children(product, "variants")
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

@@ -75,7 +75,6 @@ ENTITY = "article"  # staged rows, quarantine and product links, keyed by the Ma
 # (not "product": products_to_mamut keys those by Starweb productId, and a shop may change flow)
 LEDGER_DIMENSION = "starweb_product"  # last pushed state per main article number
 LEDGER_TARGET = "state"
-CHANGE_OVERLAP = timedelta(minutes=10)  # re-read edits stamped just before the watermark (clock skew)
 LOAD_CHUNK = 200
 PLANNED_IN_RESULT = 100  # planned requests listed in a dry run's task result (all of them go to the log)
 
@@ -215,7 +214,8 @@ def _families_to_read(ctx: JobContext, reader: CatalogueReader) -> Iterator[Fami
         yield from reader.iter_families(skus=params.skus)
         return
     watermark = None if params.full_refresh else store.get_watermark(shop.id, JOB)
-    since = params.since or (watermark - CHANGE_OVERLAP if watermark else None)
+    overlap = timedelta(minutes=ctx.shop.products_to_starweb.overlap_minutes)  # edits stamped just before it
+    since = params.since or (watermark - overlap if watermark else None)
     seen: set[str] = set()
     for snapshot in reader.iter_families(changed_since=since):
         seen.add(snapshot.family.main.sku)

@@ -14,7 +14,7 @@ Starweb tells SKUs apart without regard to letter case, so a SKU matches its sho
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from starmamut.jobs.common import JobContext, chunked, variant_ref
@@ -84,10 +84,11 @@ def locate_variants(client: StarwebClient, skus: Iterable[str]) -> Iterator[tupl
             return
 
 
-def variants_of(client: StarwebClient, product: Mapping[str, Any]) -> list[dict[str, Any]]:
+def variants_of(client: StarwebClient, product: Mapping[str, Any],
+                include: Sequence[str] = ()) -> list[dict[str, Any]]:
     """All variants of a listed product: the embedded primary one suffices unless it has several."""
     if product.get("hasSeveralVariants"):
-        return list(client.iter_variants(product["productId"]))
+        return list(client.iter_variants(product["productId"], include=include))
     return children(product, "variants")
 
 

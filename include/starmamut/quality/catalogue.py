@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from types import ModuleType
 
 from starmamut.mapping.catalogue import ATTRIBUTE_NAME_MAX_LENGTH, PRODUCT_NAME_MAX_LENGTH, STARWEB_SKU_MAX_LENGTH
-from starmamut.quality.products import _number, product_checks
+from starmamut.quality.products import format_number, product_checks
 from starmamut.quality.runner import RowCheck, import_great_expectations
 
 CATALOGUE_COLUMNS = ("row_key", "product_key", "sku", "sku_folded", "name", "vat_code", "ean", "weight",
@@ -70,7 +70,7 @@ def catalogue_checks(*, vat_codes: Iterable[int]) -> list[RowCheck]:
             name="vat_code_known",
             expectation=lambda: expectations().ExpectColumnValuesToBeInSet(column="vat_code", value_set=codes),
             describe=lambda row: (
-                f"VAT code {_number(row['vat_code'])} has no VAT rate in the config (known codes: {code_list})"
+                f"VAT code {format_number(row['vat_code'])} has no VAT rate in the config (known codes: {code_list})"
             ),
         ),
         shared["ean_format"],
@@ -78,7 +78,7 @@ def catalogue_checks(*, vat_codes: Iterable[int]) -> list[RowCheck]:
         RowCheck(
             name="weight_not_negative",
             expectation=lambda: expectations().ExpectColumnValuesToBeBetween(column="weight", min_value=0),
-            describe=lambda row: f"weight {_number(row['weight'])} kg is negative",
+            describe=lambda row: f"weight {format_number(row['weight'])} kg is negative",
         ),
         RowCheck(
             name="variant_values_complete",

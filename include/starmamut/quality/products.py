@@ -46,7 +46,7 @@ def product_checks(
         return import_great_expectations().expectations
 
     allowed_characters = "A-Z a-z 0-9 . _ -"
-    vat_rate_list = ", ".join(_number(rate) for rate in vat_rates)
+    vat_rate_list = ", ".join(format_number(rate) for rate in vat_rates)
     return [
         RowCheck(
             name="sku_present",
@@ -106,7 +106,7 @@ def product_checks(
         RowCheck(
             name="price_not_negative",
             expectation=lambda: expectations().ExpectColumnValuesToBeBetween(column="price", min_value=0),
-            describe=lambda row: f"price {_number(row['price'])} is negative",
+            describe=lambda row: f"price {format_number(row['price'])} is negative",
         ),
         RowCheck(
             name="vat_rate_allowed",
@@ -114,7 +114,7 @@ def product_checks(
                 column="vat_rate", value_set=vat_rates
             ),
             describe=lambda row: (
-                f"VAT rate {_number(row['vat_rate'])} % is not one of this shop's rates ({vat_rate_list})"
+                f"VAT rate {format_number(row['vat_rate'])} % is not one of this shop's rates ({vat_rate_list})"
             ),
         ),
         RowCheck(
@@ -123,7 +123,7 @@ def product_checks(
                 column="axis_count", max_value=max_axes
             ),
             describe=lambda row: (
-                f"{_number(row['axis_count'])} variant axes; Mamut allows at most {max_axes} variant axes"
+                f"{format_number(row['axis_count'])} variant axes; Mamut allows at most {max_axes} variant axes"
             ),
         ),
         RowCheck(
@@ -187,7 +187,7 @@ def _gtin_check_digit_expectation_type() -> type[Expectation]:
     return ExpectColumnValuesToHaveValidGtinCheckDigit
 
 
-def _number(value: Any) -> str:
+def format_number(value: Any) -> str:
     """A number as a shop owner writes it: 25 rather than 25.0, -0.5 as is."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
