@@ -1,4 +1,5 @@
-"""ProductRepository on real mock databases: idempotent family upserts, conflicts, atomicity, overrides."""
+"""ProductRepository on real mock databases: idempotent family upserts, conflicts, atomicity, overrides,
+and the bulk price-list and stock writers."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
+from starmamut.mamut.catalogue import CatalogueReader, PriceRow
+from starmamut.mamut.customers import MamutRecordError
 from starmamut.mamut.gateway import MamutError, MamutGateway
 from starmamut.mamut.mock import create_mock_company_database, demo_families
-from starmamut.mamut.products import MamutConflict, ProductRepository
+from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository, StockLevel, ValueWriteResult
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
 from tests.fixtures.mamut import MAMUT_BACKENDS, MamutTestDatabase, fresh_mock_database
 
@@ -344,3 +347,200 @@ def test_demo_seed_holds_one_and_two_axis_families_and_is_idempotent(mamut_db: M
     assert ("Grå", "M") in [variant.variant_values for variant in hoodie.variants]
     tshirt = repository.fetch_family("TS-BAS")
     assert tshirt is not None and tshirt.main.variant_axes == ("Storlek", None) and len(tshirt.variants) == 3
+
+
+RESELLER = "Återförsäljare SEK"
+EURO = "Euro EUR"
+
+
+def add_articles(repository: ProductRepository, *skus: str) -> dict[str, int]:
+    """Standalone, stock-managed articles (sellable, so CatalogueReader reports their prices and stock)."""
+    keys: dict[str, int] = {}
+    for sku in skus:
+        family = MamutProductFamily(MamutArticle(sku, f"Artikel {sku}", 1, Decimal("100.00")))
+        keys.update(repository.upsert_family(family, update_price=True, now=T1).keys)
+    return keys
+
+
+def price_lines(gateway: MamutGateway) -> dict[tuple[int, int, Decimal], tuple[Decimal, dt.datetime]]:
+    with gateway.transaction() as tx:
+        rows = tx.select("price_list_line", ["price_list_id", "product_key", "min_qty", "price", "edit_date"])
+    return {(r["price_list_id"], r["product_key"], r["min_qty"]): (r["price"], r["edit_date"]) for r in rows}
+
+
+def stock_rows(gateway: MamutGateway) -> dict[tuple[int, int], dict[str, object]]:
+    columns = ["product_key", "warehouse_id", "qty_in_stock", "qty_reserved", "qty_ordered", "edit_date"]
+    with gateway.transaction() as tx:
+        rows = tx.select("product_stock", columns)
+    return {(row["product_key"], row["warehouse_id"]): row for row in rows}
+
+
+def test_list_prices_insert_read_back_rerun_unchanged_and_one_change_updates_only_that_line(
+    mamut_db: MamutTestDatabase,
+) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    keys = add_articles(repository, "KOPP", "FAT", "SKÅL")
+    list_ids = {name: info.id for name, info in CatalogueReader(mamut_db.gateway).price_lists().items()}
+    prices = [
+        ListPrice("KOPP", RESELLER, Decimal("70.50")),
+        ListPrice("KOPP", RESELLER, Decimal("60"), min_qty=Decimal(10)),
+        ListPrice("FAT", EURO, Decimal("9.99")),
+        ListPrice("SKÅL", RESELLER, Decimal("33.33333"), min_qty=Decimal("2.5")),  # stored as 33.3333
+    ]
+
+    assert repository.set_list_prices(prices, now=T1) == ValueWriteResult(written=4, unchanged=0)
+    reader = CatalogueReader(mamut_db.gateway)
+    assert list(reader.iter_prices([RESELLER, EURO], skus=["KOPP", "FAT"])) == [
+        PriceRow("FAT", EURO, "EUR", Decimal("9.99"), False),
+        PriceRow("KOPP", RESELLER, "SEK", Decimal("70.50"), False, ((Decimal(10), Decimal(60)),)),
+    ]
+    lines = price_lines(mamut_db.gateway)
+    assert lines[(list_ids[RESELLER], keys["SKÅL"], Decimal("2.5"))] == (Decimal("33.3333"), T1)
+    assert len(lines) == 4 and {edited for _price, edited in lines.values()} == {T1}
+
+    before = mamut_db.gateway.statements_executed
+    assert repository.set_list_prices(prices, now=T2) == ValueWriteResult(written=0, unchanged=4)
+    assert mamut_db.gateway.statements_executed - before == 3  # skus, price lists, existing lines; no writes
+    assert price_lines(mamut_db.gateway) == lines
+
+    changed = [ListPrice("KOPP", RESELLER, Decimal("72.00")), *prices[1:]]
+    assert repository.set_list_prices(changed, now=T3) == ValueWriteResult(written=1, unchanged=3)
+    after = price_lines(mamut_db.gateway)
+    assert after.pop((list_ids[RESELLER], keys["KOPP"], Decimal(1))) == (Decimal("72.00"), T3)
+    lines.pop((list_ids[RESELLER], keys["KOPP"], Decimal(1)))
+    assert after == lines
+
+
+def test_stock_sets_on_hand_only_and_is_idempotent(mamut_db: MamutTestDatabase) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    keys = add_articles(repository, "MUGG", "TALLRIK")
+    with mamut_db.gateway.transaction() as tx:  # Mamut's own row: reserved and ordered must survive
+        tx.insert(
+            "product_stock",
+            {
+                "product_key": keys["TALLRIK"],
+                "warehouse_id": 1,
+                "qty_in_stock": Decimal(1),
+                "qty_reserved": Decimal(2),
+                "qty_ordered": Decimal(5),
+                "edit_date": T1,
+            },
+        )
+    levels = [
+        StockLevel("MUGG", 1, Decimal(12)),
+        StockLevel("MUGG", 2, Decimal(0)),
+        StockLevel("TALLRIK", 1, Decimal(-3)),
+        StockLevel("TALLRIK", 2, Decimal("2.5005")),  # stored as 2.501
+    ]
+
+    assert repository.set_stock(levels, now=T2) == ValueWriteResult(written=4, unchanged=0)
+    reader = CatalogueReader(mamut_db.gateway)
+    on_hand = {
+        (row.sku, row.group): (row.on_hand, row.reserved)
+        for row in reader.iter_stock({"main": [1], "shop": [2]}, subtract_reserved=False, skus=list(keys))
+    }
+    assert on_hand == {
+        ("MUGG", "main"): (Decimal(12), Decimal(0)),
+        ("MUGG", "shop"): (Decimal(0), Decimal(0)),
+        ("TALLRIK", "main"): (Decimal(-3), Decimal(2)),
+        ("TALLRIK", "shop"): (Decimal("2.501"), Decimal(0)),
+    }
+    rows = stock_rows(mamut_db.gateway)
+    assert rows[(keys["TALLRIK"], 1)]["qty_ordered"] == Decimal(5)
+    assert all(rows[key]["qty_ordered"] == 0 for key in rows if key != (keys["TALLRIK"], 1))
+    assert {row["edit_date"] for row in rows.values()} == {T2}  # the updated row too
+
+    assert repository.set_stock(levels, now=T3) == ValueWriteResult(written=0, unchanged=4)
+    assert stock_rows(mamut_db.gateway) == rows
+
+    changed = [*levels[:1], StockLevel("MUGG", 2, Decimal(5)), *levels[2:]]
+    assert repository.set_stock(changed, now=T3) == ValueWriteResult(written=1, unchanged=3)
+    after = stock_rows(mamut_db.gateway)
+    updated = after.pop((keys["MUGG"], 2))
+    assert (updated["qty_in_stock"], updated["qty_reserved"], updated["edit_date"]) == (Decimal(5), 0, T3)
+    rows.pop((keys["MUGG"], 2))
+    assert after == rows
+
+
+def test_a_chunk_of_600_articles_is_read_in_a_few_statements(mamut_db: MamutTestDatabase) -> None:
+    skus = [f"MASS-{n:04d}" for n in range(600)]
+    with mamut_db.gateway.transaction() as tx:
+        tx.insert_many("product", [{"sku": sku, "name": f"Massartikel {sku}", "vat_code": 1} for sku in skus])
+    repository = ProductRepository(mamut_db.gateway)
+    levels = [StockLevel(sku, 1 + n % 2, Decimal(n)) for n, sku in enumerate(skus)]
+    prices = [ListPrice(sku, RESELLER, Decimal(n) / 7) for n, sku in enumerate(skus)]
+    assert repository.set_stock(levels, now=T1) == ValueWriteResult(written=600, unchanged=0)
+    assert repository.set_list_prices(prices, now=T1) == ValueWriteResult(written=600, unchanged=0)
+
+    before = mamut_db.gateway.statements_executed
+    assert repository.set_stock(levels, now=T2) == ValueWriteResult(written=0, unchanged=600)
+    assert repository.set_list_prices(prices, now=T2) == ValueWriteResult(written=0, unchanged=600)
+    # Each call: 2 chunks of skus, 1 warehouse or price-list select, 2 chunks of existing rows.
+    assert mamut_db.gateway.statements_executed - before == 10
+    stock = {row.sku: row.on_hand for row in CatalogueReader(mamut_db.gateway).iter_stock({"all": [1, 2]})}
+    assert stock == {level.sku: level.quantity for level in levels}
+
+
+def test_unknown_skus_price_lists_and_warehouses_are_refused_naming_them_and_write_nothing(
+    mamut_db: MamutTestDatabase,
+) -> None:
+    repository = ProductRepository(mamut_db.gateway)
+    add_articles(repository, "KOPP")
+    with mamut_db.gateway.transaction() as tx:
+        tx.insert("price_list", {"name": "Butik inkl moms", "currency_id": 1, "incl_vat": True})
+
+    with pytest.raises(MamutRecordError, match=r"2 sku\(s\) not in Mamut's product register: SAKNAS, BORTA$"):
+        repository.set_list_prices(
+            [
+                ListPrice("KOPP", RESELLER, Decimal(70)),
+                ListPrice("SAKNAS", RESELLER, Decimal(1)),
+                ListPrice("BORTA", EURO, Decimal(1)),
+            ],
+            now=T1,
+        )
+    with pytest.raises(MamutRecordError, match=r"unknown Mamut price list\(s\): 'Grossist NOK'$"):
+        repository.set_list_prices(
+            [ListPrice("KOPP", RESELLER, Decimal(70)), ListPrice("KOPP", "Grossist NOK", Decimal(50))], now=T1
+        )
+    with pytest.raises(MamutRecordError, match="price list 'Butik inkl moms' holds prices incl. VAT"):
+        repository.set_list_prices([ListPrice("KOPP", "Butik inkl moms", Decimal(88))], now=T1)
+    with pytest.raises(MamutRecordError, match=r"unknown Mamut warehouse\(s\): 9$"):
+        repository.set_stock([StockLevel("KOPP", 1, Decimal(3)), StockLevel("KOPP", 9, Decimal(3))], now=T1)
+    with pytest.raises(MamutRecordError, match=r"1 sku\(s\) not in Mamut's product register: SAKNAS$"):
+        repository.set_stock([StockLevel("KOPP", 1, Decimal(3)), StockLevel("SAKNAS", 1, Decimal(3))], now=T1)
+
+    with pytest.raises(ValueError, match=r"list price of KOPP in price list 'Euro EUR' from quantity 1.000 is given"):
+        repository.set_list_prices(
+            [ListPrice("KOPP", EURO, Decimal(7)), ListPrice("KOPP", EURO, Decimal("7.5"), min_qty=Decimal("1.0"))],
+            now=T1,
+        )
+    with pytest.raises(
+        ValueError, match=r"stock of KOPP in warehouse 1: product_stock\.qty_in_stock \(QTYSTOCK\) holds at most 12"
+    ):
+        repository.set_stock([StockLevel("KOPP", 1, Decimal("1e12"))], now=T1)
+
+    assert price_lines(mamut_db.gateway) == {} and stock_rows(mamut_db.gateway) == {}
+
+
+@pytest.mark.parametrize("backend", MAMUT_BACKENDS)
+def test_value_writers_work_without_edit_date_columns(backend: str, tmp_path: Path) -> None:
+    lean = SchemaMap.load(
+        overrides={
+            "tables": {
+                "price_list_line": {"columns": {"edit_date": None}},
+                "product_stock": {"columns": {"edit_date": None}},
+            }
+        }
+    )
+    with fresh_mock_database(backend, tmp_path, schema_map=lean) as odbc, MamutGateway(odbc, lean) as gateway:
+        repository = ProductRepository(gateway)
+        add_articles(repository, "KOPP")
+        prices = [ListPrice("KOPP", RESELLER, Decimal("70.50"))]
+        levels = [StockLevel("KOPP", 2, Decimal(4))]
+        assert repository.set_list_prices(prices, now=T1) == ValueWriteResult(written=1, unchanged=0)
+        assert repository.set_stock(levels, now=T1) == ValueWriteResult(written=1, unchanged=0)
+        assert repository.set_list_prices(prices, now=T2) == ValueWriteResult(written=0, unchanged=1)
+        assert repository.set_stock(levels, now=T2) == ValueWriteResult(written=0, unchanged=1)
+        reader = CatalogueReader(gateway)
+        assert [row.price for row in reader.iter_prices([RESELLER])] == [Decimal("70.50")]
+        assert [row.on_hand for row in reader.iter_stock({"shop": [2]})] == [Decimal(4)]

@@ -8,6 +8,13 @@ written, so a re-run reports everything unchanged and leaves EDITDATE alone.
 Columns an install maps to null (see default_schema_map.yaml, ``optional: true``) are neither written
 nor compared and read back as the article's defaults; variants need ``main_product_key``. Variants
 that a family no longer lists are left in Mamut as they are (never deleted or unlinked).
+
+Price-list lines and warehouse stock are written in bulk (:meth:`ProductRepository.set_list_prices`,
+:meth:`ProductRepository.set_stock`), a chunk per transaction, by the same rule: skus, price-list names and
+warehouses are resolved with a few IN-list selects and an unknown one refuses the whole chunk before anything
+is written; the chunk's existing rows are read in bulk, missing rows inserted with one executemany and only
+rows whose value differs updated (one statement each, as the gateway has no bulk update). Values are compared
+as the columns store them, so a re-run writes nothing and EDITDATE stays.
 """
 
 from __future__ import annotations
@@ -15,13 +22,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
+from starmamut.mamut.customers import MamutRecordError, canonical_values, stamp_values
 from starmamut.mamut.gateway import MamutError, MamutGateway, MamutTransaction
 from starmamut.mamut.schema_map import SchemaMapError, TableSpec
 
 PRODUCT = "product"
+PRICE_LIST = "price_list"
+PRICE_LIST_LINE = "price_list_line"
+PRODUCT_STOCK = "product_stock"
+WAREHOUSE = "warehouse"
+_LISTED_AT_MOST = 10  # unknown skus named in one error message; the rest are counted
 
 # Article field -> logical column of the product table (variant pairs are spread over two columns).
 _ARTICLE_COLUMNS = (
@@ -82,6 +96,33 @@ class FamilyWriteResult:
     created: tuple[str, ...]
     updated: tuple[str, ...]
     unchanged: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ListPrice:
+    """The price of ``sku`` from ``min_qty`` units on in one Mamut price list (a G_PRICELISTL row)."""
+
+    sku: str
+    price_list: str  # Mamut price list name, as CatalogueReader.price_lists() keys them
+    price: Decimal  # excl. VAT
+    min_qty: Decimal = Decimal(1)
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    """Quantity on hand of ``sku`` in one Mamut warehouse (G_PRODSTOCK.QTYSTOCK)."""
+
+    sku: str
+    warehouse_id: int
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
+class ValueWriteResult:
+    """Outcome of one bulk value write, counted in rows."""
+
+    written: int  # inserted or updated
+    unchanged: int
 
 
 class ProductRepository:
@@ -188,6 +229,147 @@ class ProductRepository:
         with self._gateway.transaction() as transaction:
             yield from transaction.iter_rows(
                 PRODUCT, [column.logical for column in self._table.columns], order_by=["product_key"]
+            )
+
+    def set_list_prices(self, prices: Iterable[ListPrice], *, now: dt.datetime) -> ValueWriteResult:
+        """Make each price-list line hold its price, all in one transaction; see the module docstring.
+
+        ``now`` stamps EDITDATE of written lines where the install has it. Raises ValueError for a line
+        given twice or a value the columns cannot hold, MamutRecordError for an unknown sku or price list
+        name or a list kept incl. VAT (before anything is written), MamutError for database failures.
+        """
+        line_table = self._gateway.schema_map.table(PRICE_LIST_LINE)
+        wanted: dict[tuple[str, str, Decimal], dict[str, Any]] = {}
+        for item in prices:
+            label = f"list price of {item.sku} in price list {item.price_list!r}"
+            values = canonical_values(line_table, {"min_qty": item.min_qty, "price": item.price}, label)
+            key = (item.sku, item.price_list, values.pop("min_qty"))
+            if key in wanted:
+                raise ValueError(f"{label} from quantity {key[2]} is given twice")
+            wanted[key] = values
+        if not wanted:
+            return ValueWriteResult(written=0, unchanged=0)
+        with self._gateway.transaction() as transaction:
+            product_keys = self._known_product_keys(transaction, [sku for sku, _name, _qty in wanted])
+            list_ids = self._price_list_ids(transaction, [name for _sku, name, _qty in wanted])
+            existing = {
+                (row["price_list_id"], row["product_key"], row["min_qty"]): {"price": row["price"]}
+                for row in transaction.select(
+                    PRICE_LIST_LINE,
+                    ["price_list_id", "product_key", "min_qty", "price"],
+                    where_in=("product_key", list(product_keys.values())),
+                )
+            }
+            desired = {
+                (list_ids[name], product_keys[sku], min_qty): values
+                for (sku, name, min_qty), values in wanted.items()
+            }
+            return _write_values(
+                transaction,
+                line_table,
+                ("price_list_id", "product_key", "min_qty"),
+                desired,
+                existing,
+                new_rows_only={},
+                now=now,
+            )
+
+    def set_stock(self, levels: Iterable[StockLevel], *, now: dt.datetime) -> ValueWriteResult:
+        """Make each sku's quantity on hand in each warehouse the given one, all in one transaction.
+
+        Only QTYSTOCK is written: reserved and ordered quantities are Mamut's (new rows start them at 0).
+        ``now`` stamps EDITDATE of written rows where the install has it. Raises ValueError for a level
+        given twice or a quantity the column cannot hold, MamutRecordError for an unknown sku or warehouse
+        (before anything is written), MamutError for database failures.
+        """
+        stock_table = self._gateway.schema_map.table(PRODUCT_STOCK)
+        wanted: dict[tuple[str, int], dict[str, Any]] = {}
+        for level in levels:
+            label = f"stock of {level.sku} in warehouse {level.warehouse_id}"
+            values = canonical_values(
+                stock_table, {"warehouse_id": level.warehouse_id, "qty_in_stock": level.quantity}, label
+            )
+            key = (level.sku, values.pop("warehouse_id"))
+            if key in wanted:
+                raise ValueError(f"{label} is given twice")
+            wanted[key] = values
+        if not wanted:
+            return ValueWriteResult(written=0, unchanged=0)
+        new_rows_only = canonical_values(stock_table, {"qty_reserved": 0, "qty_ordered": 0}, "new stock row")
+        with self._gateway.transaction() as transaction:
+            product_keys = self._known_product_keys(transaction, [sku for sku, _warehouse in wanted])
+            self._check_warehouses(transaction, [warehouse_id for _sku, warehouse_id in wanted])
+            existing = {
+                (row["product_key"], row["warehouse_id"]): {"qty_in_stock": row["qty_in_stock"]}
+                for row in transaction.select(
+                    PRODUCT_STOCK,
+                    ["product_key", "warehouse_id", "qty_in_stock"],
+                    where_in=("product_key", list(product_keys.values())),
+                )
+            }
+            desired = {
+                (product_keys[sku], warehouse_id): values for (sku, warehouse_id), values in wanted.items()
+            }
+            return _write_values(
+                transaction,
+                stock_table,
+                ("product_key", "warehouse_id"),
+                desired,
+                existing,
+                new_rows_only=new_rows_only,
+                now=now,
+            )
+
+    def _known_product_keys(self, transaction: MamutTransaction, skus: list[str]) -> dict[str, int]:
+        """Key per sku; any sku Mamut does not have refuses the whole chunk, naming it."""
+        keys = self._keys_in(transaction, skus)
+        unknown = [sku for sku in dict.fromkeys(skus) if sku not in keys]
+        if unknown:
+            raise MamutRecordError(
+                f"{len(unknown)} sku(s) not in Mamut's product register: {_listed(unknown)}",
+                operation="select",
+                table=PRODUCT,
+            )
+        return keys
+
+    @staticmethod
+    def _price_list_ids(transaction: MamutTransaction, names: list[str]) -> dict[str, int]:
+        """Id per price list name; unknown, ambiguous and incl.-VAT lists are refused (prices are excl. VAT)."""
+        ids: dict[str, int] = {}
+        rows = transaction.select(PRICE_LIST, ["price_list_id", "name", "incl_vat"], where_in=("name", names))
+        for row in sorted(rows, key=lambda r: r["price_list_id"]):
+            name = row["name"]
+            if name in ids:
+                raise MamutError(
+                    f"Mamut price list name {name!r} is used by price lists {ids[name]} and {row['price_list_id']}; "
+                    "rename one so the prices' target is unambiguous",
+                    operation="select",
+                    table=PRICE_LIST,
+                )
+            if row["incl_vat"]:
+                raise MamutRecordError(
+                    f"Mamut price list {name!r} holds prices incl. VAT, but list prices are written excl. VAT",
+                    operation="select",
+                    table=PRICE_LIST,
+                )
+            ids[name] = row["price_list_id"]
+        unknown = [name for name in dict.fromkeys(names) if name not in ids]
+        if unknown:
+            raise MamutRecordError(
+                f"unknown Mamut price list(s): {_listed([repr(name) for name in unknown])}",
+                operation="select",
+                table=PRICE_LIST,
+            )
+        return ids
+
+    @staticmethod
+    def _check_warehouses(transaction: MamutTransaction, warehouse_ids: list[int]) -> None:
+        rows = transaction.select(WAREHOUSE, ["warehouse_id"], where_in=("warehouse_id", warehouse_ids))
+        known = {row["warehouse_id"] for row in rows}
+        unknown = [warehouse_id for warehouse_id in dict.fromkeys(warehouse_ids) if warehouse_id not in known]
+        if unknown:
+            raise MamutRecordError(
+                f"unknown Mamut warehouse(s): {_listed(unknown)}", operation="select", table=WAREHOUSE
             )
 
     def _desired_values(self, article: MamutArticle) -> dict[str, Any]:
@@ -307,3 +489,50 @@ class ProductRepository:
     def _sku_of(transaction: MamutTransaction, product_key: int) -> str:
         rows = transaction.select(PRODUCT, ["sku"], where={"product_key": product_key})
         return rows[0]["sku"] if rows else f"<missing key {product_key}>"
+
+
+def _write_values(
+    transaction: MamutTransaction,
+    table: TableSpec,
+    key_columns: tuple[str, ...],
+    desired: Mapping[tuple[Any, ...], Mapping[str, Any]],
+    existing: Mapping[tuple[Any, ...], Mapping[str, Any]],
+    *,
+    new_rows_only: Mapping[str, Any],
+    now: dt.datetime,
+) -> ValueWriteResult:
+    """Insert missing rows (one executemany), update rows whose values differ, leave equal rows alone.
+
+    Keys and values must be canonical (as ``select`` reads them back) for the comparison to hold.
+    """
+    stamps = stamp_values(table, now, "edit_date")
+    inserts: list[dict[str, Any]] = []
+    updated = 0
+    for key, values in desired.items():
+        where = dict(zip(key_columns, key, strict=True))
+        stored = existing.get(key)
+        if stored is None:
+            inserts.append({**where, **values, **new_rows_only, **stamps})
+            continue
+        changes = {name: value for name, value in values.items() if stored[name] != value}
+        if not changes:
+            continue
+        count = transaction.update(table.logical, {**changes, **stamps}, where=where)
+        if count != 1:
+            raise MamutError(
+                f"update of {table.label} row {', '.join(f'{k}={v}' for k, v in where.items())} "
+                f"changed {count} rows instead of 1",
+                operation="update",
+                table=table.logical,
+            )
+        updated += 1
+    transaction.insert_many(table.logical, inserts)
+    written = len(inserts) + updated
+    return ValueWriteResult(written=written, unchanged=len(desired) - written)
+
+
+def _listed(values: list[Any]) -> str:
+    """The first few values for an error message, and how many more there are."""
+    shown = ", ".join(str(value) for value in values[:_LISTED_AT_MOST])
+    rest = len(values) - _LISTED_AT_MOST
+    return f"{shown} and {rest} more" if rest > 0 else shown
