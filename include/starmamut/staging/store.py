@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from itertools import islice
+from itertools import groupby, islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -358,9 +358,16 @@ class StagingStore:
         return count
 
     def iter_staged(
-        self, batch_id: str, entity: str, verdict: str | None = None, chunk_size: int = 1000
+        self,
+        batch_id: str,
+        entity: str,
+        verdict: str | None = None,
+        chunk_size: int = 1000,
+        *,
+        key_range: tuple[str, str] | None = None,
     ) -> Iterator[StagedRow]:
-        """Rows in key order, fetched ``chunk_size`` at a time by key (keyset paging).
+        """Rows in key order (only keys within ``key_range``, bounds included, when given), fetched
+        ``chunk_size`` at a time by key (keyset paging).
 
         Each chunk is its own short read, so no transaction stays open while the caller works, and
         verdicts set between chunks neither skip nor repeat rows.
@@ -378,6 +385,8 @@ class StagingStore:
         )
         if verdict is not None:
             query = query.where(table.c.verdict == verdict)
+        if key_range is not None:
+            query = query.where(table.c.key >= key_range[0], table.c.key <= key_range[1])
         after_key: str | None = None
         while True:
             page = query if after_key is None else query.where(table.c.key > after_key)
@@ -394,6 +403,19 @@ class StagingStore:
             if len(rows) < chunk_size:
                 return
             after_key = rows[-1].key
+
+    def key_ranges(self, batch_id: str, entity: str, size: int) -> list[tuple[str, str]]:
+        """The batch's keys cut into consecutive ranges of ``size`` keys: ``(first, last)`` each, in key order."""
+        table = tables.staged_row
+        query = (
+            sa.select(table.c.key).where(table.c.batch_id == batch_id, table.c.entity == entity).order_by(table.c.key)
+        )
+        ranges: list[tuple[str, str]] = []
+        with self._read() as connection:
+            self._require_batch(connection, batch_id)
+            for chunk in _chunks(connection.scalars(query), size):
+                ranges.append((chunk[0], chunk[-1]))
+        return ranges
 
     def set_verdicts(
         self, batch_id: str, entity: str, verdicts: Mapping[str, tuple[str, str | None]]
@@ -451,6 +473,18 @@ class StagingStore:
             if result.rowcount == 0:
                 raise UnknownBatchError(f"unknown staging batch {batch_id!r}")
 
+    def set_batch_progress(self, batch_id: str, counts: Mapping[str, Any]) -> None:
+        """Record a running batch's counts as a checkpoint a resumed run reads back; the status stays."""
+        table = tables.staging_batch
+        with self._write() as connection:
+            result = connection.execute(
+                sa.update(table)
+                .where(table.c.batch_id == batch_id)
+                .values(counts=_to_json(dict(counts), f"batch {batch_id} counts"))
+            )
+            if result.rowcount == 0:
+                raise UnknownBatchError(f"unknown staging batch {batch_id!r}")
+
     @staticmethod
     def _batch(row: sa.Row[Any]) -> Batch:
         return Batch(
@@ -486,6 +520,71 @@ class StagingStore:
             query = query.where(table.c.job == job)
         with self._read() as connection:
             return [self._batch(row) for row in connection.execute(query)]
+
+    # -- SKU index ------------------------------------------------------------------------------------------
+
+    def index_skus(self, batch_id: str, side: str, entries: Iterable[tuple[str, str, str]]) -> int:
+        """Record which key holds which SKU, from ``(key, sku, sku_key)`` triples (``sku_key`` is the SKU as
+        the target system compares it); all or nothing, and indexing a pair again changes nothing."""
+        statement = self._upsert(tables.staged_sku, ["sku"])
+        count = 0
+        with self._write() as connection:
+            self._require_batch(connection, batch_id)
+            for chunk in _chunks(entries, WRITE_CHUNK_SIZE):
+                latest = {(sku_key, key): sku for key, sku, sku_key in chunk}
+                connection.execute(statement, [
+                    {"batch_id": batch_id, "side": side, "sku_key": sku_key, "key": key, "sku": sku}
+                    for (sku_key, key), sku in latest.items()
+                ])
+                count += len(chunk)
+        return count
+
+    def clear_sku_index(self, batch_id: str, side: str) -> None:
+        table = tables.staged_sku
+        with self._write() as connection:
+            connection.execute(sa.delete(table).where(table.c.batch_id == batch_id, table.c.side == side))
+
+    def shared_skus(self, batch_id: str, side: str) -> Iterator[tuple[str, list[str]]]:
+        """``(sku, keys)`` for every SKU that more than one key of ``side`` holds, in SKU order."""
+        table = tables.staged_sku
+        in_side = (table.c.batch_id == batch_id, table.c.side == side)
+        shared = (
+            sa.select(table.c.sku_key).where(*in_side).group_by(table.c.sku_key).having(sa.func.count() > 1)
+        ).subquery()
+        query = (
+            sa.select(table.c.sku_key, table.c.sku, table.c.key)
+            .where(*in_side, table.c.sku_key.in_(sa.select(shared.c.sku_key)))
+            .order_by(table.c.sku_key, table.c.key)
+        )
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        for _sku_key, group in groupby(rows, key=lambda row: row.sku_key):
+            holders = list(group)
+            yield holders[0].sku, [row.key for row in holders]
+
+    def skus_by_key(self, batch_id: str, side: str, keys: Iterable[str]) -> dict[str, dict[str, str]]:
+        """For each key, its SKUs as ``{sku_key: sku}``; keys holding none are absent."""
+        table = tables.staged_sku
+        query = sa.select(table.c.key, table.c.sku_key, table.c.sku).where(
+            table.c.batch_id == batch_id, table.c.side == side
+        )
+        found: dict[str, dict[str, str]] = defaultdict(dict)
+        with self._read() as connection:
+            for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
+                for row in connection.execute(query.where(table.c.key.in_(chunk))):
+                    found[row.key][row.sku_key] = row.sku
+        return dict(found)
+
+    def keys_by_sku(self, batch_id: str, side: str, sku_keys: Iterable[str]) -> dict[str, list[str]]:
+        """For each SKU (as ``sku_key``), the keys of ``side`` holding it; SKUs nobody holds are absent."""
+        table = tables.staged_sku
+        query = sa.select(table.c.sku_key, table.c.key).where(table.c.batch_id == batch_id, table.c.side == side)
+        found: dict[str, list[str]] = defaultdict(list)
+        with self._read() as connection:
+            for chunk in _chunks(sku_keys, IN_LIST_CHUNK_SIZE):
+                for row in connection.execute(query.where(table.c.sku_key.in_(chunk)).order_by(table.c.key)):
+                    found[row.sku_key].append(row.key)
+        return dict(found)
 
     # -- id map ---------------------------------------------------------------------------------------------
 
@@ -564,6 +663,22 @@ class StagingStore:
         )
         with self._write() as connection:
             connection.execute(statement)
+
+    def upsert_links(self, links: Iterable[Link]) -> None:
+        """Record many links in one transaction (their ``synced_at`` is now, ``retired_at`` cleared)."""
+        statement = self._upsert(
+            tables.id_map, ["starweb_id", "mamut_key", "sku", "content_hash", "synced_at", "retired_at"]
+        )
+        now = _now()
+        with self._write() as connection:
+            for chunk in _chunks(links, WRITE_CHUNK_SIZE):
+                latest = {(link.shop, link.entity, link.key): link for link in chunk}
+                connection.execute(statement, [
+                    {"shop": link.shop, "entity": link.entity, "key": link.key, "starweb_id": link.starweb_id,
+                     "mamut_key": link.mamut_key, "sku": link.sku, "content_hash": link.content_hash,
+                     "synced_at": now, "retired_at": None}
+                    for link in latest.values()
+                ])
 
     def retire_link(self, shop: str, entity: str, key: str) -> None:
         """Mark a link retired (the record is gone at the source); keeps the first retirement time."""

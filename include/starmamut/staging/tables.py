@@ -82,6 +82,22 @@ staged_row = sa.Table(
     sa.Index(None, "batch_id", "entity", "verdict", "key"),
 )
 
+staged_sku = sa.Table(
+    "staged_sku",
+    metadata,
+    sa.Column(
+        "batch_id",
+        sa.String(32),
+        sa.ForeignKey("staging_batch.batch_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("side", sa.String(16), primary_key=True),  # "source" (staged records) or "target" (products found)
+    sa.Column("sku_key", sa.String(), primary_key=True),  # the SKU as the target system compares it
+    sa.Column("key", sa.String(), primary_key=True),
+    sa.Column("sku", sa.String(), nullable=False),
+    sa.Index(None, "batch_id", "side", "key"),
+)
+
 id_map = sa.Table(
     "id_map",
     metadata,
