@@ -28,7 +28,8 @@ from starmamut.jobs.common import (
     variant_ref,
 )
 from starmamut.jobs.starweb_binder import variants_of
-from starmamut.mamut.products import MamutConflict, ProductRepository
+from starmamut.mamut.articles import MamutProductFamily
+from starmamut.mamut.products import FamilyWriteResult, MamutConflict, ProductRepository
 from starmamut.mapping.products import (
     AttributeValue,
     MappingError,
@@ -39,7 +40,7 @@ from starmamut.mapping.products import (
     normalise_product,
     validation_rows,
 )
-from starmamut.staging.store import StagedRow
+from starmamut.staging.store import Link, StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebNotFound
 from starmamut.transforms import RecordTransforms
@@ -56,9 +57,9 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     """Stage every product changed since the watermark (minus the overlap), plus open quarantine re-checks."""
     shop, store, params = ctx.shop, ctx.store, ctx.params
     batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
-    after_mapping = _transforms(ctx, batch_id, "after_mapping")
+    after_mapping = transforms_at(ctx, batch_id, "after_mapping")
     with ctx.open_starweb() as client:
-        reference = _ShopReference.read(client, shop.language)
+        reference = ShopReference.read(client, shop.language)
         products = _products_to_read(ctx, client)
         def read_variants(product: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             return product, reference.normalise(product, variants_of(client, product, include=VARIANT_INCLUDE))
@@ -109,7 +110,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     shop, store, params = ctx.shop, ctx.store, ctx.params
     settings = ctx.shop.products_to_mamut
     repository = ProductRepository(ctx.open_mamut())
-    before_load = _transforms(ctx, batch_id, "before_load")
+    before_load = transforms_at(ctx, batch_id, "before_load")
     counts = {"changed": 0, "loaded": 0, "unchanged": 0, "created_articles": 0, "updated_articles": 0,
               "quarantined_on_load": 0}
     plan: list[dict[str, Any]] = []
@@ -140,19 +141,12 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                              "update": [s for s in family.skus if s in existing]})
                 continue
             try:
-                result = repository.upsert_family(family, update_price=shop.flow == "ecom", now=ctx.clock())
+                result = write_family(ctx, repository, family, record, content_hash=row.content_hash,
+                                      update_price=shop.flow == "ecom")
             except MamutConflict as exc:
                 quarantine_on_load(ctx, batch_id, ENTITY, row.key, "mamut_conflict", str(exc))
                 counts["quarantined_on_load"] += 1
                 continue
-            failpoint("products_to_mamut.after_mamut_commit")
-            for variant in record["variants"]:
-                store.upsert_link(shop.id, "variant", str(variant["variant_id"]),
-                                  starweb_id=variant_ref(record["product_id"], variant["variant_id"]),
-                                  mamut_key=str(result.keys[variant["sku"]]), sku=variant["sku"], content_hash=None)
-            store.upsert_link(shop.id, ENTITY, row.key, starweb_id=row.key,
-                              mamut_key=str(result.keys[family.main.sku]), sku=family.main.sku,
-                              content_hash=row.content_hash)
             counts["loaded"] += 1
             counts["created_articles"] += len(result.created)
             counts["updated_articles"] += len(result.updated)
@@ -168,6 +162,25 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     store.resolve_quarantine(shop.id, ENTITY, settled)
     store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
     return counts
+
+
+def write_family(ctx: JobContext, repository: ProductRepository, family: MamutProductFamily,
+                 record: dict[str, Any], *, content_hash: str, update_price: bool) -> FamilyWriteResult:
+    """Upsert one product family in Mamut, then link the product and its variants at once (after the commit)."""
+    shop = ctx.shop.id
+    result = repository.upsert_family(family, update_price=update_price, now=ctx.clock())
+    failpoint("products_to_mamut.after_mamut_commit")
+    ctx.store.upsert_links([
+        *(Link(shop=shop, entity="variant", key=str(variant["variant_id"]),
+               starweb_id=variant_ref(record["product_id"], variant["variant_id"]),
+               mamut_key=str(result.keys[variant["sku"]]), sku=variant["sku"], content_hash=None,
+               synced_at=None, retired_at=None)
+          for variant in record["variants"]),
+        Link(shop=shop, entity=ENTITY, key=str(record["product_id"]), starweb_id=str(record["product_id"]),
+             mamut_key=str(result.keys[family.main.sku]), sku=family.main.sku, content_hash=content_hash,
+             synced_at=None, retired_at=None),
+    ])
+    return result
 
 
 def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
@@ -190,13 +203,13 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
     return close_batch(ctx, batch_id, JOB, counts)
 
 
-def _transforms(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
+def transforms_at(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
     """The shop's product transforms at one point; they see the staged record (``product_id`` stays fixed)."""
     return RecordTransforms(ctx, batch_id, job=JOB, entity="products", point=point, staged_entity=ENTITY,
                             key=lambda record: str(record["product_id"]), fixed=("product_id",))
 
 
-class _ShopReference:
+class ShopReference:
     """Shop-wide facts a product record needs: master price list, default VAT, attribute names."""
 
     def __init__(self, master_pricelist_id: int, shop_vat_rate: float, values: dict[int, AttributeValue],
@@ -207,7 +220,7 @@ class _ShopReference:
         self.language = language
 
     @classmethod
-    def read(cls, client: StarwebClient, language: str) -> _ShopReference:
+    def read(cls, client: StarwebClient, language: str) -> ShopReference:
         master = next(pricelist for pricelist in client.list_pricelists() if pricelist.get("isMaster"))
         shop = client.get_shop()
         values: dict[int, AttributeValue] = {}

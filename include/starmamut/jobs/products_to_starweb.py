@@ -24,7 +24,7 @@ import itertools
 import logging
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -86,7 +86,7 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     shop, store, params = ctx.shop, ctx.store, ctx.params
     batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
     vat_rates = vat_rates_by_code(ctx.settings.mamut.vat_codes)
-    after_mapping = _transforms(ctx, batch_id, "after_mapping")
+    after_mapping = transforms_at(ctx, batch_id, "after_mapping")
     with ctx.open_mamut() as gateway:
         records = (normalise_family(snapshot.family, vat_rates=vat_rates)
                    for snapshot in _families_to_read(ctx, CatalogueReader(gateway)))
@@ -137,12 +137,12 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     would = {"would_write_requests": 0, "would_create_products": 0}
     planned: list[str] = []
     settled: list[str] = []
-    before_load = _transforms(ctx, batch_id, "before_load")
+    before_load = transforms_at(ctx, batch_id, "before_load")
     with ctx.open_starweb() as client:
-        sync = _FamilySync(ctx, client)
+        sync = FamilySync(ctx, client)
         sync.bind(_skus_to_bind(ctx, batch_id, before_load))
         for chunk in chunked(store.iter_staged(batch_id, ENTITY, verdict="valid"), LOAD_CHUNK):
-            known = _Known.read(ctx, [row.key for row in chunk])
+            known = KnownFamilies.read(ctx, [row.key for row in chunk])
             work = []
             for row in chunk:
                 if known.unchanged(row, force=_forced(ctx)):
@@ -236,7 +236,7 @@ def _families_to_read(ctx: JobContext, reader: CatalogueReader) -> Iterator[Fami
 # ----------------------------------------------------------------------------------------------------- load
 
 
-def _transforms(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
+def transforms_at(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
     """The shop's product transforms at one point; they see the staged family (``key`` stays fixed)."""
     return RecordTransforms(ctx, batch_id, job=JOB, entity="products", point=point, staged_entity=ENTITY,
                             key=lambda record: str(record["key"]), fixed=("key",))
@@ -248,14 +248,14 @@ def _forced(ctx: JobContext) -> bool:
 
 
 @dataclass(frozen=True)
-class _Known:
+class KnownFamilies:
     """What the staging database knows of a chunk of families: product links and last pushed states."""
 
     links: dict[str, Link]
     pushed: dict[str, ProductState]
 
     @classmethod
-    def read(cls, ctx: JobContext, keys: list[str]) -> _Known:
+    def read(cls, ctx: JobContext, keys: list[str]) -> KnownFamilies:
         links = ctx.store.get_links(ctx.shop.id, ENTITY, keys)
         ledger = ctx.store.get_ledger(ctx.shop.id, LEDGER_DIMENSION, keys)
         return cls(links, {sku: state_from_json(text) for (sku, _target), text in ledger.items()})
@@ -277,7 +277,7 @@ def _skus_to_bind(ctx: JobContext, batch_id: str, before_load: RecordTransforms)
     the binder looks them up once."""
     skus: list[str] = []
     for chunk in chunked(ctx.store.iter_staged(batch_id, ENTITY, verdict="valid"), LOAD_CHUNK):
-        known = _Known.read(ctx, [row.key for row in chunk])
+        known = KnownFamilies.read(ctx, [row.key for row in chunk])
         for row in chunk:
             if known.unchanged(row, force=_forced(ctx)) or (record := before_load.preview(row.payload)) is None:
                 continue
@@ -294,7 +294,7 @@ def _placed(pushed: ProductState | None) -> set[str]:
 
 
 @dataclass
-class _Outcome:
+class FamilyOutcome:
     """What syncing one family did (or, in a dry run, would do)."""
 
     key: str
@@ -305,28 +305,37 @@ class _Outcome:
     compared_with_shop: bool = False  # the plan came from what the shop shows, not from the ledger
 
 
-class _FamilyConflict(Exception):
+class FamilyConflict(Exception):
     """The shop holds the family's SKUs in a way this job must not resolve on its own."""
 
 
-class _FamilySync:
+class FamilySync:
     """Syncs one family at a time (called from several threads); shared: the binder's links, the attributes."""
 
-    def __init__(self, ctx: JobContext, client: StarwebClient) -> None:
+    def __init__(self, ctx: JobContext, client: StarwebClient, *, attributes: AttributeIds | None = None,
+                 before_create: Callable[[str], None] | None = None,
+                 variant_extras: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._ctx = ctx
         self._client = client
         self._settings = ctx.shop.products_to_starweb
         self._language = ctx.shop.language
-        self._attributes = _Attributes(ctx, client)
-        self._bound: dict[str, tuple[int, int]] = {}
+        self._attributes = attributes or AttributeIds(ctx, client)
+        self._before_create = before_create  # told the family's key right before its product is created
+        self._variant_extras = variant_extras or {}  # fields a new variant carries inline, by SKU (e.g. its stock)
+        self._bound: dict[str, int] = {}  # sku -> the shop product holding it
 
     def bind(self, skus: list[str]) -> None:
+        """Place ``skus`` in the shop: the id map first, then a search of the shop (see the binder)."""
         if skus:
             links = bind_variants_by_sku(self._ctx, self._client, skus)
-            self._bound = {sku: parse_variant_ref(link.starweb_id) for sku, link in links.items() if link.starweb_id}
+            self.place({sku: parse_variant_ref(link.starweb_id)[0] for sku, link in links.items() if link.starweb_id})
 
-    def run(self, row: StagedRow, known: _Known) -> _Outcome:
-        outcome = _Outcome(row.key)
+    def place(self, products: Mapping[str, int]) -> None:
+        """Tell which shop product already holds each SKU, as ``{sku: productId}``, without asking the shop."""
+        self._bound.update(products)
+
+    def run(self, row: StagedRow, known: KnownFamilies) -> FamilyOutcome:
+        outcome = FamilyOutcome(row.key)
         try:
             try:
                 self._sync(row, known, outcome, refresh=False)
@@ -340,7 +349,7 @@ class _FamilySync:
                 self._sync(row, known, outcome, refresh=True)
         except MappingError as exc:
             outcome.problem = ("mapping", str(exc))
-        except _FamilyConflict as exc:
+        except FamilyConflict as exc:
             outcome.problem = ("starweb_conflict", str(exc))
         except StarwebError as exc:
             if not _refused(exc):
@@ -348,7 +357,7 @@ class _FamilySync:
             outcome.problem = ("starweb_rejected", f"Starweb refused the product: {exc}")
         return outcome
 
-    def _sync(self, row: StagedRow, known: _Known, outcome: _Outcome, *, refresh: bool) -> None:
+    def _sync(self, row: StagedRow, known: KnownFamilies, outcome: FamilyOutcome, *, refresh: bool) -> None:
         record = row.payload
         desired = desired_state(record, value_ids=self._attributes.resolve(axis_values(record), outcome))
         pushed = known.pushed.get(row.key)
@@ -392,27 +401,31 @@ class _FamilySync:
             self._remember(row.key, final, content_hash=row.content_hash)
             self._link_variants(final, [variant.sku for variant in final.variants.values()])
 
-    def _product_id(self, record: Mapping[str, Any], known: _Known) -> int | None:
+    def _product_id(self, record: Mapping[str, Any], known: KnownFamilies) -> int | None:
         """The family's product: as last pushed or linked, else where the shop holds its SKUs (one product)."""
         linked = known.product_id(record["key"])
-        holders = {self._bound[variant["sku"]][0] for variant in record["variants"] if variant["sku"] in self._bound}
+        holders = {self._bound[variant["sku"]] for variant in record["variants"] if variant["sku"] in self._bound}
         others = holders - {linked} if linked is not None else holders
         if linked is None and len(others) <= 1:
             return next(iter(others), None)
         if others:
             held = sorted(variant["sku"] for variant in record["variants"]
-                          if variant["sku"] in self._bound and self._bound[variant["sku"]][0] in others)
+                          if variant["sku"] in self._bound and self._bound[variant["sku"]] in others)
             products = ", ".join(str(product_id) for product_id in sorted(others | ({linked} - {None})))
-            raise _FamilyConflict(f"SKUs {', '.join(held)} of {record['key']} are on different Starweb products "
+            raise FamilyConflict(f"SKUs {', '.join(held)} of {record['key']} are on different Starweb products "
                                   f"({products}); merge them in the shop or give the articles new numbers")
         return linked
 
-    def _create(self, row: StagedRow, desired: ProductState, outcome: _Outcome) -> None:
+    def _create(self, row: StagedRow, desired: ProductState, outcome: FamilyOutcome) -> None:
         request = create_request(desired, language=self._language, visibility=self._settings.new_product_visibility)
+        for variant in request.body["variants"]:
+            variant.update(self._variant_extras.get(variant["sku"], {}))
         outcome.planned.append(request)
         outcome.created = True
         if self._ctx.params.dry_run:
             return
+        if self._before_create is not None:
+            self._before_create(row.key)
         response = self._send(request)
         outcome.writes += 1
         failpoint("products_to_starweb.after_starweb_create")
@@ -486,7 +499,7 @@ class _FamilySync:
                 store.retire_link(shop, VARIANT, key)
 
 
-class _Attributes:
+class AttributeIds:
     """Starweb's variant attributes and their values by name in the shop's language; missing ones are created.
 
     Read once, on first need, and shared by every family of the load (behind a lock, so two families that
@@ -503,7 +516,20 @@ class _Attributes:
         self._value_ids: dict[tuple[int, str], int] = {}  # (attribute id, folded value name) -> value id
         self._placeholders = itertools.count(-1, -1)
 
-    def resolve(self, pairs: Iterable[tuple[str, str]], outcome: _Outcome) -> dict[tuple[str, str], int]:
+    def known(self) -> dict[str, Any]:
+        """The ids read or created so far, JSON-able, for :meth:`restore` in another process."""
+        with self._lock:
+            return {"attributes": self._attribute_ids or {},
+                    "values": [[attribute_id, value, value_id]
+                               for (attribute_id, value), value_id in self._value_ids.items()]}
+
+    def restore(self, known: Mapping[str, Any]) -> None:
+        """Take the ids :meth:`known` gave instead of reading the shop's attributes again."""
+        with self._lock:
+            self._attribute_ids = dict(known["attributes"])
+            self._value_ids = {(attribute_id, value): value_id for attribute_id, value, value_id in known["values"]}
+
+    def resolve(self, pairs: Iterable[tuple[str, str]], outcome: FamilyOutcome) -> dict[tuple[str, str], int]:
         wanted = sorted(pairs)
         if not wanted:
             return {}
@@ -526,7 +552,7 @@ class _Attributes:
                 if value_name is not None:
                     self._value_ids.setdefault((attribute_id, value_name.casefold()), value["attributeValueId"])
 
-    def _attribute_id(self, axis: str, outcome: _Outcome) -> int:
+    def _attribute_id(self, axis: str, outcome: FamilyOutcome) -> int:
         assert self._attribute_ids is not None
         found = self._attribute_ids.get(axis.casefold())
         if found is None:
@@ -534,7 +560,7 @@ class _Attributes:
             self._attribute_ids[axis.casefold()] = found
         return found
 
-    def _value_id(self, attribute_id: int, value: str, outcome: _Outcome) -> int:
+    def _value_id(self, attribute_id: int, value: str, outcome: FamilyOutcome) -> int:
         found = self._value_ids.get((attribute_id, value.casefold()))
         if found is None:
             path = f"/product-attributes/{attribute_id}/values"
@@ -542,7 +568,7 @@ class _Attributes:
             self._value_ids[(attribute_id, value.casefold())] = found
         return found
 
-    def _create(self, outcome: _Outcome, path: str, name: str, what: str, id_field: str) -> int:
+    def _create(self, outcome: FamilyOutcome, path: str, name: str, what: str, id_field: str) -> int:
         request = PlannedRequest("attribute", "POST", path, {"languages": [{"langCode": self._language, "name": name}]})
         outcome.planned.append(request)
         if self._ctx.params.dry_run:

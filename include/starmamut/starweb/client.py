@@ -299,6 +299,15 @@ class StarwebClient:
             params["include"] = ",".join(include)
         return self.iter_pages("/products", params)
 
+    def products_page(self, page: int, include: Sequence[str] = ()) -> tuple[list[dict[str, Any]], int]:
+        """One page of ``/products`` and the number of pages, for callers that fetch pages concurrently or
+        resume at a page; like :meth:`iter_pages` it learns the page size the variant listings rely on."""
+        envelope = self.get("/products", {**_include(include), "page": page})
+        pagination = (envelope.get("meta") or {}).get("pagination") or {}
+        if pagination:
+            self._page_size = pagination["per_page"]
+        return envelope.get("data") or [], int(pagination.get("total_pages") or 1)
+
     def get_product(self, product_id: int, include: Sequence[str] = ()) -> dict[str, Any]:
         return self.get(f"/products/{int(product_id)}", _include(include))["data"]
 
