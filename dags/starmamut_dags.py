@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, get_current_context, task
 
 from starmamut.config import ShopConfig, load_settings
-from starmamut.jobs.registry import JobSpec, dag_id, jobs_for_shop
+from starmamut.jobs.registry import MIGRATION, JobSpec, dag_id, jobs_for_shop
 
 DEFAULT_ARGS = {
     "owner": "starmamut",
@@ -97,7 +97,108 @@ def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
     return dag
 
 
+MIGRATION_PARAMS = {
+    "dry_run": Param(False, type="boolean", description="Report exactly what would be created, linked and skipped; "
+                                                         "write nothing."),
+    "skus": Param([], type="array", description="Only the product families holding these article numbers."),
+    "chunk_size": Param(500, type="integer", minimum=1, maximum=10_000,
+                        description="Product families per chunk task (each chunk is retried on its own)."),
+    "on_conflict": Param("link_and_skip", enum=["link_and_skip", "overwrite", "report_only"],
+                         description="A product the target already has (same SKUs): link it and leave it, "
+                                     "link it and overwrite it, or only list it."),
+    "include_prices": Param(True, type="boolean", description="Move the base price."),
+    "include_price_lists": Param(True, type="boolean", description="Move the mapped price lists."),
+    "include_stock": Param(True, type="boolean", description="Move stock and stock status."),
+}
+
+
+def _migration_doc(shop: ShopConfig) -> str:
+    return f"""### {MIGRATION} · {shop.name} (`{shop.id}`)
+
+Moves the whole product catalogue once, when a shop or an ERP is first connected: `starweb_to_mamut` (a new
+ERP) or `mamut_to_starweb` (a new shop), matching on article number (SKU). Manual only.
+
+**Tasks:** `start` (resumes the unfinished run with the same options, if any) → `extract` (source catalogue →
+staging, both sides' SKUs indexed) → `migrate_chunk` × N (checks, matching, load; each chunk retried on its own)
+→ `push_prices`, `push_stock` (Mamut → Starweb only) → `report` (counts, conflicts, quarantined families with
+reasons, requests; the report file's path is in the task log).
+
+**Trigger again to resume** a run that failed or was stopped: nothing is duplicated or started over.
+
+**Options:** `direction` (which side is the source), {", ".join(f"`{name}` ({param.description})"
+                                                     for name, param in MIGRATION_PARAMS.items())}
+
+Starweb Connection `{shop.starweb_conn_id}` · budget {shop.request_budget_per_minute} requests/min · pool `{shop.pool}`.
+"""
+
+
+def _migrate(step: str, shop_id: str, *args: Any) -> Any:
+    """One step of the migration inside a task; a failure names the shop and its Connections."""
+    from starmamut.airflow_adapter import errors_name_the_shop, job_context
+    from starmamut.jobs import initial_product_sync as migration
+
+    params = get_current_context()["params"]
+    with errors_name_the_shop(shop_id):
+        return getattr(migration, step)(job_context(shop_id, params), migration.MigrationOptions.from_mapping(params),
+                                        *args)
+
+
+def migration_dag(shop: ShopConfig) -> DAG:
+    """start → extract → migrate_chunk (one mapped task per chunk) → push_prices → push_stock → report."""
+    default_direction = "mamut_to_starweb" if shop.flow == "erp" else "starweb_to_mamut"
+    with DAG(
+        dag_id=dag_id(shop.id, MIGRATION),
+        description="Initial product migration in either direction, resumable and chunked.",
+        doc_md=_migration_doc(shop),
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params={"direction": Param(default_direction, enum=["starweb_to_mamut", "mamut_to_starweb"],
+                                   description="Which side holds the catalogue to move."),
+                **MIGRATION_PARAMS},
+        tags=[f"shop:{shop.id}", f"flow:{shop.flow}", f"job:{MIGRATION}"],
+    ) as dag:
+
+        @task
+        def start() -> dict[str, Any]:
+            return _migrate("start", shop.id)
+
+        @task(pool=shop.pool)
+        def extract(started: dict[str, Any]) -> list[dict[str, Any]]:
+            return _migrate("extract", shop.id, started["batch_id"])
+
+        @task(pool=shop.pool, map_index_template="{{ chunk_label }}")
+        def migrate_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
+            get_current_context()["chunk_label"] = (  # type: ignore[typeddict-unknown-key]
+                f"chunk {chunk['index'] + 1}/{chunk['chunks']}: {chunk['first']} … {chunk['last']}")
+            return _migrate("migrate_chunk", shop.id, chunk)
+
+        @task(pool=shop.pool)
+        def push_prices(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+            return _migrate("push_values", shop.id, "prices")
+
+        @task(pool=shop.pool)
+        def push_stock(prices: dict[str, Any]) -> dict[str, Any]:
+            return _migrate("push_values", shop.id, "stock")
+
+        @task
+        def report(started: dict[str, Any], chunks: list[dict[str, Any]], prices: dict[str, Any],
+                   stock: dict[str, Any]) -> dict[str, Any]:
+            return _migrate("report", shop.id, started["batch_id"], list(chunks), [prices, stock])
+
+        started = start()
+        chunks = migrate_chunk.expand(chunk=extract(started))
+        prices = push_prices(chunks)
+        stock = push_stock(prices)
+        report(started, chunks, prices, stock)
+    return dag
+
+
 for _shop in load_settings().shops:
     for _job in jobs_for_shop(_shop.flow, _shop.extra_jobs):
         _dag = job_dag(_shop, _job)
         globals()[_dag.dag_id] = _dag
+    _dag = migration_dag(_shop)
+    globals()[_dag.dag_id] = _dag

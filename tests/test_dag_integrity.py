@@ -46,7 +46,7 @@ def test_shipped_config_generates_the_demo_dag_without_errors(monkeypatch: pytes
     monkeypatch.delenv("STARMAMUT_CONFIG", raising=False)
     bag = dagbag(monkeypatch)
     assert bag.import_errors == {}
-    assert sorted(bag.dag_ids) == ["demo__orders_to_mamut", "demo__products_to_mamut"]
+    assert sorted(bag.dag_ids) == ["demo__initial_product_sync", "demo__orders_to_mamut", "demo__products_to_mamut"]
 
 
 def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, three_shop_config: Path) -> None:
@@ -55,14 +55,16 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
     # erp shops do not run products_to_mamut (Mamut governs their articles); every flow transfers orders;
     # an ecom shop reports order status only when it turns the job on
     assert sorted(bag.dag_ids) == [
-        "b2b__order_status_to_starweb", "b2b__orders_to_mamut", "b2b__prices_to_starweb",
+        "b2b__initial_product_sync", "b2b__order_status_to_starweb", "b2b__orders_to_mamut", "b2b__prices_to_starweb",
         "b2b__products_to_starweb", "b2b__stock_to_starweb",
-        "no__order_status_to_starweb", "no__orders_to_mamut", "no__prices_to_starweb", "no__products_to_mamut",
-        "no__stock_to_starweb",
-        "se__order_status_to_starweb", "se__orders_to_mamut", "se__products_to_mamut",
+        "no__initial_product_sync", "no__order_status_to_starweb", "no__orders_to_mamut", "no__prices_to_starweb",
+        "no__products_to_mamut", "no__stock_to_starweb",
+        "se__initial_product_sync", "se__order_status_to_starweb", "se__orders_to_mamut", "se__products_to_mamut",
     ]
     for dag_id, dag in bag.dags.items():
         shop, _, job = dag_id.partition("__")
+        if job == "initial_product_sync":
+            continue  # its own shape: test_migration_dags_are_manual_chunked_and_pooled
         assert f"shop:{shop}" in dag.tags and f"job:{job}" in dag.tags
         assert any(tag.startswith("flow:") for tag in dag.tags)
         assert dag.doc_md and job in dag.doc_md
@@ -79,6 +81,29 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
     assert bag.dags["se__products_to_mamut"].schedule == "@hourly"
     assert bag.dags["se__orders_to_mamut"].schedule == "*/5 * * * *"
     assert "since" in bag.dags["se__orders_to_mamut"].params and "since" not in bag.dags["se__products_to_mamut"].params
+
+
+def test_migration_dags_are_manual_chunked_and_pooled(monkeypatch: pytest.MonkeyPatch,
+                                                      three_shop_config: Path) -> None:
+    bag = dagbag(monkeypatch, three_shop_config)
+    assert bag.import_errors == {}
+    for shop in ("se", "no", "b2b"):
+        dag = bag.dags[f"{shop}__initial_product_sync"]
+        assert dag.schedule is None and dag.max_active_runs == 1 and dag.catchup is False
+        assert f"shop:{shop}" in dag.tags and "job:initial_product_sync" in dag.tags
+        assert [t.task_id for t in dag.topological_sort()] == [
+            "start", "extract", "migrate_chunk", "push_prices", "push_stock", "report"]
+        assert set(dag.params) == {"direction", "dry_run", "skus", "chunk_size", "on_conflict", "include_prices",
+                                   "include_price_lists", "include_stock"}
+        assert all(f"`{name}`" in dag.doc_md for name in dag.params)
+        assert dag.get_task("migrate_chunk").is_mapped and not dag.get_task("extract").is_mapped
+        for task_id in ("extract", "migrate_chunk", "push_prices", "push_stock"):
+            assert dag.get_task(task_id).pool == f"starweb_{shop}"
+        for task in dag.tasks:
+            assert task.retries >= 1
+    # The default direction follows who governs the articles.
+    assert bag.dags["b2b__initial_product_sync"].params["direction"] == "mamut_to_starweb"
+    assert bag.dags["se__initial_product_sync"].params["direction"] == "starweb_to_mamut"
 
 
 def test_bad_config_is_an_import_error_naming_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -141,3 +141,50 @@ def test_order_status_dag_reports_what_happened_in_mamut_once(wired, sandbox) ->
     assert len({change.order_id for change in reported}) == len(reported)  # one status change per order
     assert run_dag("demo__order_status_to_starweb").state == "success"
     assert len(sandbox.state.status_changes) == before + len(reported)
+
+
+def chunk_task_states(run: Any) -> list[str]:
+    """The states of a migration run's mapped ``migrate_chunk`` tasks, one per chunk."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        instances = session.query(TaskInstance).filter(
+            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id,
+            TaskInstance.task_id == "migrate_chunk").all()
+        return sorted(str(instance.state) for instance in instances)
+
+
+@pytest.mark.slow
+def test_migration_dag_moves_the_shop_catalogue_in_mapped_chunks_then_changes_nothing(wired, sandbox) -> None:
+    mamut_demo = set(mamut_rows(wired["gateway"]))
+    products = len(sandbox.state.product_ids())
+    first = run_dag("demo__initial_product_sync", {"direction": "starweb_to_mamut", "chunk_size": 4})
+    assert first.state == "success"
+    assert chunk_task_states(first) == ["success"] * -(-products // 4)  # one task per chunk of 4 families
+    assert set(mamut_rows(wired["gateway"])) == expected_mamut_skus(sandbox) | mamut_demo
+    rows = mamut_rows(wired["gateway"])
+    (batch,) = wired["store"].latest_batches("demo", job="initial_product_sync", limit=1)
+    assert batch.status == "done" and batch.counts["families"] == products
+    assert Path(batch.counts["report_file"]).is_file()
+
+    sandbox.reset_requests()
+    second = run_dag("demo__initial_product_sync", {"direction": "starweb_to_mamut", "chunk_size": 4})
+    assert second.state == "success"
+    assert mamut_rows(wired["gateway"]) == rows
+    latest = wired["store"].latest_batches("demo", job="initial_product_sync", limit=1)[0]
+    assert latest.counts["unchanged"] == products
+    assert sandbox.write_requests() == []
+
+
+@pytest.mark.slow
+def test_migration_dag_publishes_mamut_articles_to_the_shop(wired, sandbox) -> None:
+    run = run_dag("b2b__initial_product_sync", {"direction": "mamut_to_starweb", "chunk_size": 3})
+    assert run.state == "success"
+    mamut_skus = {article.sku for snapshot in CatalogueReader(wired["gateway"]).iter_families()
+                  for article in (snapshot.family.variants or (snapshot.family.main,))}
+    (batch,) = wired["store"].latest_batches("b2b", job="initial_product_sync", limit=1)
+    assert batch.counts["created"] == batch.counts["families"] == len(list(CatalogueReader(wired["gateway"])
+                                                                          .iter_families()))
+    assert {sku for sku in mamut_skus if not sandbox.state.find_variant(sku)} == set()
+    assert wired["store"].open_quarantine("b2b") == []

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from starmamut.config import ConfigError, load_settings
-from starmamut.jobs.registry import dag_id, jobs_for_shop
+from starmamut.jobs.registry import MIGRATION, dag_id, jobs_for_shop
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
 
 
@@ -29,6 +29,7 @@ def cmd_dags(_: argparse.Namespace) -> int:
     for shop in load_settings().shops:
         for job in jobs_for_shop(shop.flow, shop.extra_jobs):
             print(dag_id(shop.id, job.name))
+        print(dag_id(shop.id, MIGRATION))
     return 0
 
 

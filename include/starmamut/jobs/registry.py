@@ -76,6 +76,10 @@ JOBS: dict[str, JobSpec] = {
 }
 
 
+MIGRATION = "initial_product_sync"
+"""The manual-only bulk product migration every shop has (its own DAG shape: chunks mapped as tasks)."""
+
+
 def jobs_for_shop(flow: str, extra_jobs: Iterable[str] = ()) -> list[JobSpec]:
     """The jobs a shop runs: those of its flow plus the optional ones it turned on, in a stable order."""
     extra = set(extra_jobs)

@@ -1,0 +1,691 @@
+"""Initial product migration, either direction, matching on SKU: start → extract → migrate chunks → report.
+
+When a shop or an ERP is first connected the whole catalogue moves once: ``starweb_to_mamut`` (a new ERP)
+or ``mamut_to_starweb`` (a new shop). The regular product jobs do the writing (``products_to_mamut`` and
+``products_to_starweb``), so a migrated product is exactly what those jobs would have made and their next
+run finds nothing to do; this module adds what a first load needs on top:
+
+* **Resumable.** A run's staging batch is its checkpoint. ``start`` resumes the newest unfinished batch
+  with the same options, so a run killed anywhere and triggered again continues: Starweb pages already
+  staged are not read again, families already settled are skipped without a request, and families whose
+  write may have been cut short are found in the target by SKU before anything is written again.
+* **Chunked.** ``extract`` cuts the staged families into key ranges; the DAG maps one task per range, so
+  each chunk is retried on its own. A chunk validates its families (Great Expectations), matches them
+  with the target and loads them; each family's outcome is its staged row's verdict, written right away.
+* **Matching by SKU.** ``extract`` indexes the SKUs of both sides in staging (table ``staged_sku``). A
+  family none of whose SKUs the target has is created. One whose SKUs are exactly those of one target
+  product is *matched* and handled as the run's ``on_conflict`` option says: ``link_and_skip`` links it
+  and leaves the target as it is, ``overwrite`` links it and writes the source's values, ``report_only``
+  only lists it. A SKU on two source families, SKUs spread over several target products, or a target
+  product with other SKUs (a different variant structure) are conflicts: quarantined, never guessed.
+* **Minimal requests.** Reference data and the target catalogue are read once per run; a new product is
+  one ``POST`` with its variants inline; prices and stock go Mamut → Starweb through the ledger-based
+  ``prices_to_starweb`` and ``stock_to_starweb`` jobs (one request per value), and Starweb → Mamut inside
+  each chunk from the values the catalogue listing already carried (no extra request).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from starmamut.failpoints import failpoint
+from starmamut.jobs import prices_to_starweb, products_to_mamut, products_to_starweb, stock_to_starweb
+from starmamut.jobs.common import JobContext, RunParams, apply_verdicts, chunked, format_report, variant_ref
+from starmamut.jobs.products_to_mamut import ShopReference
+from starmamut.jobs.products_to_starweb import AttributeIds, FamilyOutcome, FamilySync, KnownFamilies
+from starmamut.jobs.starweb_binder import VARIANT, variants_of
+from starmamut.jobs.stock_to_starweb import shop_stock_statuses
+from starmamut.mamut.catalogue import CatalogueReader
+from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository, StockLevel
+from starmamut.mapping.catalogue import axis_values, normalise_family, sku_key, vat_rates_by_code
+from starmamut.mapping.prices_stock import VARIANT_TARGET, StockStatusIds, shop_stock, stock_ledger_value
+from starmamut.mapping.products import MappingError, children, content_hash, family_from_record
+from starmamut.staging.store import Link, StagedRow
+from starmamut.starweb.client import StarwebClient
+from starmamut.transforms import RecordTransforms
+
+JOB = "initial_product_sync"
+Direction = Literal["starweb_to_mamut", "mamut_to_starweb"]
+OnConflict = Literal["link_and_skip", "overwrite", "report_only"]
+DIRECTIONS: tuple[Direction, ...] = ("starweb_to_mamut", "mamut_to_starweb")
+ON_CONFLICT: tuple[OnConflict, ...] = ("link_and_skip", "overwrite", "report_only")
+SOURCE, TARGET = "source", "target"
+VALUES = "values"  # payload key of a Starweb product's per-SKU prices and stock (not part of its content hash)
+
+# Verdicts of a staged family once the run has dealt with it (a resumed run skips these).
+SETTLED = frozenset({"created", "updated", "linked", "unchanged", "matched", "conflict", "failed", "quarantined"})
+PROGRESS_EVERY_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    """The run's Params beyond the common ones; each is checked with an error naming it."""
+
+    direction: Direction
+    chunk_size: int = 500
+    on_conflict: OnConflict = "link_and_skip"
+    include_prices: bool = True
+    include_price_lists: bool = True
+    include_stock: bool = True
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> MigrationOptions:
+        direction = params.get("direction")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"Param 'direction': expected one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        on_conflict = params.get("on_conflict", "link_and_skip")
+        if on_conflict not in ON_CONFLICT:
+            raise ValueError(f"Param 'on_conflict': expected one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
+        chunk_size = params.get("chunk_size", 500)
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or not 1 <= chunk_size <= 10_000:
+            raise ValueError(f"Param 'chunk_size': expected a whole number from 1 to 10000, got {chunk_size!r}")
+        return cls(direction=direction, chunk_size=chunk_size, on_conflict=on_conflict,
+                   include_prices=bool(params.get("include_prices", True)),
+                   include_price_lists=bool(params.get("include_price_lists", True)),
+                   include_stock=bool(params.get("include_stock", True)))
+
+    def identity(self, params: RunParams) -> dict[str, Any]:
+        """What a run must share with an unfinished batch to resume it (the chunk size may change)."""
+        return {"direction": self.direction, "on_conflict": self.on_conflict, "skus": sorted(params.skus),
+                "include_prices": self.include_prices, "include_price_lists": self.include_price_lists,
+                "include_stock": self.include_stock}
+
+    @property
+    def entity(self) -> str:
+        """The staged entity: the one the regular job of this direction stages, so links and hashes agree."""
+        return products_to_mamut.ENTITY if self.direction == "starweb_to_mamut" else products_to_starweb.ENTITY
+
+
+# ------------------------------------------------------------------------------------------------------- start
+
+
+def start(ctx: JobContext, options: MigrationOptions) -> dict[str, Any]:
+    """Resume the newest unfinished batch with these options, or start one (a dry run always starts afresh)."""
+    store, shop = ctx.store, ctx.shop.id
+    identity = options.identity(ctx.params)
+    if not ctx.params.dry_run:
+        for batch in store.latest_batches(shop, JOB, limit=50):
+            if batch.status == "running" and not batch.dry_run and batch.counts.get("options") == identity:
+                log.info("shop %s: resuming initial product sync batch %s (phase %s)", shop, batch.batch_id,
+                         batch.counts.get("phase"))
+                return {"batch_id": batch.batch_id, "resumed": True}
+    batch_id = store.start_batch(shop, JOB, options.entity, dry_run=ctx.params.dry_run)
+    store.set_batch_progress(batch_id, {"options": identity, "phase": "extract", "pages_done": 0})
+    log.info("shop %s: initial product sync %s started as batch %s", shop, options.direction, batch_id)
+    return {"batch_id": batch_id, "resumed": False}
+
+
+# ----------------------------------------------------------------------------------------------------- extract
+
+
+def extract(ctx: JobContext, options: MigrationOptions, batch_id: str) -> list[dict[str, Any]]:
+    """Stage the source catalogue and index both sides' SKUs (each once per batch); return the chunks."""
+    store = ctx.store
+    progress = store.get_batch(batch_id).counts
+    if progress["phase"] == "extract":
+        requests = (_extract_from_starweb if options.direction == "starweb_to_mamut" else _extract_from_mamut)(
+            ctx, options, batch_id, progress)
+        staged = sum(store.count_staged(batch_id, options.entity).values())
+        progress = {**store.get_batch(batch_id).counts, "phase": "load", "total": staged,
+                    "extract_requests": requests}
+        store.set_batch_progress(batch_id, progress)
+        log.info("shop %s: %d famil(ies) staged and both sides indexed with %d request(s)", ctx.shop.id, staged,
+                 requests)
+    ranges = store.key_ranges(batch_id, options.entity, options.chunk_size)
+    return [{"batch_id": batch_id, "index": index, "chunks": len(ranges), "first": first, "last": last}
+            for index, (first, last) in enumerate(ranges)]
+
+
+def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str,
+                          progress: dict[str, Any]) -> int:
+    """Starweb products page by page (a page's products staged together, then the page counted as done),
+    then the Mamut register's SKUs as the target index."""
+    store, shop = ctx.store, ctx.shop
+    after_mapping = products_to_mamut.transforms_at(ctx, batch_id, "after_mapping")
+    with ctx.open_starweb() as client:
+        reference = ShopReference.read(client, shop.language)
+        include = products_to_mamut.PRODUCT_INCLUDE
+
+        def read_page(page: int, products: list[dict[str, Any]] | None = None) -> list[StagedRow]:
+            products = client.products_page(page, include)[0] if products is None else products
+            return [row for product in products
+                    if (row := _staged_product(client, reference, after_mapping, product)) is not None]
+
+        # Pages overlap by one on resume: a product deleted meanwhile shifts the next ones a place forward.
+        first_page = max(1, int(progress["pages_done"]))
+        products, total_pages = client.products_page(first_page, include)
+        pages = range(first_page, total_pages + 1)
+        started = time.monotonic()
+        staged = itertools.chain([read_page(first_page, products)], client.map_concurrent(read_page, pages[1:]))
+        for page, rows in zip(pages, staged, strict=True):
+            rows = [row for row in rows if _wanted(ctx, row)]
+            store.stage_rows(batch_id, options.entity, rows)
+            store.index_skus(batch_id, SOURCE, ((row.key, variant["sku"], sku_key(variant["sku"]))
+                                                for row in rows for variant in row.payload["variants"]))
+            store.set_batch_progress(batch_id, {**progress, "pages_done": page})
+            failpoint("initial_product_sync.after_page")
+            _log_rate(ctx, "extract: page", page - first_page + 1, len(pages), started)
+        requests = client.stats.requests_sent
+    after_mapping.finish()
+    with ctx.open_mamut() as gateway:
+        store.clear_sku_index(batch_id, TARGET)
+        store.index_skus(batch_id, TARGET, (
+            (snapshot.family.main.sku, article.sku, sku_key(article.sku))
+            for snapshot in CatalogueReader(gateway).iter_families()
+            for article in (snapshot.family.variants or (snapshot.family.main,))
+        ))
+    return requests
+
+
+def _staged_product(client: StarwebClient, reference: ShopReference, after_mapping: RecordTransforms,
+                    product: dict[str, Any]) -> StagedRow | None:
+    """One Starweb product as products_to_mamut stages it, plus its per-SKU prices and stock (outside the hash)."""
+    variants = variants_of(client, product, include=products_to_mamut.VARIANT_INCLUDE)
+    record = after_mapping.apply(reference.normalise(product, variants), source=product)
+    if record is None:
+        return None
+    values = {variant.get("sku"): {
+        "prices": {str(price["pricelistId"]): price.get("priceExVat") for price in children(variant, "prices")},
+        "stock": variant.get("stockQuantity"),
+    } for variant in variants}
+    return StagedRow(key=str(record["product_id"]), payload={**record, VALUES: values},
+                     content_hash=content_hash(record))
+
+
+def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, progress: dict[str, Any]) -> int:
+    """Mamut families (a database read, so simply read again on resume), then the shop's catalogue once as the
+    target index, then every variant attribute value the families need, created where the shop lacks it."""
+    store = ctx.store
+    vat_rates = vat_rates_by_code(ctx.settings.mamut.vat_codes)
+    after_mapping = products_to_starweb.transforms_at(ctx, batch_id, "after_mapping")
+    pairs: set[tuple[str, str]] = set()
+
+    def staged(rows: Iterator[StagedRow]) -> Iterator[StagedRow]:
+        for row in rows:
+            pairs.update(axis_values(row.payload))
+            yield row
+
+    with ctx.open_mamut() as gateway:
+        snapshots = CatalogueReader(gateway).iter_families(skus=ctx.params.skus or None)
+        rows = (StagedRow(key=record["key"], payload=record, content_hash=content_hash(record))
+                for snapshot in snapshots
+                if (record := after_mapping.apply(normalise_family(snapshot.family, vat_rates=vat_rates)))
+                is not None)
+        for chunk in chunked(staged(rows), 1000):
+            store.stage_rows(batch_id, options.entity, chunk)
+            store.index_skus(batch_id, SOURCE, ((row.key, variant["sku"], sku_key(variant["sku"]))
+                                                for row in chunk for variant in row.payload["variants"]))
+    after_mapping.finish()
+    with ctx.open_starweb() as client:
+        store.clear_sku_index(batch_id, TARGET)
+        listed = client.map_concurrent(lambda product: (product["productId"], variants_of(client, product)),
+                                       client.iter_products(include=("primaryVariant",)))
+        store.index_skus(batch_id, TARGET, ((str(product_id), variant["sku"], sku_key(variant["sku"]))
+                                            for product_id, variants in listed for variant in variants))
+        attributes = AttributeIds(ctx, client)
+        created = FamilyOutcome(key="(attributes)")
+        attributes.resolve(pairs, created)
+        statuses = (shop_stock_statuses(ctx.shop.id, client, ctx.shop.stock_to_starweb)
+                    if options.include_stock and _variant_warehouses(ctx) else None)
+        store.set_batch_progress(batch_id, {**progress, "attributes": attributes.known(),
+                                            "attribute_writes": len(created.planned),
+                                            "stock_statuses": statuses and asdict(statuses)})
+        return client.stats.requests_sent
+
+
+def _variant_warehouses(ctx: JobContext) -> list[int]:
+    """The Mamut warehouses feeding the variant's own stock (the shop's e-commerce location), if mapped."""
+    return next((list(location.warehouses) for location in ctx.shop.stock_to_starweb.locations
+                 if location.starweb == VARIANT_TARGET), [])
+
+
+def _wanted(ctx: JobContext, row: StagedRow) -> bool:
+    """With a SKU filter, only families holding one of the SKUs."""
+    if not ctx.params.skus:
+        return True
+    wanted = {sku_key(sku) for sku in ctx.params.skus}
+    return any(sku_key(variant["sku"]) in wanted for variant in row.payload["variants"])
+
+
+# ------------------------------------------------------------------------------------------------------- chunks
+
+
+@dataclass
+class _Plan:
+    """What a chunk does with each of its valid families."""
+
+    create: list[StagedRow]
+    matched: list[tuple[StagedRow, str]]  # (family, the target product it matched)
+    conflicts: dict[str, str]  # family key -> reason
+    unchanged: list[str]
+
+
+def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate, match and load one key range of families; each family's outcome is recorded at once."""
+    batch_id, store = chunk["batch_id"], ctx.store
+    key_range = (chunk["first"], chunk["last"])
+    started = time.monotonic()
+    pending = [row for row in store.iter_staged(batch_id, options.entity, key_range=key_range)
+               if row.verdict not in SETTLED]
+    if not pending:
+        log.info("shop %s: chunk %d/%d was done before", ctx.shop.id, chunk["index"] + 1, chunk["chunks"])
+        return {"families": 0, "requests": 0}
+    valid = _validate(ctx, options, batch_id, [row for row in pending if row.verdict == "pending"])
+    rows = [row for row in pending if row.verdict in ("valid", "creating") or row.key in valid]
+    plan = _plan(ctx, options, batch_id, rows)
+    if options.direction == "starweb_to_mamut":
+        requests = _load_into_mamut(ctx, options, batch_id, plan)
+    else:
+        requests = _load_into_starweb(ctx, options, batch_id, plan)
+    _settle(ctx, batch_id, options.entity, {key: ("unchanged", None) for key in plan.unchanged})
+    _settle(ctx, batch_id, options.entity, {key: ("conflict", reason) for key, reason in plan.conflicts.items()})
+    for key, reason in plan.conflicts.items():
+        log.warning("shop %s: conflict, family %s quarantined: %s", ctx.shop.id, key, reason)
+        if not ctx.params.dry_run:
+            store.quarantine(ctx.shop.id, options.entity, key, [{"check": "sku_conflict", "reason": reason}],
+                             batch_id)
+    _log_progress(ctx, options, batch_id, chunk, len(pending), started)
+    return {"families": len(pending), "requests": requests}
+
+
+def _validate(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[StagedRow]) -> set[str]:
+    """Run the direction's checks on the families not yet validated; returns the keys that passed."""
+    if not rows:
+        return set()
+    import pandas as pd
+
+    from starmamut.quality.runner import validate_rows
+
+    reasons: dict[str, list[dict[str, str]]] = {}
+    if options.direction == "starweb_to_mamut":
+        from starmamut.mapping import products as mapping
+        from starmamut.quality.products import product_checks
+
+        checks = product_checks(allowed_vat_rates=ctx.settings.mamut.vat_codes)
+        columns = ["row_key", "product_key", "sku", "name", "price", "vat_rate", "axis_count", "ean"]
+        threshold = ctx.shop.products_to_mamut.quarantine_threshold
+        for row in rows:
+            if not row.payload["variants"]:
+                reasons.setdefault(row.key, []).append(
+                    {"check": "has_variants", "reason": "the product has no variant, so no article number"})
+    else:
+        from starmamut.mapping import catalogue as mapping  # type: ignore[no-redef]
+        from starmamut.quality.catalogue import CATALOGUE_COLUMNS, catalogue_checks
+
+        checks = catalogue_checks(vat_codes=ctx.settings.mamut.vat_codes.values())
+        columns = list(CATALOGUE_COLUMNS)
+        threshold = ctx.shop.products_to_starweb.quarantine_threshold
+        for row in rows:
+            for problem in mapping.structure_problems(row.payload):
+                reasons.setdefault(row.key, []).append({"check": "has_variants", "reason": problem})
+    table = [item for row in rows for item in mapping.validation_rows(row.payload)]
+    family_of = {item["row_key"]: item["product_key"] for item in table}
+    report = validate_rows(pd.DataFrame(table, columns=columns), checks, key_column="row_key",
+                           suite_name=f"{ctx.shop.id}_{JOB}_{batch_id}")
+    for row_key, failures in report.failures.items():
+        reasons.setdefault(family_of[row_key], []).extend(
+            {"check": failure.check, "reason": failure.reason} for failure in failures)
+    apply_verdicts(ctx, batch_id, options.entity, (row.key for row in rows), reasons, threshold=threshold,
+                   noun="product family")
+    return {row.key for row in rows} - set(reasons)
+
+
+def _plan(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[StagedRow]) -> _Plan:
+    """Sort the valid families: done before, new, matched with one target product, or in conflict."""
+    store = ctx.store
+    plan = _Plan(create=[], matched=[], conflicts={}, unchanged=[])
+    links = store.get_links(ctx.shop.id, options.entity, [row.key for row in rows])
+    skus = {row.key: {sku_key(variant["sku"]) for variant in row.payload["variants"]} for row in rows}
+    all_skus = [key for family in skus.values() for key in family]
+    source_holders = store.keys_by_sku(batch_id, SOURCE, all_skus)
+    target_holders = store.keys_by_sku(batch_id, TARGET, all_skus)
+    target_keys = {key for holders in target_holders.values() for key in holders}
+    target_skus = store.skus_by_key(batch_id, TARGET, target_keys)
+    for row in rows:
+        link = links.get(row.key)
+        if link is not None and link.retired_at is None and link.content_hash == row.content_hash:
+            plan.unchanged.append(row.key)
+            continue
+        shared = sorted(sku for sku in skus[row.key] if len(source_holders.get(sku, ())) > 1)
+        if shared:
+            others = sorted({key for sku in shared for key in source_holders[sku]} - {row.key})
+            plan.conflicts[row.key] = (f"SKU {', '.join(shared)} is also on source product(s) "
+                                       f"{', '.join(others)}: one SKU on two products")
+            continue
+        holders = sorted({key for sku in skus[row.key] for key in target_holders.get(sku, ())})
+        if not holders:
+            plan.create.append(row)
+        elif len(holders) > 1:
+            plan.conflicts[row.key] = (f"its SKUs are on {len(holders)} target products ({', '.join(holders)}): "
+                                       "one family split over several products")
+        elif set(target_skus.get(holders[0], {})) != skus[row.key]:
+            theirs = sorted(target_skus.get(holders[0], {}).values())
+            ours = sorted(variant["sku"] for variant in row.payload["variants"])
+            plan.conflicts[row.key] = (f"a different variant structure: the source has SKUs {', '.join(ours)}, "
+                                       f"target product {holders[0]} has {', '.join(theirs)}")
+        else:
+            plan.matched.append((row, holders[0]))
+    return plan
+
+
+def _settle(ctx: JobContext, batch_id: str, entity: str, verdicts: Mapping[str, tuple[str, str | None]]) -> None:
+    """Record families' outcomes (``would_…`` in a dry run, which a later run does not take as done)."""
+    if not verdicts:
+        return
+    if ctx.params.dry_run:
+        verdicts = {key: (f"would_{verdict}" if verdict in ("created", "updated", "linked") else verdict, reason)
+                    for key, (verdict, reason) in verdicts.items()}
+    ctx.store.set_verdicts(batch_id, entity, verdicts)
+
+
+# ----------------------------------------------------------------------------------------- load: Starweb → Mamut
+
+
+def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, plan: _Plan) -> int:
+    """Create new families and, on overwrite, matched ones through products_to_mamut; link the others."""
+    repository = ProductRepository(ctx.open_mamut())
+    settings = ctx.shop.products_to_mamut
+    write = plan.create + ([row for row, _ in plan.matched] if options.on_conflict == "overwrite" else [])
+    existing = {row.key for row, _ in plan.matched}
+    for rows in chunked(write, 50):
+        outcomes: dict[str, tuple[str, str | None]] = {}
+        written: list[StagedRow] = []
+        for row in rows:
+            try:
+                family = family_from_record(row.payload, vat_codes=ctx.settings.mamut.vat_codes,
+                                            main_sku_template=settings.main_sku_template)
+                if not ctx.params.dry_run:
+                    products_to_mamut.write_family(ctx, repository, family, row.payload,
+                                                   content_hash=row.content_hash, update_price=options.include_prices)
+            except (MappingError, MamutConflict) as exc:
+                outcomes[row.key] = ("failed", str(exc))
+                _quarantine_failed(ctx, batch_id, options, row.key, exc)
+                continue
+            outcomes[row.key] = ("updated" if row.key in existing else "created", None)
+            written.append(row)
+        if not ctx.params.dry_run:
+            _values_into_mamut(ctx, options, repository, written)
+        _settle(ctx, batch_id, options.entity, outcomes)
+        failpoint("initial_product_sync.after_settle")
+    if options.on_conflict == "link_and_skip":
+        _link_in_mamut(ctx, batch_id, options, repository, [row for row, _ in plan.matched])
+    elif options.on_conflict == "report_only":
+        _report_matched(ctx, batch_id, options, plan)
+    return 0
+
+
+def _link_in_mamut(ctx: JobContext, batch_id: str, options: MigrationOptions, repository: ProductRepository,
+                   rows: list[StagedRow]) -> None:
+    """Link matched families to the Mamut articles they already have, writing nothing to Mamut."""
+    settings = ctx.shop.products_to_mamut
+    for chunk in chunked(rows, 500):
+        if not ctx.params.dry_run:
+            mains = {row.key: family_from_record(row.payload, vat_codes=ctx.settings.mamut.vat_codes,
+                                                 main_sku_template=settings.main_sku_template).main.sku
+                     for row in chunk}
+            keys = repository.keys_by_sku([*mains.values(), *(variant["sku"] for row in chunk
+                                                             for variant in row.payload["variants"])])
+            shop = ctx.shop.id
+            ctx.store.upsert_links([
+                *(Link(shop=shop, entity=VARIANT, key=str(variant["variant_id"]),
+                       starweb_id=variant_ref(row.payload["product_id"], variant["variant_id"]),
+                       mamut_key=_key(keys, variant["sku"]), sku=variant["sku"], content_hash=None, synced_at=None,
+                       retired_at=None)
+                  for row in chunk for variant in row.payload["variants"]),
+                *(Link(shop=shop, entity=options.entity, key=row.key, starweb_id=row.key,
+                       mamut_key=_key(keys, mains[row.key]), sku=mains[row.key], content_hash=row.content_hash,
+                       synced_at=None, retired_at=None) for row in chunk),
+            ])
+        _settle(ctx, batch_id, options.entity, {row.key: ("linked", None) for row in chunk})
+
+
+def _key(keys: Mapping[str, int], sku: str) -> str | None:
+    return str(keys[sku]) if sku in keys else None
+
+
+def _values_into_mamut(ctx: JobContext, options: MigrationOptions, repository: ProductRepository,
+                       rows: list[StagedRow]) -> None:
+    """Price lists and stock of written families, from the values the Starweb listing carried."""
+    price_lists = {str(mapping.starweb): mapping.mamut for mapping in ctx.shop.prices_to_starweb.pricelists
+                   if mapping.mamut != "base"}
+    warehouse = next((location.warehouses[0] for location in ctx.shop.stock_to_starweb.locations
+                      if location.starweb == "variant"), None)
+    prices: list[ListPrice] = []
+    stock: list[StockLevel] = []
+    for row in rows:
+        for sku, values in row.payload[VALUES].items():
+            if options.include_price_lists:
+                prices.extend(ListPrice(sku=sku, price_list=price_lists[pricelist], price=Decimal(str(price)))
+                              for pricelist, price in values["prices"].items()
+                              if pricelist in price_lists and price is not None)
+            if options.include_stock and warehouse is not None and values["stock"] is not None:
+                stock.append(StockLevel(sku=sku, warehouse_id=warehouse, quantity=Decimal(str(values["stock"]))))
+    if prices:
+        repository.set_list_prices(prices, now=ctx.clock())
+    if stock:
+        repository.set_stock(stock, now=ctx.clock())
+
+
+def _quarantine_failed(ctx: JobContext, batch_id: str, options: MigrationOptions, key: str, exc: Exception) -> None:
+    check = "mapping" if isinstance(exc, MappingError) else "target_conflict"
+    log.warning("shop %s: family %s could not be written: %s", ctx.shop.id, key, exc)
+    if not ctx.params.dry_run:
+        ctx.store.quarantine(ctx.shop.id, options.entity, key, [{"check": check, "reason": str(exc)}], batch_id)
+
+
+def _report_matched(ctx: JobContext, batch_id: str, options: MigrationOptions, plan: _Plan) -> None:
+    for row, target in plan.matched:
+        log.info("shop %s: family %s already exists as target product %s; left alone (report only)",
+                 ctx.shop.id, row.key, target)
+    _settle(ctx, batch_id, options.entity,
+            {row.key: ("matched", f"exists as target product {target}") for row, target in plan.matched})
+
+
+# ----------------------------------------------------------------------------------------- load: Mamut → Starweb
+
+
+def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str, plan: _Plan) -> int:
+    """Create new families and, on overwrite, update matched ones through products_to_starweb; link the others."""
+    store = ctx.store
+    progress = store.get_batch(batch_id).counts
+    matched = {row.key: int(product_id) for row, product_id in plan.matched}
+    with ctx.open_starweb() as client:
+        attributes = AttributeIds(ctx, client)
+        attributes.restore(progress["attributes"])
+
+        def before_create(key: str) -> None:
+            store.set_verdicts(batch_id, options.entity, {key: ("creating", None)})
+
+        stock = _inline_stock(ctx, progress, plan.create)
+        sync = FamilySync(ctx, client, attributes=attributes, before_create=before_create,
+                          variant_extras={sku: {"stockQuantity": quantity, "stockStatusId": status}
+                                          for sku, (quantity, status) in stock.items()})
+        _place_interrupted(ctx, sync, plan.create)
+        work = plan.create + ([row for row, _ in plan.matched] if options.on_conflict == "overwrite" else [])
+        sync.place({variant["sku"]: matched[row.key] for row in work if row.key in matched
+                    for variant in row.payload["variants"]})
+        for rows in chunked(work, 50):
+            known = KnownFamilies.read(ctx, [row.key for row in rows])
+            outcomes: dict[str, tuple[str, str | None]] = {}
+            for outcome in client.map_concurrent(functools.partial(sync.run, known=known), rows):
+                if outcome.problem is not None:
+                    check, reason = outcome.problem
+                    outcomes[outcome.key] = ("failed", reason)
+                    if not ctx.params.dry_run:
+                        store.quarantine(ctx.shop.id, options.entity, outcome.key,
+                                         [{"check": check, "reason": reason}], batch_id)
+                    continue
+                outcomes[outcome.key] = ("updated" if outcome.key in matched else "created", None)
+            if not ctx.params.dry_run:
+                store.set_ledger(ctx.shop.id, stock_to_starweb.ENTITY, {
+                    (variant["sku"], VARIANT_TARGET): stock_ledger_value(*stock[variant["sku"]])
+                    for row in rows if outcomes.get(row.key, ("",))[0] == "created"
+                    for variant in row.payload["variants"] if variant["sku"] in stock})
+            _settle(ctx, batch_id, options.entity, outcomes)
+            failpoint("initial_product_sync.after_settle")
+        if options.on_conflict == "link_and_skip":
+            _link_in_starweb(ctx, batch_id, options, plan)
+        elif options.on_conflict == "report_only":
+            _report_matched(ctx, batch_id, options, plan)
+        return client.stats.requests_sent
+
+
+def _inline_stock(ctx: JobContext, progress: Mapping[str, Any], rows: list[StagedRow]) -> dict[str, tuple[int, int]]:
+    """``{sku: (stockQuantity, stockStatusId)}`` of the variants about to be created, so the create request
+    carries their stock inline instead of stock_to_starweb sending one request per variant afterwards."""
+    if not progress.get("stock_statuses") or not rows:
+        return {}
+    settings = ctx.shop.stock_to_starweb
+    statuses = StockStatusIds(**progress["stock_statuses"])
+    levels = CatalogueReader(ctx.open_mamut()).iter_stock(
+        {VARIANT_TARGET: _variant_warehouses(ctx)}, subtract_reserved=settings.subtract_reserved,
+        skus=[variant["sku"] for row in rows for variant in row.payload["variants"]])
+    return {level.sku: shop_stock(level.on_hand, use_store=level.use_store, inactive=level.inactive,
+                                  negative=settings.negative, statuses=statuses) for level in levels}
+
+
+def _place_interrupted(ctx: JobContext, sync: FamilySync, rows: list[StagedRow]) -> None:
+    """Families whose create was sent by a run that then died may exist in the shop unlinked: find them by SKU
+    (a few requests per such family), so they are linked and updated, not created twice."""
+    for row in rows:
+        if row.verdict == "creating":
+            log.warning("shop %s: family %s may have been created by an interrupted run; looking it up by SKU",
+                        ctx.shop.id, row.key)
+            sync.bind([variant["sku"] for variant in row.payload["variants"]])
+
+
+def _link_in_starweb(ctx: JobContext, batch_id: str, options: MigrationOptions, plan: _Plan) -> None:
+    """Link matched families to the shop products they already have, writing nothing to the shop.
+
+    The variant ids come from the target index's product; the next products_to_starweb run for a changed
+    family compares with the shop itself (there is no pushed state yet), so nothing rests on a guess.
+    """
+    for chunk in chunked(plan.matched, 500):
+        if not ctx.params.dry_run:
+            ctx.store.upsert_links(
+                Link(shop=ctx.shop.id, entity=options.entity, key=row.key, starweb_id=product_id,
+                     mamut_key=None, sku=row.key, content_hash=row.content_hash, synced_at=None, retired_at=None)
+                for row, product_id in chunk)
+        _settle(ctx, batch_id, options.entity, {row.key: ("linked", None) for row, _ in chunk})
+
+
+def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices", "stock"]) -> dict[str, Any]:
+    """Mamut → Starweb prices or stock of the migrated SKUs, through the regular ledger-based job."""
+    wanted = options.include_prices or options.include_price_lists if job == "prices" else options.include_stock
+    if options.direction != "mamut_to_starweb" or not wanted:
+        return {"skipped": True, "requests": 0}
+    module = prices_to_starweb if job == "prices" else stock_to_starweb
+    return module.run(ctx)
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def report(ctx: JobContext, options: MigrationOptions, batch_id: str, chunk_results: Sequence[Mapping[str, Any]],
+           pushed: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Count the outcomes, write the owner's report file, close the batch; a dry run's batch stays unresumed."""
+    store = ctx.store
+    batch = store.get_batch(batch_id)
+    outcomes = store.count_staged(batch_id, options.entity)
+    unsettled = {verdict: count for verdict, count in outcomes.items()
+                 if verdict not in SETTLED and not verdict.startswith("would_")}
+    if unsettled:
+        raise RuntimeError(f"shop {ctx.shop.id}: batch {batch_id} still has families not dealt with ({unsettled}); "
+                           "trigger the DAG again to resume it")
+    requests = (int(batch.counts.get("extract_requests", 0)) + sum(int(result.get("requests", 0))
+                                                                    for result in chunk_results)
+                + sum(int(result.get("requests", 0)) for result in pushed))
+    seconds = (ctx.clock() - batch.started_at).total_seconds()
+    counts: dict[str, Any] = {"direction": options.direction, "families": sum(outcomes.values()),
+                              **dict(sorted(outcomes.items())), "requests_this_run": requests,
+                              "seconds_since_start": round(seconds, 1)}
+    counts["report_file"] = str(_write_report_file(ctx, options, batch_id, counts))
+    store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
+    if not ctx.params.dry_run and not ctx.params.skus:
+        job = "products_to_mamut" if options.direction == "starweb_to_mamut" else "products_to_starweb"
+        store.set_watermark(ctx.shop.id, job, batch.started_at)  # the regular job goes on from here
+    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
+    return counts
+
+
+def reports_dir() -> Path:
+    """Where the owner finds the reports: $STARMAMUT_REPORTS_DIR, else ``reports/`` beside the Airflow home."""
+    configured = os.environ.get("STARMAMUT_REPORTS_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("AIRFLOW_HOME", ".")) / "reports"
+
+
+def _write_report_file(ctx: JobContext, options: MigrationOptions, batch_id: str, counts: Mapping[str, Any]) -> Path:
+    """A Markdown report: the counts, then every family that was not migrated, with the reason."""
+    store = ctx.store
+    path = reports_dir() / ctx.shop.id / f"{JOB}-{options.direction}-{batch_id}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held: dict[str, list[str]] = {verdict: [] for verdict in ("conflict", "quarantined", "failed", "matched")}
+    with path.open("w", encoding="utf-8") as out:
+        out.write(f"# Initial product sync · {ctx.shop.name} (`{ctx.shop.id}`) · {options.direction}\n\n")
+        out.write(f"Batch `{batch_id}`{' — DRY RUN: nothing was written' if ctx.params.dry_run else ''}; "
+                  f"on conflict: {options.on_conflict}.\n\n| outcome | count |\n|---|---|\n")
+        for key, value in counts.items():
+            out.write(f"| {key} | {value} |\n")
+        for row in store.iter_staged(batch_id, options.entity):
+            if row.verdict in held:
+                held[row.verdict].append(f"| {row.key} | {(row.reason or '').replace('|', '/')} |")
+        for verdict, lines in held.items():
+            if lines:
+                out.write(f"\n## {verdict} ({len(lines)})\n\n| family | reason |\n|---|---|\n")
+                out.write("\n".join(lines) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------- progress
+
+
+def _log_rate(ctx: JobContext, what: str, done: int, total: int, started: float) -> None:
+    elapsed = max(time.monotonic() - started, 1e-9)
+    rate = done / elapsed
+    eta = (total - done) / rate if rate else 0.0
+    log.info("shop %s: %s %d/%d (%.1f/s, ETA %s)", ctx.shop.id, what, done, total, rate, _duration(eta))
+
+
+def _log_progress(ctx: JobContext, options: MigrationOptions, batch_id: str, chunk: Mapping[str, Any],
+                  families: int, started: float) -> None:
+    """Done / total over the whole batch, this chunk's rate and the time left at that rate."""
+    outcomes = ctx.store.count_staged(batch_id, options.entity)
+    total = sum(outcomes.values())
+    done = sum(count for verdict, count in outcomes.items() if verdict in SETTLED or verdict.startswith("would_"))
+    elapsed = max(time.monotonic() - started, 1e-9)
+    rate = families / elapsed
+    log.info("shop %s: chunk %d/%d done: %d/%d families (%.0f %%), %.1f families/s, ETA %s", ctx.shop.id,
+             chunk["index"] + 1, chunk["chunks"], done, total, 100 * done / total if total else 100, rate,
+             _duration((total - done) / rate if rate else 0.0))
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+# --------------------------------------------------------------------------------------------------------- run
+
+
+def run(ctx: JobContext, options: MigrationOptions) -> dict[str, Any]:
+    """Every step in one process (CLI, benchmarks, tests); the DAG runs each chunk as its own task."""
+    batch_id = start(ctx, options)["batch_id"]
+    chunks = extract(ctx, options, batch_id)
+    results = [migrate_chunk(ctx, options, chunk) for chunk in chunks]
+    pushed = [push_values(ctx, options, "prices"), push_values(ctx, options, "stock")]
+    return report(ctx, options, batch_id, results, pushed)
+
