@@ -27,7 +27,7 @@ from starmamut.staging import (
     default_staging_url,
     tables,
 )
-from starmamut.staging.store import alembic_config
+from starmamut.staging.store import Link, alembic_config
 from tests.fixtures.databases import fresh_postgres_database, postgres_sqlalchemy_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -407,6 +407,49 @@ def test_get_links_by_many_keys_spans_chunks(store: StagingStore) -> None:
     links = store.get_links("shop1", "stock", wanted)
     assert len(links) == 600
     assert links["S1198"].mamut_key == "M1198"
+
+
+def test_find_links_by_sku_spans_chunks_and_skips_retired_links(store: StagingStore) -> None:
+    store.upsert_links(
+        Link(shop="shop1", entity="variant", key=str(index), starweb_id=f"1:{index}", mamut_key=None,
+             sku=f"SKU-{index}", content_hash=None, synced_at=None, retired_at=None)
+        for index in range(1200)
+    )
+    store.retire_link("shop1", "variant", "7")
+    found = store.find_links_by_sku("shop1", "variant", [f"SKU-{index}" for index in range(1300)])
+    assert len(found) == 1199 and "SKU-7" not in found
+    assert found["SKU-1199"].starweb_id == "1:1199" and found["SKU-1199"].synced_at is not None
+
+
+# -- SKU index ----------------------------------------------------------------------------------------------
+
+
+def test_sku_index_finds_shared_skus_and_holders_on_each_side(store: StagingStore) -> None:
+    batch_id = store.start_batch("shop1", "initial_product_sync", "product")
+    store.index_skus(batch_id, "source", [("10", "A-1", "a-1"), ("10", "A-2", "a-2"), ("11", "a-2", "a-2")])
+    store.index_skus(batch_id, "source", [("10", "A-1", "a-1")])  # indexing again changes nothing
+    store.index_skus(batch_id, "target", [("P1", "A-1", "a-1")])
+    assert list(store.shared_skus(batch_id, "source")) == [("A-2", ["10", "11"])]
+    assert list(store.shared_skus(batch_id, "target")) == []
+    assert store.keys_by_sku(batch_id, "source", ["a-1", "a-2", "zz"]) == {"a-1": ["10"], "a-2": ["10", "11"]}
+    assert store.skus_by_key(batch_id, "source", ["10", "12"]) == {"10": {"a-1": "A-1", "a-2": "A-2"}}
+    store.clear_sku_index(batch_id, "target")
+    assert store.keys_by_sku(batch_id, "target", ["a-1"]) == {}
+    assert store.keys_by_sku(batch_id, "source", ["a-1"]) == {"a-1": ["10"]}
+
+
+def test_key_ranges_cut_the_batch_in_key_order_and_progress_is_kept(store: StagingStore) -> None:
+    batch_id = store.start_batch("shop1", "initial_product_sync", "product")
+    store.stage_rows(batch_id, "product", (StagedRow(key=f"K{index:03d}", payload={}, content_hash="h")
+                                           for index in range(7)))
+    assert store.key_ranges(batch_id, "product", 3) == [("K000", "K002"), ("K003", "K005"), ("K006", "K006")]
+    assert [row.key for row in store.iter_staged(batch_id, "product", key_range=("K003", "K005"))] == [
+        "K003", "K004", "K005"]
+    store.set_batch_progress(batch_id, {"phase": "load", "pages_done": 3})
+    batch = store.get_batch(batch_id)
+    assert batch.status == "running" and batch.counts == {"phase": "load", "pages_done": 3}
+    with pytest.raises(UnknownBatchError):
+        store.set_batch_progress("nope", {})
 
 
 # -- watermarks ---------------------------------------------------------------------------------------------

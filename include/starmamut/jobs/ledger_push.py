@@ -180,10 +180,7 @@ def _bind(ctx: JobContext, client: StarwebClient, skus: list[str]) -> dict[str, 
     shop, store = ctx.shop.id, ctx.store
     absent = set() if ctx.params.full_refresh else {sku for sku, _ in store.get_ledger(shop, NOT_IN_SHOP, skus)}
     links = bind_variants_by_sku(ctx, client, [sku for sku in skus if sku not in absent])
-    for sku in absent:
-        link = store.find_link_by_sku(shop, VARIANT, sku)
-        if link is not None:
-            links[sku] = link
+    links.update(store.find_links_by_sku(shop, VARIANT, absent))
     searched_in_vain = [sku for sku in skus if sku not in links and sku not in absent]
     if searched_in_vain and not ctx.params.dry_run:
         checked_at = ctx.clock().isoformat(timespec="seconds")

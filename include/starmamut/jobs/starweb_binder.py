@@ -38,14 +38,9 @@ def bind_variants_by_sku(ctx: JobContext, client: StarwebClient, skus: Collectio
     it is returned without being recorded.
     """
     shop, store = ctx.shop.id, ctx.store
-    bound: dict[str, Link] = {}
-    unknown: list[str] = []
-    for sku in dict.fromkeys(skus):
-        link = store.find_link_by_sku(shop, VARIANT, sku)
-        if link is None:
-            unknown.append(sku)
-        else:
-            bound[sku] = link
+    wanted = list(dict.fromkeys(skus))
+    bound = store.find_links_by_sku(shop, VARIANT, wanted)
+    unknown = [sku for sku in wanted if sku not in bound]
     if not unknown:
         return bound
     for found in chunked(locate_variants(client, unknown), _LINK_WRITE_CHUNK):

@@ -617,21 +617,22 @@ class StagingStore:
 
     def find_link_by_sku(self, shop: str, entity: str, sku: str) -> Link | None:
         """The live (not retired) link carrying this SKU; if several do, the most recently synced."""
+        return self.find_links_by_sku(shop, entity, [sku]).get(sku)
+
+    def find_links_by_sku(self, shop: str, entity: str, skus: Iterable[str]) -> dict[str, Link]:
+        """For each SKU a live (not retired) link carries, that link (the most recently synced if several do)."""
         table = tables.id_map
         query = (
             sa.select(table)
-            .where(
-                table.c.shop == shop,
-                table.c.entity == entity,
-                table.c.sku == sku,
-                table.c.retired_at.is_(None),
-            )
+            .where(table.c.shop == shop, table.c.entity == entity, table.c.retired_at.is_(None))
             .order_by(table.c.synced_at.desc(), table.c.key)
-            .limit(1)
         )
+        found: dict[str, Link] = {}
         with self._read() as connection:
-            row = connection.execute(query).one_or_none()
-        return None if row is None else self._link(row)
+            for chunk in _chunks(skus, IN_LIST_CHUNK_SIZE):
+                for row in connection.execute(query.where(table.c.sku.in_(chunk))):
+                    found.setdefault(row.sku, self._link(row))
+        return found
 
     def upsert_link(
         self,
