@@ -27,7 +27,7 @@ from starmamut.staging import (
     default_staging_url,
     tables,
 )
-from starmamut.staging.store import Link, alembic_config
+from starmamut.staging.store import Link, SkuHolder, alembic_config
 from tests.fixtures.databases import fresh_postgres_database, postgres_sqlalchemy_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -424,18 +424,19 @@ def test_find_links_by_sku_spans_chunks_and_skips_retired_links(store: StagingSt
 # -- SKU index ----------------------------------------------------------------------------------------------
 
 
-def test_sku_index_finds_shared_skus_and_holders_on_each_side(store: StagingStore) -> None:
+def test_sku_index_finds_the_holders_of_a_sku_and_the_skus_of_a_holder_per_side(store: StagingStore) -> None:
     batch_id = store.start_batch("shop1", "initial_product_sync", "product")
-    store.index_skus(batch_id, "source", [("10", "A-1", "a-1"), ("10", "A-2", "a-2"), ("11", "a-2", "a-2")])
-    store.index_skus(batch_id, "source", [("10", "A-1", "a-1")])  # indexing again changes nothing
-    store.index_skus(batch_id, "target", [("P1", "A-1", "a-1")])
-    assert list(store.shared_skus(batch_id, "source")) == [("A-2", ["10", "11"])]
-    assert list(store.shared_skus(batch_id, "target")) == []
-    assert store.keys_by_sku(batch_id, "source", ["a-1", "a-2", "zz"]) == {"a-1": ["10"], "a-2": ["10", "11"]}
-    assert store.skus_by_key(batch_id, "source", ["10", "12"]) == {"10": {"a-1": "A-1", "a-2": "A-2"}}
+    a1, a2, shared = (SkuHolder("10", "A-1", "a-1"), SkuHolder("10", "A-2", "a-2"), SkuHolder("11", "a-2", "a-2"))
+    store.index_skus(batch_id, "source", [a1, a2, shared])
+    store.index_skus(batch_id, "source", [a1])  # indexing again changes nothing
+    target = SkuHolder("P1", "A-1", "a-1", ref="1:7")
+    store.index_skus(batch_id, "target", [target])
+    assert store.holders_by_sku(batch_id, "source", ["a-1", "a-2", "zz"]) == {"a-1": [a1], "a-2": [a2, shared]}
+    assert store.holders_by_key(batch_id, "source", ["10", "12"]) == {"10": [a1, a2]}
+    assert store.holders_by_sku(batch_id, "target", ["a-1"]) == {"a-1": [target]}
     store.clear_sku_index(batch_id, "target")
-    assert store.keys_by_sku(batch_id, "target", ["a-1"]) == {}
-    assert store.keys_by_sku(batch_id, "source", ["a-1"]) == {"a-1": ["10"]}
+    assert store.holders_by_sku(batch_id, "target", ["a-1"]) == {}
+    assert store.holders_by_sku(batch_id, "source", ["a-1"]) == {"a-1": [a1]}
 
 
 def test_key_ranges_cut_the_batch_in_key_order_and_progress_is_kept(store: StagingStore) -> None:

@@ -39,7 +39,15 @@ from typing import Any, Literal
 
 from starmamut.failpoints import failpoint
 from starmamut.jobs import prices_to_starweb, products_to_mamut, products_to_starweb, stock_to_starweb
-from starmamut.jobs.common import JobContext, RunParams, apply_verdicts, chunked, format_report, variant_ref
+from starmamut.jobs.common import (
+    JobContext,
+    RunParams,
+    apply_verdicts,
+    chunked,
+    format_report,
+    parse_variant_ref,
+    variant_ref,
+)
 from starmamut.jobs.products_to_mamut import ShopReference
 from starmamut.jobs.products_to_starweb import AttributeIds, FamilyOutcome, FamilySync, KnownFamilies
 from starmamut.jobs.starweb_binder import VARIANT, variants_of
@@ -49,7 +57,7 @@ from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository
 from starmamut.mapping.catalogue import axis_values, normalise_family, sku_key, vat_rates_by_code
 from starmamut.mapping.prices_stock import VARIANT_TARGET, StockStatusIds, shop_stock, stock_ledger_value
 from starmamut.mapping.products import MappingError, children, content_hash, family_from_record
-from starmamut.staging.store import Link, StagedRow
+from starmamut.staging.store import Link, SkuHolder, StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.transforms import RecordTransforms
 
@@ -171,8 +179,7 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
         for page, rows in zip(pages, staged, strict=True):
             rows = [row for row in rows if _wanted(ctx, row)]
             store.stage_rows(batch_id, options.entity, rows)
-            store.index_skus(batch_id, SOURCE, ((row.key, variant["sku"], sku_key(variant["sku"]))
-                                                for row in rows for variant in row.payload["variants"]))
+            store.index_skus(batch_id, SOURCE, _source_holders(rows))
             store.set_batch_progress(batch_id, {**progress, "pages_done": page})
             failpoint("initial_product_sync.after_page")
             _log_rate(ctx, "extract: page", page - first_page + 1, len(pages), started)
@@ -181,7 +188,7 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
     with ctx.open_mamut() as gateway:
         store.clear_sku_index(batch_id, TARGET)
         store.index_skus(batch_id, TARGET, (
-            (snapshot.family.main.sku, article.sku, sku_key(article.sku))
+            SkuHolder(key=snapshot.family.main.sku, sku=article.sku, sku_key=sku_key(article.sku))
             for snapshot in CatalogueReader(gateway).iter_families()
             for article in (snapshot.family.variants or (snapshot.family.main,))
         ))
@@ -224,15 +231,16 @@ def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: st
                 is not None)
         for chunk in chunked(staged(rows), 1000):
             store.stage_rows(batch_id, options.entity, chunk)
-            store.index_skus(batch_id, SOURCE, ((row.key, variant["sku"], sku_key(variant["sku"]))
-                                                for row in chunk for variant in row.payload["variants"]))
+            store.index_skus(batch_id, SOURCE, _source_holders(chunk))
     after_mapping.finish()
     with ctx.open_starweb() as client:
         store.clear_sku_index(batch_id, TARGET)
         listed = client.map_concurrent(lambda product: (product["productId"], variants_of(client, product)),
                                        client.iter_products(include=("primaryVariant",)))
-        store.index_skus(batch_id, TARGET, ((str(product_id), variant["sku"], sku_key(variant["sku"]))
-                                            for product_id, variants in listed for variant in variants))
+        store.index_skus(batch_id, TARGET, (
+            SkuHolder(key=str(product_id), sku=variant["sku"], sku_key=sku_key(variant["sku"]),
+                      ref=variant_ref(product_id, variant["variantId"]))
+            for product_id, variants in listed for variant in variants))
         attributes = AttributeIds(ctx, client)
         created = FamilyOutcome(key="(attributes)")
         attributes.resolve(pairs, created)
@@ -248,6 +256,11 @@ def _variant_warehouses(ctx: JobContext) -> list[int]:
     """The Mamut warehouses feeding the variant's own stock (the shop's e-commerce location), if mapped."""
     return next((list(location.warehouses) for location in ctx.shop.stock_to_starweb.locations
                  if location.starweb == VARIANT_TARGET), [])
+
+
+def _source_holders(rows: Sequence[StagedRow]) -> Iterator[SkuHolder]:
+    return (SkuHolder(key=row.key, sku=variant["sku"], sku_key=sku_key(variant["sku"]))
+            for row in rows for variant in row.payload["variants"])
 
 
 def _wanted(ctx: JobContext, row: StagedRow) -> bool:
@@ -266,7 +279,7 @@ class _Plan:
     """What a chunk does with each of its valid families."""
 
     create: list[StagedRow]
-    matched: list[tuple[StagedRow, str]]  # (family, the target product it matched)
+    matched: list[tuple[StagedRow, list[SkuHolder]]]  # (family, the SKUs of the one target product it matched)
     conflicts: dict[str, str]  # family key -> reason
     unchanged: list[str]
 
@@ -348,34 +361,35 @@ def _plan(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[
     links = store.get_links(ctx.shop.id, options.entity, [row.key for row in rows])
     skus = {row.key: {sku_key(variant["sku"]) for variant in row.payload["variants"]} for row in rows}
     all_skus = [key for family in skus.values() for key in family]
-    source_holders = store.keys_by_sku(batch_id, SOURCE, all_skus)
-    target_holders = store.keys_by_sku(batch_id, TARGET, all_skus)
-    target_keys = {key for holders in target_holders.values() for key in holders}
-    target_skus = store.skus_by_key(batch_id, TARGET, target_keys)
+    source_holders = store.holders_by_sku(batch_id, SOURCE, all_skus)
+    target_holders = store.holders_by_sku(batch_id, TARGET, all_skus)
+    target_products = store.holders_by_key(
+        batch_id, TARGET, {holder.key for holders in target_holders.values() for holder in holders})
     for row in rows:
         link = links.get(row.key)
         if link is not None and link.retired_at is None and link.content_hash == row.content_hash:
             plan.unchanged.append(row.key)
             continue
-        shared = sorted(sku for sku in skus[row.key] if len(source_holders.get(sku, ())) > 1)
+        shared = {sku: sorted(holder.key for holder in source_holders[sku] if holder.key != row.key)
+                  for sku in sorted(skus[row.key]) if len(source_holders.get(sku, ())) > 1}
         if shared:
-            others = sorted({key for sku in shared for key in source_holders[sku]} - {row.key})
-            plan.conflicts[row.key] = (f"SKU {', '.join(shared)} is also on source product(s) "
-                                       f"{', '.join(others)}: one SKU on two products")
+            plan.conflicts[row.key] = "; ".join(
+                f"SKU {source_holders[sku][0].sku} is also on source product {', '.join(others)}"
+                for sku, others in shared.items()) + ": one SKU on two products"
             continue
-        holders = sorted({key for sku in skus[row.key] for key in target_holders.get(sku, ())})
+        holders = sorted({holder.key for sku in skus[row.key] for holder in target_holders.get(sku, ())})
         if not holders:
             plan.create.append(row)
         elif len(holders) > 1:
             plan.conflicts[row.key] = (f"its SKUs are on {len(holders)} target products ({', '.join(holders)}): "
                                        "one family split over several products")
-        elif set(target_skus.get(holders[0], {})) != skus[row.key]:
-            theirs = sorted(target_skus.get(holders[0], {}).values())
+        elif {holder.sku_key for holder in target_products[holders[0]]} != skus[row.key]:
+            theirs = sorted(holder.sku for holder in target_products[holders[0]])
             ours = sorted(variant["sku"] for variant in row.payload["variants"])
             plan.conflicts[row.key] = (f"a different variant structure: the source has SKUs {', '.join(ours)}, "
                                        f"target product {holders[0]} has {', '.join(theirs)}")
         else:
-            plan.matched.append((row, holders[0]))
+            plan.matched.append((row, target_products[holders[0]]))
     return plan
 
 
@@ -485,11 +499,11 @@ def _quarantine_failed(ctx: JobContext, batch_id: str, options: MigrationOptions
 
 
 def _report_matched(ctx: JobContext, batch_id: str, options: MigrationOptions, plan: _Plan) -> None:
-    for row, target in plan.matched:
+    for row, holders in plan.matched:
         log.info("shop %s: family %s already exists as target product %s; left alone (report only)",
-                 ctx.shop.id, row.key, target)
+                 ctx.shop.id, row.key, holders[0].key)
     _settle(ctx, batch_id, options.entity,
-            {row.key: ("matched", f"exists as target product {target}") for row, target in plan.matched})
+            {row.key: ("matched", f"exists as target product {holders[0].key}") for row, holders in plan.matched})
 
 
 # ----------------------------------------------------------------------------------------- load: Mamut → Starweb
@@ -499,7 +513,7 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
     """Create new families and, on overwrite, update matched ones through products_to_starweb; link the others."""
     store = ctx.store
     progress = store.get_batch(batch_id).counts
-    matched = {row.key: int(product_id) for row, product_id in plan.matched}
+    matched = {row.key: int(holders[0].key) for row, holders in plan.matched}
     with ctx.open_starweb() as client:
         attributes = AttributeIds(ctx, client)
         attributes.restore(progress["attributes"])
@@ -566,18 +580,29 @@ def _place_interrupted(ctx: JobContext, sync: FamilySync, rows: list[StagedRow])
 
 
 def _link_in_starweb(ctx: JobContext, batch_id: str, options: MigrationOptions, plan: _Plan) -> None:
-    """Link matched families to the shop products they already have, writing nothing to the shop.
+    """Link matched families and their variants to what the shop already has, writing nothing to the shop.
 
-    The variant ids come from the target index's product; the next products_to_starweb run for a changed
-    family compares with the shop itself (there is no pushed state yet), so nothing rests on a guess.
+    There is no pushed state yet, so the next products_to_starweb run for a changed family compares with the
+    shop itself; nothing rests on a guess.
     """
+    shop = ctx.shop.id
     for chunk in chunked(plan.matched, 500):
         if not ctx.params.dry_run:
-            ctx.store.upsert_links(
-                Link(shop=ctx.shop.id, entity=options.entity, key=row.key, starweb_id=product_id,
-                     mamut_key=None, sku=row.key, content_hash=row.content_hash, synced_at=None, retired_at=None)
-                for row, product_id in chunk)
+            ctx.store.upsert_links([
+                *(Link(shop=shop, entity=VARIANT, key=str(parse_variant_ref(holder.ref)[1]), starweb_id=holder.ref,
+                       mamut_key=None, sku=_source_sku(row, holder), content_hash=None, synced_at=None,
+                       retired_at=None)
+                  for row, holders in chunk for holder in holders if holder.ref),
+                *(Link(shop=shop, entity=options.entity, key=row.key, starweb_id=holders[0].key, mamut_key=None,
+                       sku=row.key, content_hash=row.content_hash, synced_at=None, retired_at=None)
+                  for row, holders in chunk),
+            ])
         _settle(ctx, batch_id, options.entity, {row.key: ("linked", None) for row, _ in chunk})
+
+
+def _source_sku(row: StagedRow, holder: SkuHolder) -> str:
+    """The family's own spelling of a SKU the shop holds (Starweb compares SKUs without regard to case)."""
+    return next(variant["sku"] for variant in row.payload["variants"] if sku_key(variant["sku"]) == holder.sku_key)
 
 
 def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices", "stock"]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from itertools import groupby, islice
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -88,6 +88,16 @@ class Link:
     content_hash: str | None
     synced_at: datetime | None
     retired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SkuHolder:
+    """One SKU held by one key of a batch's source or target side (see ``index_skus``)."""
+
+    key: str  # the staged record (source) or the target product holding the SKU
+    sku: str
+    sku_key: str  # the SKU as the target system compares it
+    ref: str | None = None  # the holder's own id for this SKU: a variant ref, an article key
 
 
 @dataclass(frozen=True)
@@ -523,18 +533,18 @@ class StagingStore:
 
     # -- SKU index ------------------------------------------------------------------------------------------
 
-    def index_skus(self, batch_id: str, side: str, entries: Iterable[tuple[str, str, str]]) -> int:
-        """Record which key holds which SKU, from ``(key, sku, sku_key)`` triples (``sku_key`` is the SKU as
-        the target system compares it); all or nothing, and indexing a pair again changes nothing."""
-        statement = self._upsert(tables.staged_sku, ["sku"])
+    def index_skus(self, batch_id: str, side: str, holders: Iterable[SkuHolder]) -> int:
+        """Record which key holds which SKU; all or nothing, and indexing a holder again changes nothing."""
+        statement = self._upsert(tables.staged_sku, ["sku", "ref"])
         count = 0
         with self._write() as connection:
             self._require_batch(connection, batch_id)
-            for chunk in _chunks(entries, WRITE_CHUNK_SIZE):
-                latest = {(sku_key, key): sku for key, sku, sku_key in chunk}
+            for chunk in _chunks(holders, WRITE_CHUNK_SIZE):
+                latest = {(holder.sku_key, holder.key): holder for holder in chunk}
                 connection.execute(statement, [
-                    {"batch_id": batch_id, "side": side, "sku_key": sku_key, "key": key, "sku": sku}
-                    for (sku_key, key), sku in latest.items()
+                    {"batch_id": batch_id, "side": side, "sku_key": holder.sku_key, "key": holder.key,
+                     "sku": holder.sku, "ref": holder.ref}
+                    for holder in latest.values()
                 ])
                 count += len(chunk)
         return count
@@ -544,46 +554,28 @@ class StagingStore:
         with self._write() as connection:
             connection.execute(sa.delete(table).where(table.c.batch_id == batch_id, table.c.side == side))
 
-    def shared_skus(self, batch_id: str, side: str) -> Iterator[tuple[str, list[str]]]:
-        """``(sku, keys)`` for every SKU that more than one key of ``side`` holds, in SKU order."""
-        table = tables.staged_sku
-        in_side = (table.c.batch_id == batch_id, table.c.side == side)
-        shared = (
-            sa.select(table.c.sku_key).where(*in_side).group_by(table.c.sku_key).having(sa.func.count() > 1)
-        ).subquery()
-        query = (
-            sa.select(table.c.sku_key, table.c.sku, table.c.key)
-            .where(*in_side, table.c.sku_key.in_(sa.select(shared.c.sku_key)))
-            .order_by(table.c.sku_key, table.c.key)
-        )
-        with self._read() as connection:
-            rows = connection.execute(query).all()
-        for _sku_key, group in groupby(rows, key=lambda row: row.sku_key):
-            holders = list(group)
-            yield holders[0].sku, [row.key for row in holders]
+    def holders_by_key(self, batch_id: str, side: str, keys: Iterable[str]) -> dict[str, list[SkuHolder]]:
+        """For each key, the SKUs it holds; keys holding none are absent."""
+        return self._holders(batch_id, side, tables.staged_sku.c.key, keys, by_sku=False)
 
-    def skus_by_key(self, batch_id: str, side: str, keys: Iterable[str]) -> dict[str, dict[str, str]]:
-        """For each key, its SKUs as ``{sku_key: sku}``; keys holding none are absent."""
-        table = tables.staged_sku
-        query = sa.select(table.c.key, table.c.sku_key, table.c.sku).where(
-            table.c.batch_id == batch_id, table.c.side == side
-        )
-        found: dict[str, dict[str, str]] = defaultdict(dict)
-        with self._read() as connection:
-            for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
-                for row in connection.execute(query.where(table.c.key.in_(chunk))):
-                    found[row.key][row.sku_key] = row.sku
-        return dict(found)
-
-    def keys_by_sku(self, batch_id: str, side: str, sku_keys: Iterable[str]) -> dict[str, list[str]]:
+    def holders_by_sku(self, batch_id: str, side: str, sku_keys: Iterable[str]) -> dict[str, list[SkuHolder]]:
         """For each SKU (as ``sku_key``), the keys of ``side`` holding it; SKUs nobody holds are absent."""
+        return self._holders(batch_id, side, tables.staged_sku.c.sku_key, sku_keys, by_sku=True)
+
+    def _holders(self, batch_id: str, side: str, column: sa.Column[str], values: Iterable[str],
+                 *, by_sku: bool) -> dict[str, list[SkuHolder]]:
         table = tables.staged_sku
-        query = sa.select(table.c.sku_key, table.c.key).where(table.c.batch_id == batch_id, table.c.side == side)
-        found: dict[str, list[str]] = defaultdict(list)
+        query = (
+            sa.select(table.c.key, table.c.sku, table.c.sku_key, table.c.ref)
+            .where(table.c.batch_id == batch_id, table.c.side == side)
+            .order_by(table.c.key, table.c.sku_key)
+        )
+        found: dict[str, list[SkuHolder]] = defaultdict(list)
         with self._read() as connection:
-            for chunk in _chunks(sku_keys, IN_LIST_CHUNK_SIZE):
-                for row in connection.execute(query.where(table.c.sku_key.in_(chunk)).order_by(table.c.key)):
-                    found[row.sku_key].append(row.key)
+            for chunk in _chunks(values, IN_LIST_CHUNK_SIZE):
+                for row in connection.execute(query.where(column.in_(chunk))):
+                    holder = SkuHolder(key=row.key, sku=row.sku, sku_key=row.sku_key, ref=row.ref)
+                    found[holder.sku_key if by_sku else holder.key].append(holder)
         return dict(found)
 
     # -- id map ---------------------------------------------------------------------------------------------

@@ -95,6 +95,7 @@ staged_sku = sa.Table(
     sa.Column("sku_key", sa.String(), primary_key=True),  # the SKU as the target system compares it
     sa.Column("key", sa.String(), primary_key=True),
     sa.Column("sku", sa.String(), nullable=False),
+    sa.Column("ref", sa.String(), nullable=True),  # the holder's own id for the SKU (variant ref, article key)
     sa.Index(None, "batch_id", "side", "key"),
 )
 

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("sku_key", sa.String(), nullable=False),
         sa.Column("key", sa.String(), nullable=False),
         sa.Column("sku", sa.String(), nullable=False),
+        sa.Column("ref", sa.String(), nullable=True),
         sa.ForeignKeyConstraint(
             ["batch_id"], ["staging_batch.batch_id"], name="fk_staged_sku_batch_id_staging_batch", ondelete="CASCADE"
         ),
