@@ -92,6 +92,7 @@ class Endpoints:
             "http://airflow-apiserver:8080/": f"{self.api_url}/",
             "/opt/airflow/include": str(REPO_ROOT / "include"),
             "/opt/airflow/auth": str(self.home / "auth"),
+            "/opt/airflow/reports": str(self.home / "reports"),
         }
         for container, local in substitutions.items():
             value = value.replace(container, local)

@@ -71,6 +71,9 @@ def test_compose_names_the_celery_layout() -> None:
         assert service["build"]["dockerfile"] == "docker/Dockerfile", name
         assert service["image"] == f"starmamut-airflow:{locked_airflow_version()}", name
         assert {"./dags:/opt/airflow/dags:ro", "./include:/opt/airflow/include:ro"} <= set(service["volumes"])
+        # the migration's report files land on the host, where the owner can open them
+        assert "./reports:/opt/airflow/reports" in service["volumes"], name
+        assert service["environment"]["STARMAMUT_REPORTS_DIR"] == "/opt/airflow/reports", name
     for name, service in services.items():
         if name != "airflow-init":
             assert "healthcheck" in service, f"{name} has no health check"
