@@ -32,7 +32,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +57,7 @@ from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository
 from starmamut.mapping.catalogue import axis_values, normalise_family, sku_key, vat_rates_by_code
 from starmamut.mapping.prices_stock import VARIANT_TARGET, StockStatusIds, shop_stock, stock_ledger_value
 from starmamut.mapping.products import MappingError, children, content_hash, family_from_record
-from starmamut.staging.store import Link, SkuHolder, StagedRow
+from starmamut.staging.store import Batch, Link, SkuHolder, StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.transforms import RecordTransforms
 
@@ -121,17 +121,24 @@ class MigrationOptions:
 def start(ctx: JobContext, options: MigrationOptions) -> dict[str, Any]:
     """Resume the newest unfinished batch with these options, or start one (a dry run always starts afresh)."""
     store, shop = ctx.store, ctx.shop.id
-    identity = options.identity(ctx.params)
-    if not ctx.params.dry_run:
-        for batch in store.latest_batches(shop, JOB, limit=50):
-            if batch.status == "running" and not batch.dry_run and batch.counts.get("options") == identity:
-                log.info("shop %s: resuming initial product sync batch %s (phase %s)", shop, batch.batch_id,
-                         batch.counts.get("phase"))
-                return {"batch_id": batch.batch_id, "resumed": True}
+    batch = None if ctx.params.dry_run else _unfinished_batch(ctx, options)
+    if batch is not None:
+        log.info("shop %s: resuming initial product sync batch %s (phase %s)", shop, batch.batch_id,
+                 batch.counts.get("phase"))
+        return {"batch_id": batch.batch_id, "resumed": True}
     batch_id = store.start_batch(shop, JOB, options.entity, dry_run=ctx.params.dry_run)
-    store.set_batch_progress(batch_id, {"options": identity, "phase": "extract", "pages_done": 0})
+    store.set_batch_progress(batch_id, {"options": options.identity(ctx.params), "phase": "extract",
+                                        "pages_done": 0})
     log.info("shop %s: initial product sync %s started as batch %s", shop, options.direction, batch_id)
     return {"batch_id": batch_id, "resumed": False}
+
+
+def _unfinished_batch(ctx: JobContext, options: MigrationOptions) -> Batch | None:
+    """The newest unfinished batch of this kind of run (dry or not) with these options: the run's own."""
+    identity = options.identity(ctx.params)
+    return next((batch for batch in ctx.store.latest_batches(ctx.shop.id, JOB, limit=50)
+                 if batch.status == "running" and batch.dry_run == ctx.params.dry_run
+                 and batch.counts.get("options") == identity), None)
 
 
 # ----------------------------------------------------------------------------------------------------- extract
@@ -359,6 +366,7 @@ def _plan(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[
     store = ctx.store
     plan = _Plan(create=[], matched=[], conflicts={}, unchanged=[])
     links = store.get_links(ctx.shop.id, options.entity, [row.key for row in rows])
+    started_at = store.get_batch(batch_id).started_at
     skus = {row.key: {sku_key(variant["sku"]) for variant in row.payload["variants"]} for row in rows}
     all_skus = [key for family in skus.values() for key in family]
     source_holders = store.holders_by_sku(batch_id, SOURCE, all_skus)
@@ -367,7 +375,10 @@ def _plan(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[
         batch_id, TARGET, {holder.key for holders in target_holders.values() for holder in holders})
     for row in rows:
         link = links.get(row.key)
-        if link is not None and link.retired_at is None and link.content_hash == row.content_hash:
+        # A link this batch made is a write cut off before its outcome was recorded: planned again, it is
+        # found in the target and counted as what it was (created, updated, linked), not as unchanged.
+        if (link is not None and link.retired_at is None and link.content_hash == row.content_hash
+                and (link.synced_at is None or link.synced_at < started_at)):
             plan.unchanged.append(row.key)
             continue
         shared = {sku: sorted(holder.key for holder in source_holders[sku] if holder.key != row.key)
@@ -433,35 +444,37 @@ def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, 
         _settle(ctx, batch_id, options.entity, outcomes)
         failpoint("initial_product_sync.after_settle")
     if options.on_conflict == "link_and_skip":
-        _link_in_mamut(ctx, batch_id, options, repository, [row for row, _ in plan.matched])
+        _link_in_mamut(ctx, batch_id, options, repository, plan.matched)
     elif options.on_conflict == "report_only":
         _report_matched(ctx, batch_id, options, plan)
     return 0
 
 
 def _link_in_mamut(ctx: JobContext, batch_id: str, options: MigrationOptions, repository: ProductRepository,
-                   rows: list[StagedRow]) -> None:
-    """Link matched families to the Mamut articles they already have, writing nothing to Mamut."""
-    settings = ctx.shop.products_to_mamut
-    for chunk in chunked(rows, 500):
+                   matched: list[tuple[StagedRow, list[SkuHolder]]]) -> None:
+    """Link matched families to the Mamut family that already holds their SKUs, writing nothing to Mamut."""
+    shop = ctx.shop.id
+    for chunk in chunked(matched, 500):
         if not ctx.params.dry_run:
-            mains = {row.key: family_from_record(row.payload, vat_codes=ctx.settings.mamut.vat_codes,
-                                                 main_sku_template=settings.main_sku_template).main.sku
-                     for row in chunk}
-            keys = repository.keys_by_sku([*mains.values(), *(variant["sku"] for row in chunk
-                                                             for variant in row.payload["variants"])])
-            shop = ctx.shop.id
+            # A target holder's key is its Mamut family's main article number, whatever it is called.
+            keys = repository.keys_by_sku([sku for _, holders in chunk for sku in
+                                           (holders[0].key, *(holder.sku for holder in holders))])
             ctx.store.upsert_links([
                 *(Link(shop=shop, entity=VARIANT, key=str(variant["variant_id"]),
                        starweb_id=variant_ref(row.payload["product_id"], variant["variant_id"]),
-                       mamut_key=_key(keys, variant["sku"]), sku=variant["sku"], content_hash=None, synced_at=None,
-                       retired_at=None)
-                  for row in chunk for variant in row.payload["variants"]),
+                       mamut_key=_key(keys, _target_sku(holders, variant["sku"])), sku=variant["sku"],
+                       content_hash=None, synced_at=None, retired_at=None)
+                  for row, holders in chunk for variant in row.payload["variants"]),
                 *(Link(shop=shop, entity=options.entity, key=row.key, starweb_id=row.key,
-                       mamut_key=_key(keys, mains[row.key]), sku=mains[row.key], content_hash=row.content_hash,
-                       synced_at=None, retired_at=None) for row in chunk),
+                       mamut_key=_key(keys, holders[0].key), sku=holders[0].key, content_hash=row.content_hash,
+                       synced_at=None, retired_at=None) for row, holders in chunk),
             ])
-        _settle(ctx, batch_id, options.entity, {row.key: ("linked", None) for row in chunk})
+        _settle(ctx, batch_id, options.entity, {row.key: ("linked", None) for row, _ in chunk})
+
+
+def _target_sku(holders: list[SkuHolder], sku: str) -> str:
+    """The target's own spelling of a SKU the family holds (matching ignores letter case)."""
+    return next(holder.sku for holder in holders if holder.sku_key == sku_key(sku))
 
 
 def _key(keys: Mapping[str, int], sku: str) -> str | None:
@@ -606,12 +619,26 @@ def _source_sku(row: StagedRow, holder: SkuHolder) -> str:
 
 
 def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices", "stock"]) -> dict[str, Any]:
-    """Mamut → Starweb prices or stock of the migrated SKUs, through the regular ledger-based job."""
+    """Mamut → Starweb prices or stock of the SKUs this run created or overwrote, through the regular ledger-based
+    job; a product only linked, listed or in conflict keeps the shop's values (the regular jobs govern it later)."""
     wanted = options.include_prices or options.include_price_lists if job == "prices" else options.include_stock
     if options.direction != "mamut_to_starweb" or not wanted:
         return {"skipped": True, "requests": 0}
+    skus = _written_skus(ctx, options)
+    if not skus:
+        return {"skipped": True, "requests": 0}
     module = prices_to_starweb if job == "prices" else stock_to_starweb
-    return module.run(ctx)
+    return module.run(replace(ctx, params=replace(ctx.params, skus=skus)))
+
+
+def _written_skus(ctx: JobContext, options: MigrationOptions) -> tuple[str, ...]:
+    """The SKUs of the families the run's batch created or overwrote (or would have, in a dry run)."""
+    batch = _unfinished_batch(ctx, options)
+    if batch is None:
+        return ()
+    written = {"created", "updated", "would_created", "would_updated"}
+    return tuple(variant["sku"] for row in ctx.store.iter_staged(batch.batch_id, options.entity)
+                 if row.verdict in written for variant in row.payload["variants"])
 
 
 # ------------------------------------------------------------------------------------------------------ report
