@@ -320,42 +320,15 @@ def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str
 
 
 def _validate(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[StagedRow]) -> set[str]:
-    """Run the direction's checks on the families not yet validated; returns the keys that passed."""
+    """Run the regular product job's checks on the families not yet validated; returns the keys that passed."""
     if not rows:
         return set()
-    import pandas as pd
-
-    from starmamut.quality.runner import validate_rows
-
-    reasons: dict[str, list[dict[str, str]]] = {}
     if options.direction == "starweb_to_mamut":
-        from starmamut.mapping import products as mapping
-        from starmamut.quality.products import product_checks
-
-        checks = product_checks(allowed_vat_rates=ctx.settings.mamut.vat_codes)
-        columns = ["row_key", "product_key", "sku", "name", "price", "vat_rate", "axis_count", "ean"]
+        reasons = products_to_mamut.check_records(ctx, batch_id, rows)
         threshold = ctx.shop.products_to_mamut.quarantine_threshold
-        for row in rows:
-            if not row.payload["variants"]:
-                reasons.setdefault(row.key, []).append(
-                    {"check": "has_variants", "reason": "the product has no variant, so no article number"})
     else:
-        from starmamut.mapping import catalogue as mapping  # type: ignore[no-redef]
-        from starmamut.quality.catalogue import CATALOGUE_COLUMNS, catalogue_checks
-
-        checks = catalogue_checks(vat_codes=ctx.settings.mamut.vat_codes.values())
-        columns = list(CATALOGUE_COLUMNS)
+        reasons = products_to_starweb.check_records(ctx, batch_id, rows)
         threshold = ctx.shop.products_to_starweb.quarantine_threshold
-        for row in rows:
-            for problem in mapping.structure_problems(row.payload):
-                reasons.setdefault(row.key, []).append({"check": "has_variants", "reason": problem})
-    table = [item for row in rows for item in mapping.validation_rows(row.payload)]
-    family_of = {item["row_key"]: item["product_key"] for item in table}
-    report = validate_rows(pd.DataFrame(table, columns=columns), checks, key_column="row_key",
-                           suite_name=f"{ctx.shop.id}_{JOB}_{batch_id}")
-    for row_key, failures in report.failures.items():
-        reasons.setdefault(family_of[row_key], []).extend(
-            {"check": failure.check, "reason": failure.reason} for failure in failures)
     apply_verdicts(ctx, batch_id, options.entity, (row.key for row in rows), reasons, threshold=threshold,
                    noun="product family")
     return {row.key for row in rows} - set(reasons)

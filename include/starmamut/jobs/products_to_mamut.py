@@ -20,6 +20,7 @@ from starmamut.config import TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
     JobContext,
+    Reasons,
     apply_verdicts,
     chunked,
     close_batch,
@@ -77,11 +78,17 @@ def extract(ctx: JobContext) -> dict[str, Any]:
 
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Run the product checks; quarantine failing products with their reasons; stop if too many fail."""
+    staged = list(ctx.store.iter_staged(batch_id, ENTITY))
+    return apply_verdicts(ctx, batch_id, ENTITY, (record.key for record in staged),
+                          check_records(ctx, batch_id, staged),
+                          threshold=ctx.shop.products_to_mamut.quarantine_threshold, noun="product")
+
+
+def check_records(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> dict[str, Reasons]:
+    """Why each failing staged product fails: the product suite on its variant rows, or having no variant."""
     from starmamut.quality.products import product_checks
     from starmamut.quality.runner import validate_rows
 
-    shop = ctx.shop
-    staged = list(ctx.store.iter_staged(batch_id, ENTITY))
     rows = [row for record in staged for row in validation_rows(record.payload)]
     frame = pd.DataFrame(rows, columns=["row_key", "product_key", "sku", "name", "price", "vat_rate",
                                         "axis_count", "ean"])
@@ -89,9 +96,9 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
         frame,
         product_checks(allowed_vat_rates=ctx.settings.mamut.vat_codes),
         key_column="row_key",
-        suite_name=f"{shop.id}_{JOB}_{batch_id}",
+        suite_name=f"{ctx.shop.id}_{JOB}_{batch_id}",
     )
-    reasons_by_product: dict[str, list[dict[str, str]]] = {}
+    reasons_by_product: dict[str, Reasons] = {}
     for row_key, failures in report.failures.items():
         product_key = row_key.split(":", 1)[0]
         reasons_by_product.setdefault(product_key, []).extend(
@@ -102,8 +109,8 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
             reasons_by_product.setdefault(record.key, []).append(
                 {"check": "has_variants", "reason": "the product has no variant, so no article number"}
             )
-    return apply_verdicts(ctx, batch_id, ENTITY, (record.key for record in staged), reasons_by_product,
-                          threshold=shop.products_to_mamut.quarantine_threshold, noun="product")
+    return reasons_by_product
+
 
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Write new and changed valid products to Mamut; link each one in the id map right after its commit."""

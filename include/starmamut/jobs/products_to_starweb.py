@@ -35,6 +35,7 @@ from starmamut.config import TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
     JobContext,
+    Reasons,
     apply_verdicts,
     chunked,
     close_batch,
@@ -101,20 +102,26 @@ def extract(ctx: JobContext) -> dict[str, Any]:
 
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Run the catalogue checks; quarantine failing families with their reasons; stop if too many fail."""
+    staged = list(ctx.store.iter_staged(batch_id, ENTITY))
+    return apply_verdicts(ctx, batch_id, ENTITY, (record.key for record in staged),
+                          check_records(ctx, batch_id, staged),
+                          threshold=ctx.shop.products_to_starweb.quarantine_threshold, noun="Mamut product")
+
+
+def check_records(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> dict[str, Reasons]:
+    """Why each failing staged family fails: its variant structure, or the catalogue suite on its rows."""
     from starmamut.quality.catalogue import CATALOGUE_COLUMNS, catalogue_checks
     from starmamut.quality.runner import validate_rows
 
-    shop, store = ctx.shop, ctx.store
-    staged = list(store.iter_staged(batch_id, ENTITY))
     rows = [row for record in staged for row in validation_rows(record.payload)]
     family_of_row = {row["row_key"]: row["product_key"] for row in rows}
     report = validate_rows(
         pd.DataFrame(rows, columns=list(CATALOGUE_COLUMNS)),
         catalogue_checks(vat_codes=ctx.settings.mamut.vat_codes.values()),
         key_column="row_key",
-        suite_name=f"{shop.id}_{JOB}_{batch_id}",
+        suite_name=f"{ctx.shop.id}_{JOB}_{batch_id}",
     )
-    reasons: dict[str, list[dict[str, str]]] = {}
+    reasons: dict[str, Reasons] = {}
     for record in staged:
         for problem in structure_problems(record.payload):
             reasons.setdefault(record.key, []).append({"check": "has_variants", "reason": problem})
@@ -122,8 +129,8 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
         reasons.setdefault(family_of_row[row_key], []).extend(
             {"check": failure.check, "reason": failure.reason} for failure in failures
         )
-    return apply_verdicts(ctx, batch_id, ENTITY, (record.key for record in staged), reasons,
-                          threshold=shop.products_to_starweb.quarantine_threshold, noun="Mamut product")
+    return reasons
+
 
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Create or update the changed valid families in Starweb, sending only what differs.
