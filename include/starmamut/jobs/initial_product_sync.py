@@ -26,8 +26,6 @@ run finds nothing to do; this module adds what a first load needs on top:
 
 from __future__ import annotations
 
-import functools
-import itertools
 import logging
 import os
 import time
@@ -172,17 +170,18 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
         reference = ShopReference.read(client, shop.language)
         include = products_to_mamut.PRODUCT_INCLUDE
 
-        def read_page(page: int, products: list[dict[str, Any]] | None = None) -> list[StagedRow]:
-            products = client.products_page(page, include)[0] if products is None else products
+        # Pages overlap by one on resume: a product deleted meanwhile shifts the next ones a place forward.
+        first_page = max(1, int(progress["pages_done"]))
+        first_products, total_pages = client.products_page(first_page, include)  # says how many pages there are
+        pages = range(first_page, total_pages + 1)
+
+        def read_page(page: int) -> list[StagedRow]:
+            products = first_products if page == first_page else client.products_page(page, include)[0]
             return [row for product in products
                     if (row := _staged_product(client, reference, after_mapping, product)) is not None]
 
-        # Pages overlap by one on resume: a product deleted meanwhile shifts the next ones a place forward.
-        first_page = max(1, int(progress["pages_done"]))
-        products, total_pages = client.products_page(first_page, include)
-        pages = range(first_page, total_pages + 1)
         started = time.monotonic()
-        staged = itertools.chain([read_page(first_page, products)], client.map_concurrent(read_page, pages[1:]))
+        staged = client.map_concurrent(read_page, pages)
         for page, rows in zip(pages, staged, strict=True):
             rows = [row for row in rows if _wanted(ctx, row)]
             store.stage_rows(batch_id, options.entity, rows)
@@ -515,10 +514,18 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
         work = plan.create + ([row for row, _ in plan.matched] if options.on_conflict == "overwrite" else [])
         sync.place({variant["sku"]: matched[row.key] for row in work if row.key in matched
                     for variant in row.payload["variants"]})
-        for rows in chunked(work, 50):
-            known = KnownFamilies.read(ctx, [row.key for row in rows])
+        rows_by_key = {row.key: row for row in work}
+
+        def with_known() -> Iterator[tuple[StagedRow, KnownFamilies]]:
+            for rows in chunked(work, 50):
+                known = KnownFamilies.read(ctx, [row.key for row in rows])
+                yield from ((row, known) for row in rows)
+
+        # One stream through the pool (it never drains between groups); outcomes are recorded 50 at a time.
+        results = client.map_concurrent(lambda item: sync.run(*item), with_known())
+        for done in chunked(results, 50):
             outcomes: dict[str, tuple[str, str | None]] = {}
-            for outcome in client.map_concurrent(functools.partial(sync.run, known=known), rows):
+            for outcome in done:
                 if outcome.problem is not None:
                     check, reason = outcome.problem
                     outcomes[outcome.key] = ("failed", reason)
@@ -530,8 +537,8 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
             if not ctx.params.dry_run:
                 store.set_ledger(ctx.shop.id, stock_to_starweb.ENTITY, {
                     (variant["sku"], VARIANT_TARGET): stock_ledger_value(*stock[variant["sku"]])
-                    for row in rows if outcomes.get(row.key, ("",))[0] == "created"
-                    for variant in row.payload["variants"] if variant["sku"] in stock})
+                    for key, (verdict, _) in outcomes.items() if verdict == "created"
+                    for variant in rows_by_key[key].payload["variants"] if variant["sku"] in stock})
             _settle(ctx, batch_id, options.entity, outcomes)
             failpoint("initial_product_sync.after_settle")
         if options.on_conflict == "link_and_skip":

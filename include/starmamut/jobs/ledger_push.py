@@ -38,7 +38,7 @@ from starmamut.jobs.common import JobContext, apply_verdicts, chunked, close_bat
 from starmamut.jobs.starweb_binder import VARIANT, bind_variants_by_sku
 from starmamut.mapping.prices_stock import PlannedRequest, row_key
 from starmamut.quality.runner import RowCheck, validate_rows
-from starmamut.staging.store import Link, StagedRow
+from starmamut.staging.store import Link, StagedRow, StagingStore
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebError
 from starmamut.transforms import RecordTransforms
@@ -117,42 +117,51 @@ def stage_changes(ctx: JobContext, spec: PushSpec, client: StarwebClient, desire
     """Start a batch and stage the values to push (see the module docstring); returns the batch id, counts
     (read, unchanged, changed, not_in_shop) and the requests ``client`` has used, for the extract step.
 
-    The changed values are held until their SKUs are bound in one call, so the shop is searched at most once
-    per run (a search may list the whole catalogue).
+    Values whose SKU the id map places are staged chunk by chunk, so memory stays flat however large the
+    catalogue; only the others are held until their SKUs are bound in one call, so the shop is searched at
+    most once per run (a search may list the whole catalogue).
     """
     shop, store, full_refresh = ctx.shop.id, ctx.store, ctx.params.full_refresh
     batch_id = store.start_batch(shop, spec.job, spec.entity, dry_run=ctx.params.dry_run)
     recheck = {entry.key for entry in store.open_quarantine(shop, spec.entity)}
     after_mapping = _transforms(ctx, spec, batch_id, "after_mapping")
-    counts = {"read": 0, "unchanged": 0}
-    changed: list[Desired] = []
+    counts = {"read": 0, "unchanged": 0, "changed": 0}
+    unplaced: list[Desired] = []
     for chunk in chunked(desired, LEDGER_CHUNK):
         counts["read"] += len(chunk)
         if after_mapping:
             chunk = [kept for item in chunk if (kept := _transformed(spec, after_mapping, item)) is not None]
         ledger = {} if full_refresh else store.get_ledger(shop, spec.entity, {item.sku for item in chunk})
-        changed.extend(
-            item for item in chunk
-            if full_refresh or item.key in recheck or ledger.get((item.sku, item.target)) != item.value
-        )
+        changed = [item for item in chunk
+                   if full_refresh or item.key in recheck or ledger.get((item.sku, item.target)) != item.value]
+        counts["changed"] += len(changed)
+        placed = store.find_links_by_sku(shop, VARIANT, {item.sku for item in changed})
+        _stage_placed(store, spec, batch_id, changed, placed)
+        unplaced.extend(item for item in changed if item.sku not in placed)
     transformed = after_mapping.finish()
-    counts["unchanged"] = counts["read"] - len(changed) - sum(transformed.values())
-    links = _bind(ctx, client, list(dict.fromkeys(item.sku for item in changed)))
-    staged = store.stage_rows(batch_id, spec.entity, (
+    counts["unchanged"] = counts["read"] - counts["changed"] - sum(transformed.values())
+    links = _bind(ctx, client, list(dict.fromkeys(item.sku for item in unplaced)))
+    staged = counts["changed"] - len(unplaced) + _stage_placed(store, spec, batch_id, unplaced, links)
+    not_in_shop = sorted({item.sku for item in unplaced if item.sku not in links})
+    if not_in_shop:
+        log.info("shop %s: %d Mamut article(s) have no variant in the shop and are left out, e.g. %s",
+                 shop, len(not_in_shop), ", ".join(not_in_shop[:10]))
+    return {"batch_id": batch_id, "read": counts["read"], "unchanged": counts["unchanged"], "changed": staged,
+            "not_in_shop": len(not_in_shop), "requests": client.stats.requests_sent, **transformed}
+
+
+def _stage_placed(store: StagingStore, spec: PushSpec, batch_id: str, items: Iterable[Desired],
+                  links: Mapping[str, Link]) -> int:
+    """Stage the values whose SKU has a variant link, naming the variant; returns how many were staged."""
+    return store.stage_rows(batch_id, spec.entity, (
         StagedRow(
             key=item.key,
             payload={**item.record, "sku": item.sku, "target": item.target, "value": item.value,
                      "variant": links[item.sku].starweb_id},
             content_hash=item.value,
         )
-        for item in changed if item.sku in links
+        for item in items if item.sku in links
     ))
-    not_in_shop = sorted({item.sku for item in changed if item.sku not in links})
-    if not_in_shop:
-        log.info("shop %s: %d Mamut article(s) have no variant in the shop and are left out, e.g. %s",
-                 shop, len(not_in_shop), ", ".join(not_in_shop[:10]))
-    return {"batch_id": batch_id, **counts, "changed": staged, "not_in_shop": len(not_in_shop),
-            "requests": client.stats.requests_sent, **transformed}
 
 
 def _transforms(ctx: JobContext, spec: PushSpec, batch_id: str, point: TransformPoint) -> RecordTransforms:
