@@ -109,6 +109,8 @@ MIGRATION_PARAMS = {
     "include_prices": Param(True, type="boolean", description="Move the base price."),
     "include_price_lists": Param(True, type="boolean", description="Move the mapped price lists."),
     "include_stock": Param(True, type="boolean", description="Move stock and stock status."),
+    "restart": Param(False, type="boolean", description="Start over instead of resuming an unfinished run with "
+                                                        "the same options (what it moved is found linked)."),
 }
 
 

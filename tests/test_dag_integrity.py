@@ -94,7 +94,7 @@ def test_migration_dags_are_manual_chunked_and_pooled(monkeypatch: pytest.Monkey
         assert [t.task_id for t in dag.topological_sort()] == [
             "start", "extract", "migrate_chunk", "push_prices", "push_stock", "report"]
         assert set(dag.params) == {"direction", "dry_run", "skus", "chunk_size", "on_conflict", "include_prices",
-                                   "include_price_lists", "include_stock"}
+                                   "include_price_lists", "include_stock", "restart"}
         assert all(f"`{name}`" in dag.doc_md for name in dag.params)
         assert dag.get_task("migrate_chunk").is_mapped and not dag.get_task("extract").is_mapped
         for task_id in ("extract", "migrate_chunk", "push_prices", "push_stock"):

@@ -384,6 +384,23 @@ def test_starweb_to_mamut_killed_midway_resumes_to_the_state_of_an_uninterrupted
             < page_reads(uninterrupted.sandbox), "only the page in progress and the unread ones are read"
 
 
+def test_restart_abandons_the_unfinished_run_and_still_duplicates_nothing(open_systems, monkeypatch) -> None:
+    uninterrupted = open_systems(S2M)
+    uninterrupted.migrate()
+    killed = open_systems(S2M)
+    batch_id = crash(killed, "initial_product_sync.after_settle@2", monkeypatch)
+    moved = {row.key for row in killed.store.iter_staged(batch_id, "product") if row.verdict == "created"}
+
+    restarted = killed.migrate(restart=True)
+
+    assert killed.store.get_batch(batch_id).status == "abandoned"
+    (latest, abandoned) = killed.store.latest_batches(SHOP, JOB, limit=2)
+    assert abandoned.batch_id == batch_id and latest.batch_id != batch_id and latest.status == "done"
+    assert moved and restarted["unchanged"] == len(moved), "what the abandoned run moved is found linked"
+    assert restarted["created"] == restarted["families"] - len(moved)
+    assert mamut_catalogue(killed.mamut) == mamut_catalogue(uninterrupted.mamut)
+
+
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
 @pytest.mark.parametrize("failpoint", ["initial_product_sync.after_settle@1",
                                        "products_to_starweb.after_starweb_create@4"])

@@ -84,6 +84,7 @@ class MigrationOptions:
     include_prices: bool = True
     include_price_lists: bool = True
     include_stock: bool = True
+    restart: bool = False  # abandon an unfinished run with these options instead of resuming it
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> MigrationOptions:
@@ -99,7 +100,8 @@ class MigrationOptions:
         return cls(direction=direction, chunk_size=chunk_size, on_conflict=on_conflict,
                    include_prices=bool(params.get("include_prices", True)),
                    include_price_lists=bool(params.get("include_price_lists", True)),
-                   include_stock=bool(params.get("include_stock", True)))
+                   include_stock=bool(params.get("include_stock", True)),
+                   restart=bool(params.get("restart", False)))
 
     def identity(self, params: RunParams) -> dict[str, Any]:
         """What a run must share with an unfinished batch to resume it (the chunk size may change)."""
@@ -117,9 +119,18 @@ class MigrationOptions:
 
 
 def start(ctx: JobContext, options: MigrationOptions) -> dict[str, Any]:
-    """Resume the newest unfinished batch with these options, or start one (a dry run always starts afresh)."""
+    """Resume the newest unfinished batch with these options, or start one (a dry run always starts afresh).
+
+    With ``restart`` the unfinished batch is closed as ``abandoned`` and a new one reads both sides again:
+    the way to pick up source fixes after a chunk stopped at the quality gate. Families it already moved are
+    found linked and counted ``unchanged``.
+    """
     store, shop = ctx.store, ctx.shop.id
     batch = None if ctx.params.dry_run else _unfinished_batch(ctx, options)
+    if batch is not None and options.restart:
+        store.finish_batch(batch.batch_id, "abandoned", batch.counts)
+        log.info("shop %s: unfinished initial product sync batch %s abandoned (restart)", shop, batch.batch_id)
+        batch = None
     if batch is not None:
         log.info("shop %s: resuming initial product sync batch %s (phase %s)", shop, batch.batch_id,
                  batch.counts.get("phase"))
