@@ -20,7 +20,7 @@ as the columns store them, so a re-run writes nothing and EDITDATE stays.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -323,13 +323,7 @@ class ProductRepository:
     def _known_product_keys(self, transaction: MamutTransaction, skus: list[str]) -> dict[str, int]:
         """Key per sku; any sku Mamut does not have refuses the whole chunk, naming it."""
         keys = self._keys_in(transaction, skus)
-        unknown = [sku for sku in dict.fromkeys(skus) if sku not in keys]
-        if unknown:
-            raise MamutRecordError(
-                f"{len(unknown)} sku(s) not in Mamut's product register: {_listed(unknown)}",
-                operation="select",
-                table=PRODUCT,
-            )
+        _refuse_unknown(skus, keys, "sku(s) not in Mamut's product register", PRODUCT)
         return keys
 
     @staticmethod
@@ -353,24 +347,15 @@ class ProductRepository:
                     table=PRICE_LIST,
                 )
             ids[name] = row["price_list_id"]
-        unknown = [name for name in dict.fromkeys(names) if name not in ids]
-        if unknown:
-            raise MamutRecordError(
-                f"unknown Mamut price list(s): {_listed([repr(name) for name in unknown])}",
-                operation="select",
-                table=PRICE_LIST,
-            )
+        _refuse_unknown([repr(name) for name in names], {repr(name) for name in ids}, "unknown Mamut price list(s)",
+                        PRICE_LIST)
         return ids
 
     @staticmethod
     def _check_warehouses(transaction: MamutTransaction, warehouse_ids: list[int]) -> None:
         rows = transaction.select(WAREHOUSE, ["warehouse_id"], where_in=("warehouse_id", warehouse_ids))
         known = {row["warehouse_id"] for row in rows}
-        unknown = [warehouse_id for warehouse_id in dict.fromkeys(warehouse_ids) if warehouse_id not in known]
-        if unknown:
-            raise MamutRecordError(
-                f"unknown Mamut warehouse(s): {_listed(unknown)}", operation="select", table=WAREHOUSE
-            )
+        _refuse_unknown(warehouse_ids, known, "unknown Mamut warehouse(s)", WAREHOUSE)
 
     def _desired_values(self, article: MamutArticle) -> dict[str, Any]:
         """The article's column values in canonical form (as they read back), only for mapped columns."""
@@ -529,6 +514,13 @@ def _write_values(
     transaction.insert_many(table.logical, inserts)
     written = len(inserts) + updated
     return ValueWriteResult(written=written, unchanged=len(desired) - written)
+
+
+def _refuse_unknown(wanted: Iterable[Any], known: Collection[Any], what: str, table: str) -> None:
+    """Refuse the whole chunk, naming (the first few of) the values Mamut does not have, before any write."""
+    unknown = [value for value in dict.fromkeys(wanted) if value not in known]
+    if unknown:
+        raise MamutRecordError(f"{len(unknown)} {what}: {_listed(unknown)}", operation="select", table=table)
 
 
 def _listed(values: list[Any]) -> str:
