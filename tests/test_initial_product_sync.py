@@ -350,6 +350,25 @@ def test_mamut_to_starweb_makes_the_shop_equal_to_mamut_and_a_second_run_sends_n
     assert len(systems.sandbox.write_requests()) == sent, "neither a second run nor the regular jobs send a write"
 
 
+def test_mamut_to_starweb_moves_only_the_values_the_include_params_ask_for(open_systems) -> None:
+    systems = open_systems(M2S)
+
+    systems.migrate(include_prices=True, include_price_lists=False, include_stock=False)
+
+    reader = CatalogueReader(systems.mamut)
+    base = {row.sku: cents(row.price) for row in reader.iter_prices(["base"])}
+    assert base and {sku: shop_price_of(systems.sandbox, sku, MASTER) for sku in base} == base
+    for pricelist in (RESELLER, EURO):
+        assert {shop_price_of(systems.sandbox, sku, pricelist) for sku in base} == {0}, "price lists left out"
+    shown = [shop_stock_of(systems.sandbox, sku) for sku in base]
+    assert all(stock["variant"][0] in (None, 0) and "store" not in stock for stock in shown), "stock left out"
+    written = {(request.method, re.sub(r"\d+", "{id}", request.path)) for request in systems.sandbox.write_requests()
+               if not request.path.startswith("/product-attributes")}  # the variant values the shop lacked
+    assert written == {("POST", "/products"), ("PUT", "/products/{id}/variants/{id}/prices/{id}")}
+    assert {int(request.path.rsplit("/", 1)[1]) for request in systems.sandbox.write_requests()
+            if "/prices/" in request.path} == {MASTER}
+
+
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
 @pytest.mark.parametrize(("failpoint", "extract_finished"), [
     ("initial_product_sync.after_page@2", False),

@@ -611,23 +611,38 @@ def _source_sku(row: StagedRow, holder: SkuHolder) -> str:
 
 def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices", "stock"]) -> dict[str, Any]:
     """Mamut → Starweb prices or stock of the SKUs this run created or overwrote, through the regular ledger-based
-    job; a product only linked, listed or in conflict keeps the shop's values (the regular jobs govern it later)."""
-    wanted = options.include_prices or options.include_price_lists if job == "prices" else options.include_stock
-    if options.direction != "mamut_to_starweb" or not wanted:
+    job; a product only linked, listed or in conflict keeps the shop's values (the regular jobs govern it later).
+    ``include_prices`` and ``include_price_lists`` choose the base-price and the price-list mappings."""
+    if options.direction != "mamut_to_starweb":
+        return {"skipped": True, "requests": 0}
+    shop = ctx.shop
+    if job == "prices":
+        mappings = [mapping for mapping in shop.prices_to_starweb.pricelists
+                    if (options.include_prices if mapping.mamut == "base" else options.include_price_lists)]
+        shop = shop.model_copy(update={"prices_to_starweb": shop.prices_to_starweb.model_copy(
+            update={"pricelists": mappings})})
+        wanted = bool(mappings)
+    else:
+        wanted = options.include_stock
+    if not wanted:
         return {"skipped": True, "requests": 0}
     skus = _written_skus(ctx, options)
-    if not skus:
+    if skus == ():
         return {"skipped": True, "requests": 0}
     module = prices_to_starweb if job == "prices" else stock_to_starweb
-    return module.run(replace(ctx, params=replace(ctx.params, skus=skus)))
+    return module.run(replace(ctx, shop=shop, params=replace(ctx.params, skus=skus or ctx.params.skus)))
 
 
-def _written_skus(ctx: JobContext, options: MigrationOptions) -> tuple[str, ...]:
-    """The SKUs of the families the run's batch created or overwrote (or would have, in a dry run)."""
+def _written_skus(ctx: JobContext, options: MigrationOptions) -> tuple[str, ...] | None:
+    """The SKUs of the families the run's batch created or overwrote (or would have, in a dry run); None when
+    that is every family it staged, so the push reads Mamut unfiltered instead of by a list of every SKU."""
     batch = _unfinished_batch(ctx, options)
     if batch is None:
         return ()
     written = {"created", "updated", "would_created", "would_updated"}
+    outcomes = set(ctx.store.count_staged(batch.batch_id, options.entity))
+    if outcomes and outcomes <= written:
+        return None
     return tuple(variant["sku"] for row in ctx.store.iter_staged(batch.batch_id, options.entity)
                  if row.verdict in written for variant in row.payload["variants"])
 

@@ -47,6 +47,7 @@ LEDGER_CHUNK = 2000
 # Ledger dimension remembering SKUs the shop did not have when searched (target "shop", value: when).
 NOT_IN_SHOP = "not_in_shop"
 LOAD_CHUNK = 500
+CHECK_CHUNK = 20_000  # values per run of the Great Expectations suite
 PLANNED_SHOWN = 100
 # Answers that refuse one value (bad value, forbidden target, variant or list gone): quarantine it, go on.
 REFUSAL_STATUSES = frozenset({400, 403, 404})
@@ -198,21 +199,31 @@ def _bind(ctx: JobContext, client: StarwebClient, skus: list[str]) -> dict[str, 
 
 
 def check_batch(ctx: JobContext, spec: PushSpec, batch_id: str, threshold: float) -> dict[str, int]:
-    """Validate the staged values; quarantine the failing ones with their reasons; stop if too many fail."""
+    """Validate the staged values; quarantine the failing ones with their reasons; stop if too many fail.
+
+    The suite runs on ``CHECK_CHUNK`` values at a time (the threshold applies to each), so a first push of a
+    whole catalogue is checked in flat memory.
+    """
     shop, store = ctx.shop.id, ctx.store
-    rows = [spec.check_row(row.key, row.payload) for row in store.iter_staged(batch_id, spec.entity)]
-    report = validate_rows(pd.DataFrame(rows, columns=list(spec.columns)), spec.checks(), key_column="row_key",
-                           suite_name=f"{shop}_{spec.job}_{batch_id}")
-    reasons = {key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
-               for key, failures in report.failures.items()}
-    return apply_verdicts(ctx, batch_id, spec.entity, (row["row_key"] for row in rows), reasons,
-                          threshold=threshold, noun=f"{spec.entity} value")
+    counts = {"valid": 0, "quarantined": 0}
+    for chunk in chunked(store.iter_staged(batch_id, spec.entity), CHECK_CHUNK):
+        rows = [spec.check_row(row.key, row.payload) for row in chunk]
+        report = validate_rows(pd.DataFrame(rows, columns=list(spec.columns)), spec.checks(), key_column="row_key",
+                               suite_name=f"{shop}_{spec.job}_{batch_id}")
+        reasons = {key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
+                   for key, failures in report.failures.items()}
+        verdicts = apply_verdicts(ctx, batch_id, spec.entity, (row["row_key"] for row in rows), reasons,
+                                  threshold=threshold, noun=f"{spec.entity} value")
+        counts = {key: counts[key] + verdicts[key] for key in counts}
+    return counts
+
 
 def push_batch(ctx: JobContext, spec: PushSpec, batch_id: str) -> dict[str, Any]:
     """Send the valid staged values that still differ from the ledger (see the module docstring)."""
     shop, store, params = ctx.shop.id, ctx.store, ctx.params
     counts: dict[str, Any] = {"loaded": 0, "unchanged": 0, "failed": 0, "requests": 0, "write_requests": 0}
-    settled: list[str] = []
+    held = {entry.key for entry in store.open_quarantine(shop, spec.entity)}
+    settled: list[str] = []  # held values now pushed or found pushed: their quarantine entries close
     before_load = _transforms(ctx, spec, batch_id, "before_load")
 
     def pending() -> Iterator[tuple[StagedRow, PlannedRequest]]:
@@ -227,7 +238,8 @@ def push_batch(ctx: JobContext, spec: PushSpec, batch_id: str) -> dict[str, Any]
                 previous = ledger.get((row.payload["sku"], row.payload["target"]))
                 if previous == row.payload["value"] and not params.full_refresh:
                     counts["unchanged"] += 1
-                    settled.append(row.key)
+                    if row.key in held:
+                        settled.append(row.key)
                     continue
                 yield row, spec.request(row.payload, parse_variant_ref(row.payload["variant"]), previous)
 
@@ -241,7 +253,8 @@ def push_batch(ctx: JobContext, spec: PushSpec, batch_id: str) -> dict[str, Any]
         for row, refusal in client.map_concurrent(lambda item: _send(ctx, spec, client, *item), pending()):
             if refusal is None:
                 counts["loaded"] += 1
-                settled.append(row.key)
+                if row.key in held:
+                    settled.append(row.key)
                 continue
             counts["failed"] += 1
             log.warning("shop %s: %s %s quarantined on load: %s", shop, spec.entity, row.key, refusal)
