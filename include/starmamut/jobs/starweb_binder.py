@@ -45,15 +45,16 @@ def bind_variants_by_sku(ctx: JobContext, client: StarwebClient, skus: Collectio
         return bound
     for found in chunked(locate_variants(client, unknown), _LINK_WRITE_CHUNK):
         earlier = store.get_links(shop, VARIANT, [str(variant_id) for _, _, variant_id in found])
+        links = {}
         for sku, product_id, variant_id in found:
             previous = earlier.get(str(variant_id))
-            link = Link(shop=shop, entity=VARIANT, key=str(variant_id), starweb_id=variant_ref(product_id, variant_id),
-                        mamut_key=previous.mamut_key if previous else None, sku=sku, content_hash=None,
-                        synced_at=None if ctx.params.dry_run else ctx.clock(), retired_at=None)
-            if not ctx.params.dry_run:
-                store.upsert_link(shop, VARIANT, link.key, starweb_id=link.starweb_id, mamut_key=link.mamut_key,
-                                  sku=sku, content_hash=None)
-            bound[sku] = link
+            links[sku] = Link(shop=shop, entity=VARIANT, key=str(variant_id),
+                              starweb_id=variant_ref(product_id, variant_id),
+                              mamut_key=previous.mamut_key if previous else None, sku=sku, content_hash=None,
+                              synced_at=None if ctx.params.dry_run else ctx.clock(), retired_at=None)
+        if not ctx.params.dry_run:
+            store.upsert_links(links.values())
+        bound.update(links)
     return bound
 
 
