@@ -17,13 +17,13 @@ import pytest
 from starmamut.config import Settings
 from starmamut.failpoints import SimulatedCrash
 from starmamut.jobs import order_status_to_starweb, orders_to_mamut, products_to_mamut
-from starmamut.jobs.common import JobContext, QualityGateFailed, RunParams
+from starmamut.jobs.common import JobContext, QualityGateFailed
 from starmamut.jobs.orders_to_mamut import UnknownOrderStatus
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.mock import progress_demo_orders, progress_order
 from starmamut.mamut.schema_map import SchemaMap
 from starmamut.staging.store import StagingStore
-from starmamut.starweb.client import StarwebClient, StarwebCredentials
+from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import MamutTestDatabase, fresh_mock_database
 from tests.fixtures.openapi_contract import assert_request_conforms
 
@@ -62,15 +62,11 @@ def settings_for(status: dict[str, Any]) -> Settings:
 
 
 def context_factory(sandbox: Any, gateway: MamutGateway, store: StagingStore) -> MakeContext:
-    credentials = StarwebCredentials(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
-
     def make(transitions: dict[str, Any] | None = None, **options: Any) -> JobContext:
         params = {name: options.pop(name) for name in ("dry_run", "full_refresh", "resync_ids", "since")
                   if name in options}
         settings = settings_for({"transitions": EVERY_STATE if transitions is None else transitions, **options})
-        return JobContext(settings=settings, shop=settings.shop("demo"), store=store,
-                          open_starweb=lambda: StarwebClient(credentials, backoff_base=0.01, backoff_cap=0.05),
-                          open_mamut=lambda: gateway, params=RunParams.from_mapping(params))
+        return sandbox_job_context(settings, sandbox, store, gateway, params)
 
     return make
 

@@ -14,10 +14,10 @@ import pytest
 from starmamut.config import Settings
 from starmamut.failpoints import SimulatedCrash
 from starmamut.jobs import orders_to_mamut, products_to_mamut
-from starmamut.jobs.common import JobContext, RunParams
+from starmamut.jobs.common import JobContext
 from starmamut.mamut.orders import OrderRepository
 from starmamut.staging.store import StagingStore
-from starmamut.starweb.client import StarwebClient, StarwebCredentials
+from tests.fixtures.jobs import sandbox_job_context
 
 ELIGIBLE = ["created", "picking", "completed", 5, 6]
 
@@ -34,13 +34,9 @@ def settings_for(**orders: Any) -> Settings:
 
 @pytest.fixture
 def make_ctx(sandbox: Any, mamut_db: Any, staging_store: StagingStore) -> Iterator[Callable[..., JobContext]]:
-    credentials = StarwebCredentials(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
-
     def make(shop: str = "demo", orders: dict[str, Any] | None = None, **params: Any) -> JobContext:
-        settings = settings_for(**(orders or {}))
-        return JobContext(settings=settings, shop=settings.shop(shop), store=staging_store,
-                          open_starweb=lambda: StarwebClient(credentials, backoff_base=0.01, backoff_cap=0.05),
-                          open_mamut=lambda: mamut_db.gateway, params=RunParams.from_mapping(params))
+        return sandbox_job_context(settings_for(**(orders or {})), sandbox, staging_store, mamut_db.gateway, params,
+                                   shop=shop)
 
     products_to_mamut.run(make())  # the catalogue first, so order lines find their articles
     yield make

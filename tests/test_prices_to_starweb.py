@@ -18,7 +18,7 @@ import pytest
 from starmamut.config import Settings
 from starmamut.failpoints import SimulatedCrash
 from starmamut.jobs import prices_to_starweb
-from starmamut.jobs.common import JobContext, QualityGateFailed, RunParams
+from starmamut.jobs.common import JobContext, QualityGateFailed
 from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.mapping.prices_stock import (
     StockStatusIds,
@@ -29,7 +29,7 @@ from starmamut.mapping.prices_stock import (
 )
 from starmamut.sandbox.server import RecordedRequest
 from starmamut.staging.store import StagingStore
-from starmamut.starweb.client import StarwebClient, StarwebCredentials
+from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.openapi_contract import assert_request_conforms
 
 MASTER, RESELLER, EURO = 1, 2, 3
@@ -123,19 +123,10 @@ def settings_for(flow: str = "erp", prices: dict[str, Any] | None = None,
 
 def context_factory(sandbox: Any, mamut_db: Any, staging_store: StagingStore) -> Callable[..., JobContext]:
     """JobContext factory: ``make(flow=..., prices=..., stock=..., **run_params)`` (shared with the stock tests)."""
-    credentials = StarwebCredentials(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
-
     def make(flow: str = "erp", prices: dict[str, Any] | None = None, stock: dict[str, Any] | None = None,
              **params: Any) -> JobContext:
-        settings = settings_for(flow, prices, stock)
-        return JobContext(
-            settings=settings,
-            shop=settings.shop("demo"),
-            store=staging_store,
-            open_starweb=lambda: StarwebClient(credentials, max_concurrency=4, backoff_base=0.01, backoff_cap=0.05),
-            open_mamut=lambda: mamut_db.gateway,
-            params=RunParams.from_mapping(params),
-        )
+        return sandbox_job_context(settings_for(flow, prices, stock), sandbox, staging_store, mamut_db.gateway,
+                                   params)
 
     return make
 

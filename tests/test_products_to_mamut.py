@@ -14,10 +14,10 @@ import pytest
 from starmamut.config import Settings
 from starmamut.failpoints import SimulatedCrash
 from starmamut.jobs import products_to_mamut
-from starmamut.jobs.common import JobContext, RunParams
+from starmamut.jobs.common import JobContext
 from starmamut.mamut.products import ProductRepository
 from starmamut.staging.store import StagingStore
-from starmamut.starweb.client import StarwebClient, StarwebCredentials
+from tests.fixtures.jobs import sandbox_job_context
 
 SETTINGS = {
     "version": 1,
@@ -47,17 +47,9 @@ def mamut_rows(gateway: Any) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def make_ctx(sandbox: Any, mamut_db: Any, staging_store: StagingStore) -> Iterator[Callable[..., JobContext]]:
     settings = Settings.model_validate(SETTINGS)
-    credentials = StarwebCredentials(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
 
     def make(**params: Any) -> JobContext:
-        return JobContext(
-            settings=settings,
-            shop=settings.shop("demo"),
-            store=staging_store,
-            open_starweb=lambda: StarwebClient(credentials, max_concurrency=4, backoff_base=0.01, backoff_cap=0.05),
-            open_mamut=lambda: mamut_db.gateway,
-            params=RunParams.from_mapping(params),
-        )
+        return sandbox_job_context(settings, sandbox, staging_store, mamut_db.gateway, params)
 
     yield make
 

@@ -17,7 +17,7 @@ import pytest
 from starmamut.config import Settings
 from starmamut.failpoints import SimulatedCrash
 from starmamut.jobs import products_to_starweb
-from starmamut.jobs.common import JobContext, RunParams, variant_ref
+from starmamut.jobs.common import JobContext, variant_ref
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mamut.catalogue import CatalogueReader
 from starmamut.mamut.gateway import MamutGateway
@@ -26,7 +26,7 @@ from starmamut.mamut.schema_map import SchemaMap
 from starmamut.sandbox import Sandbox
 from starmamut.sandbox.demo_data import SIZE_VALUE_IDS
 from starmamut.staging.store import StagingStore
-from starmamut.starweb.client import StarwebClient, StarwebCredentials
+from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import MAMUT_BACKENDS, fresh_mock_database
 from tests.fixtures.openapi_contract import assert_request_conforms
 
@@ -54,17 +54,9 @@ def mamut(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MamutGatew
 @pytest.fixture
 def make_ctx(sandbox: Sandbox, mamut: MamutGateway, staging_store: StagingStore) -> Callable[..., JobContext]:
     settings = Settings.model_validate(SETTINGS)
-    credentials = StarwebCredentials(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
 
     def make(**params: Any) -> JobContext:
-        return JobContext(
-            settings=settings,
-            shop=settings.shop("demo"),
-            store=staging_store,
-            open_starweb=lambda: StarwebClient(credentials, max_concurrency=4, backoff_base=0.01, backoff_cap=0.05),
-            open_mamut=lambda: mamut,
-            params=RunParams.from_mapping(params),
-        )
+        return sandbox_job_context(settings, sandbox, staging_store, mamut, params)
 
     return make
 

@@ -15,12 +15,11 @@ import pytest
 
 from starmamut.config import Settings, load_settings
 from starmamut.jobs import orders_to_mamut, prices_to_starweb, products_to_mamut, stock_to_starweb
-from starmamut.jobs.common import JobContext, RunParams
+from starmamut.jobs.common import JobContext
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap
 from starmamut.staging.store import StagingStore
-from starmamut.starweb.client import StarwebClient, StarwebCredentials
 from starmamut.transforms import (
     Reject,
     Skip,
@@ -32,6 +31,7 @@ from starmamut.transforms import (
     run_transforms,
     transform_steps,
 )
+from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import fresh_mock_database
 from tests.test_orders_to_mamut import ELIGIBLE, eligible_orders
 
@@ -272,13 +272,9 @@ def gateway(tmp_path: Path) -> Iterator[MamutGateway]:
 
 @pytest.fixture
 def make_ctx(sandbox: Any, gateway: MamutGateway, staging_store: StagingStore) -> Callable[..., JobContext]:
-    credentials = StarwebCredentials(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
-
     def make(transforms: dict[str, Any], flow: str = "ecom", **params: Any) -> JobContext:
         settings = shop_with(transforms, flow, orders_to_mamut={"eligible_statuses": ELIGIBLE})
-        return JobContext(settings=settings, shop=settings.shop("demo"), store=staging_store,
-                          open_starweb=lambda: StarwebClient(credentials, backoff_base=0.01, backoff_cap=0.05),
-                          open_mamut=lambda: gateway, params=RunParams.from_mapping(params))
+        return sandbox_job_context(settings, sandbox, staging_store, gateway, params)
 
     return make
 
