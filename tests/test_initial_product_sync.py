@@ -7,6 +7,7 @@ what the regular product job makes, or from an uninterrupted run on a fresh pair
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -28,7 +29,7 @@ from starmamut.jobs import (
     products_to_starweb,
     stock_to_starweb,
 )
-from starmamut.jobs.common import JobContext, RunParams
+from starmamut.jobs.common import JobContext
 from starmamut.jobs.initial_product_sync import SETTLED, MigrationOptions
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mamut.catalogue import CatalogueReader
@@ -38,7 +39,7 @@ from starmamut.mamut.schema_map import SchemaMap
 from starmamut.sandbox import Sandbox, start_sandbox
 from starmamut.sandbox.demo_data import SIZE_VALUE_IDS
 from starmamut.staging.store import StagingStore
-from starmamut.starweb.client import StarwebClient, StarwebCredentials
+from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import MAMUT_BACKENDS, fresh_mock_database
 from tests.test_prices_to_starweb import EURO, EURO_LIST, MASTER, RESELLER, RESELLER_LIST, cents, shop_price_of
 from tests.test_products_to_mamut import expected_mamut_skus, mamut_rows
@@ -87,16 +88,8 @@ class Systems:
         return {"direction": self.direction, "chunk_size": CHUNK_SIZE, **overrides}
 
     def ctx(self, params: Mapping[str, Any]) -> JobContext:
-        settings = settings_for(self.direction)
-        credentials = StarwebCredentials(self.sandbox.base_url, self.sandbox.client_id, self.sandbox.client_secret)
-        return JobContext(
-            settings=settings,
-            shop=settings.shop(SHOP),
-            store=self.store,
-            open_starweb=lambda: StarwebClient(credentials, max_concurrency=4, backoff_base=0.01, backoff_cap=0.05),
-            open_mamut=lambda: self.mamut,
-            params=RunParams.from_mapping(params),
-        )
+        return sandbox_job_context(settings_for(self.direction), self.sandbox, self.store, self.mamut, params,
+                                   shop=SHOP)
 
     def migrate(self, **overrides: Any) -> dict[str, Any]:
         params = self.params(**overrides)
@@ -348,6 +341,27 @@ def test_mamut_to_starweb_makes_the_shop_equal_to_mamut_and_a_second_run_sends_n
     for job in (products_to_starweb, prices_to_starweb, stock_to_starweb):
         job.run(systems.ctx({}))
     assert len(systems.sandbox.write_requests()) == sent, "neither a second run nor the regular jobs send a write"
+
+
+def test_progress_is_logged_with_done_total_rate_and_eta_and_the_report_counts_the_requests(open_systems,
+                                                                                            caplog) -> None:
+    systems = open_systems(S2M)
+    caplog.set_level(logging.INFO, logger="starmamut.jobs.initial_product_sync")
+
+    result = systems.migrate()
+
+    lines = [record.getMessage() for record in caplog.records]
+    pages = [line for line in lines if re.search(r"extract: page \d+/\d+ \([\d.]+/s, ETA \d+m\d\ds\)", line)]
+    assert len(pages) == page_reads(systems.sandbox) == -(-len(systems.sandbox.state.product_ids()) // PER_PAGE)
+    chunks = [re.search(r"chunk (\d+)/(\d+) done: (\d+)/(\d+) families \(\d+ %\), [\d.]+ families/s, ETA", line)
+              for line in lines]
+    done = [(int(m[1]), int(m[2]), int(m[3]), int(m[4])) for m in chunks if m]
+    families = result["families"]
+    assert [(index, total) for index, total, _, _ in done] == [(i, len(done)) for i in range(1, len(done) + 1)]
+    assert [count for _, _, count, _ in done] == sorted(count for _, _, count, _ in done)
+    assert done[-1][2:] == (families, families)
+    assert result["requests_this_run"] == len(systems.sandbox.requests), "the report counts every request sent"
+    assert f"| requests_this_run | {len(systems.sandbox.requests)} |" in read_report(result)
 
 
 def test_mamut_to_starweb_moves_only_the_values_the_include_params_ask_for(open_systems) -> None:

@@ -44,13 +44,14 @@ from starmamut.jobs.common import (
     chunked,
     format_report,
     parse_variant_ref,
+    quarantine_on_load,
     variant_ref,
 )
 from starmamut.jobs.products_to_mamut import ShopReference
 from starmamut.jobs.products_to_starweb import AttributeIds, FamilyOutcome, FamilySync, KnownFamilies
-from starmamut.jobs.starweb_binder import VARIANT, variants_of
+from starmamut.jobs.starweb_binder import VARIANT, variants_of, with_variants
 from starmamut.jobs.stock_to_starweb import shop_stock_statuses
-from starmamut.mamut.catalogue import CatalogueReader
+from starmamut.mamut.catalogue import BASE_PRICE, CatalogueReader
 from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository, StockLevel
 from starmamut.mapping.catalogue import axis_values, normalise_family, sku_key, vat_rates_by_code
 from starmamut.mapping.prices_stock import VARIANT_TARGET, StockStatusIds, shop_stock, stock_ledger_value
@@ -161,8 +162,7 @@ def extract(ctx: JobContext, options: MigrationOptions, batch_id: str) -> list[d
         requests = (_extract_from_starweb if options.direction == "starweb_to_mamut" else _extract_from_mamut)(
             ctx, options, batch_id, progress)
         staged = sum(store.count_staged(batch_id, options.entity).values())
-        progress = {**store.get_batch(batch_id).counts, "phase": "load", "total": staged,
-                    "extract_requests": requests}
+        progress = {**store.get_batch(batch_id).counts, "phase": "load", "extract_requests": requests}
         store.set_batch_progress(batch_id, progress)
         log.info("shop %s: %d famil(ies) staged and both sides indexed with %d request(s)", ctx.shop.id, staged,
                  requests)
@@ -191,10 +191,11 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
             return [row for product in products
                     if (row := _staged_product(client, reference, after_mapping, product)) is not None]
 
+        wanted = {sku_key(sku) for sku in ctx.params.skus}
         started = time.monotonic()
         staged = client.map_concurrent(read_page, pages)
         for page, rows in zip(pages, staged, strict=True):
-            rows = [row for row in rows if _wanted(ctx, row)]
+            rows = [row for row in rows if _holds_any(row, wanted)]
             store.stage_rows(batch_id, options.entity, rows)
             store.index_skus(batch_id, SOURCE, _source_holders(rows))
             store.set_batch_progress(batch_id, {**progress, "pages_done": page})
@@ -252,19 +253,17 @@ def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: st
     after_mapping.finish()
     with ctx.open_starweb() as client:
         store.clear_sku_index(batch_id, TARGET)
-        listed = client.map_concurrent(lambda product: (product["productId"], variants_of(client, product)),
+        listed = client.map_concurrent(lambda product: with_variants(client, product),
                                        client.iter_products(include=("primaryVariant",)))
         store.index_skus(batch_id, TARGET, (
             SkuHolder(key=str(product_id), sku=variant["sku"], sku_key=sku_key(variant["sku"]),
                       ref=variant_ref(product_id, variant["variantId"]))
             for product_id, variants in listed for variant in variants))
         attributes = AttributeIds(ctx, client)
-        created = FamilyOutcome(key="(attributes)")
-        attributes.resolve(pairs, created)
+        attributes.resolve(pairs, FamilyOutcome(key="(attributes)"))  # creates the values the shop lacks
         statuses = (shop_stock_statuses(ctx.shop.id, client, ctx.shop.stock_to_starweb)
                     if options.include_stock and _variant_warehouses(ctx) else None)
         store.set_batch_progress(batch_id, {**progress, "attributes": attributes.known(),
-                                            "attribute_writes": len(created.planned),
                                             "stock_statuses": statuses and asdict(statuses)})
         return client.stats.requests_sent
 
@@ -280,12 +279,9 @@ def _source_holders(rows: Sequence[StagedRow]) -> Iterator[SkuHolder]:
             for row in rows for variant in row.payload["variants"])
 
 
-def _wanted(ctx: JobContext, row: StagedRow) -> bool:
-    """With a SKU filter, only families holding one of the SKUs."""
-    if not ctx.params.skus:
-        return True
-    wanted = {sku_key(sku) for sku in ctx.params.skus}
-    return any(sku_key(variant["sku"]) in wanted for variant in row.payload["variants"])
+def _holds_any(row: StagedRow, wanted: set[str]) -> bool:
+    """With a SKU filter (``wanted``, as SKU keys), only families holding one of its SKUs."""
+    return not wanted or any(sku_key(variant["sku"]) in wanted for variant in row.payload["variants"])
 
 
 # ------------------------------------------------------------------------------------------------------- chunks
@@ -321,10 +317,7 @@ def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str
     _settle(ctx, batch_id, options.entity, {key: ("unchanged", None) for key in plan.unchanged})
     _settle(ctx, batch_id, options.entity, {key: ("conflict", reason) for key, reason in plan.conflicts.items()})
     for key, reason in plan.conflicts.items():
-        log.warning("shop %s: conflict, family %s quarantined: %s", ctx.shop.id, key, reason)
-        if not ctx.params.dry_run:
-            store.quarantine(ctx.shop.id, options.entity, key, [{"check": "sku_conflict", "reason": reason}],
-                             batch_id)
+        quarantine_on_load(ctx, batch_id, options.entity, key, "sku_conflict", reason)
     _log_progress(ctx, options, batch_id, chunk, len(pending), started)
     return {"families": len(pending), "requests": requests}
 
@@ -418,7 +411,8 @@ def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, 
                                                    content_hash=row.content_hash, update_price=options.include_prices)
             except (MappingError, MamutConflict) as exc:
                 outcomes[row.key] = ("failed", str(exc))
-                _quarantine_failed(ctx, batch_id, options, row.key, exc)
+                quarantine_on_load(ctx, batch_id, options.entity, row.key,
+                                   "mapping" if isinstance(exc, MappingError) else "target_conflict", str(exc))
                 continue
             outcomes[row.key] = ("updated" if row.key in existing else "created", None)
             written.append(row)
@@ -468,9 +462,8 @@ def _values_into_mamut(ctx: JobContext, options: MigrationOptions, repository: P
                        rows: list[StagedRow]) -> None:
     """Price lists and stock of written families, from the values the Starweb listing carried."""
     price_lists = {str(mapping.starweb): mapping.mamut for mapping in ctx.shop.prices_to_starweb.pricelists
-                   if mapping.mamut != "base"}
-    warehouse = next((location.warehouses[0] for location in ctx.shop.stock_to_starweb.locations
-                      if location.starweb == "variant"), None)
+                   if mapping.mamut != BASE_PRICE}
+    warehouse = next(iter(_variant_warehouses(ctx)), None)  # Starweb's one stock figure goes to the first
     prices: list[ListPrice] = []
     stock: list[StockLevel] = []
     for row in rows:
@@ -485,13 +478,6 @@ def _values_into_mamut(ctx: JobContext, options: MigrationOptions, repository: P
         repository.set_list_prices(prices, now=ctx.clock())
     if stock:
         repository.set_stock(stock, now=ctx.clock())
-
-
-def _quarantine_failed(ctx: JobContext, batch_id: str, options: MigrationOptions, key: str, exc: Exception) -> None:
-    check = "mapping" if isinstance(exc, MappingError) else "target_conflict"
-    log.warning("shop %s: family %s could not be written: %s", ctx.shop.id, key, exc)
-    if not ctx.params.dry_run:
-        ctx.store.quarantine(ctx.shop.id, options.entity, key, [{"check": check, "reason": str(exc)}], batch_id)
 
 
 def _report_matched(ctx: JobContext, batch_id: str, options: MigrationOptions, plan: _Plan) -> None:
@@ -540,9 +526,7 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
                 if outcome.problem is not None:
                     check, reason = outcome.problem
                     outcomes[outcome.key] = ("failed", reason)
-                    if not ctx.params.dry_run:
-                        store.quarantine(ctx.shop.id, options.entity, outcome.key,
-                                         [{"check": check, "reason": reason}], batch_id)
+                    quarantine_on_load(ctx, batch_id, options.entity, outcome.key, check, reason)
                     continue
                 outcomes[outcome.key] = ("updated" if outcome.key in matched else "created", None)
             if not ctx.params.dry_run:
@@ -618,7 +602,7 @@ def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices
     shop = ctx.shop
     if job == "prices":
         mappings = [mapping for mapping in shop.prices_to_starweb.pricelists
-                    if (options.include_prices if mapping.mamut == "base" else options.include_price_lists)]
+                    if (options.include_prices if mapping.mamut == BASE_PRICE else options.include_price_lists)]
         shop = shop.model_copy(update={"prices_to_starweb": shop.prices_to_starweb.model_copy(
             update={"pricelists": mappings})})
         wanted = bool(mappings)

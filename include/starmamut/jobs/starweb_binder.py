@@ -69,7 +69,7 @@ def locate_variants(client: StarwebClient, skus: Iterable[str]) -> Iterator[tupl
         found = (entry for entries in client.map_concurrent(lambda sku: _filtered(client, sku), still_sought)
                  for entry in entries)
     else:
-        found = client.map_concurrent(lambda product: _with_variants(client, product),
+        found = client.map_concurrent(lambda product: with_variants(client, product),
                                       client.iter_products(include=("primaryVariant",)))
     for product_id, variants in found:
         for variant in variants:
@@ -88,10 +88,11 @@ def variants_of(client: StarwebClient, product: Mapping[str, Any],
     return children(product, "variants")
 
 
-def _with_variants(client: StarwebClient, product: Mapping[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+def with_variants(client: StarwebClient, product: Mapping[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """``(productId, all its variants)`` of a listed product: one pass over the shop's catalogue maps these."""
     return product["productId"], variants_of(client, product)
 
 
 def _filtered(client: StarwebClient, sku: str) -> list[tuple[int, list[dict[str, Any]]]]:
-    return [_with_variants(client, product)
+    return [with_variants(client, product)
             for product in client.iter_products(filter_sku=sku, include=("primaryVariant",))]
