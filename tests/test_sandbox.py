@@ -6,6 +6,7 @@ price bookkeeping, the admin endpoints, the seeds, the catalogue generator and t
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
 import socket
@@ -31,7 +32,9 @@ from starmamut.sandbox.demo_data import (
     ean13,
 )
 from starmamut.sandbox.errors import ApiError
+from starmamut.sandbox.spec_operations import SPEC_OPERATIONS
 from starmamut.sandbox.validation import format_timestamp
+from tests.fixtures.openapi_contract import spec_path
 from tests.fixtures.sandbox import fetch_token
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -277,6 +280,88 @@ def test_slow_and_latency_delay_answers(sandbox: Sandbox, sandbox_api: httpx.Cli
     started = time.monotonic()
     sandbox_api.get("/shop")
     assert time.monotonic() - started >= 0.12
+
+
+def test_fail_status_and_error_200_answer_in_the_error_shape(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
+    sandbox.faults.fail_status = 408
+    sandbox.faults.fail_status_next = 1
+    sandbox.faults.error_200_next = 1
+    timed_out, error_200, normal = (sandbox_api.get("/shop") for _ in range(3))
+    assert timed_out.status_code == 408
+    assert timed_out.json() == {
+        "error": "request_timeout",
+        "error_description": "Request Timeout (fault injected by the sandbox)",
+    }
+    assert error_200.status_code == 200 and set(error_200.json()) == {"error", "error_description"}
+    assert normal.json()["data"]["name"] == "Små Äventyr"
+    assert httpx.post(f"{sandbox.admin_url}/faults", json={"fail_status": 299}).status_code == 400
+
+
+def test_echo_fault_puts_the_token_request_into_the_error_body(sandbox: Sandbox) -> None:
+    sandbox.add_client("echo.client", 'sé"cret+/=&x y')
+    sandbox.faults.echo_request_next = 1
+    form = {"grant_type": "client_credentials", "client_id": "echo.client", "client_secret": 'sé"cret+/=&x y'}
+    echoed = httpx.post(sandbox.base_url + "/token", data=form)
+    assert echoed.status_code == 500 and echoed.json()["error"] == "server_error"
+    request = json.loads(echoed.json()["error_description"].partition("; request: ")[2])
+    assert request["method"] == "POST" and request["path"] == "/api/v2/token"
+    assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert "client_secret=s%C3%A9%22cret%2B%2F%3D%26x+y" in request["body"]
+    assert request["parsed_body"]["client_secret"] == 'sé"cret+/=&x y'
+    assert httpx.post(sandbox.base_url + "/token", data=form).status_code == 200  # one echo, then tokens again
+    assert sandbox.requests[0].body["client_secret"] == "<redacted>"
+
+
+def test_listing_faults_empty_a_page_or_shorten_the_last_one() -> None:
+    with start_sandbox(per_page=4) as sandbox, httpx.Client(base_url=sandbox.base_url) as client:
+        client.headers["Authorization"] = f"Bearer {fetch_token(sandbox, client)}"
+        sandbox.faults.empty_page = 2
+        sandbox.faults.listing_short_by = 2
+        pages = [client.get("/products", params={"page": str(page)}).json() for page in (1, 2, 3, 4)]
+        assert [len(page["data"]) for page in pages] == [4, 0, 4, 1]
+        assert all(page["meta"]["pagination"]["total"] == 15 for page in pages)
+        assert pages[1]["meta"]["pagination"]["count"] == 4  # meta as the shop computed it
+        assert len(client.get("/pricelists").json()["data"]) == 3  # listings without meta are left alone
+
+
+def test_answers_carry_an_rfc_7231_date_that_clock_skew_moves(sandbox: Sandbox) -> None:
+    def date_offset(response: httpx.Response) -> float:
+        """Seconds the answer's Date header is ahead of this machine's clock (Date counts whole seconds)."""
+        date = response.headers["Date"]
+        assert re.fullmatch(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT", date), date
+        return email.utils.parsedate_to_datetime(date).timestamp() - time.time()
+
+    assert -2 < date_offset(httpx.get(f"{sandbox.admin_url}/health")) <= 0
+    assert httpx.post(f"{sandbox.admin_url}/faults", json={"clock_skew_seconds": -3600}).status_code == 200
+    assert -3602 < date_offset(httpx.get(f"{sandbox.admin_url}/health")) <= -3600
+    assert -3602 < date_offset(httpx.post(sandbox.base_url + "/token", data={})) <= -3600  # errors too
+
+
+def test_unimplemented_spec_operations_answer_501(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
+    not_implemented = sandbox_api.get("/media-files")
+    assert not_implemented.status_code == 501
+    assert not_implemented.json() == {
+        "error": "not_implemented",
+        "error_description": "the sandbox does not implement GET /media-files",
+    }
+    other_method = sandbox_api.patch("/pricelists/1", json={"name": "Bas"})  # the spec has it, the sandbox not
+    assert other_method.status_code == 501
+    assert other_method.json()["error_description"] == "the sandbox does not implement PATCH /pricelists/{pricelistId}"
+    assert sandbox_api.post("/shop", json={}).status_code == 405  # not in the spec either
+    assert sandbox_api.get("/products/abc").status_code == 404  # implemented; the id is not a number
+    assert sandbox_api.get("/no-such-thing").status_code == 404
+
+
+def test_spec_operations_table_is_the_spec() -> None:
+    spec = json.loads(spec_path().read_text(encoding="utf-8"))
+    from_spec = {
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        for method in operations
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    in_table = {(method, path) for path, methods in SPEC_OPERATIONS.items() for method in methods.split()}
+    assert in_table == from_spec
 
 
 # ---------------------------------------------------------------- data rules

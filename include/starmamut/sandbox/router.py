@@ -7,7 +7,7 @@ function, wired in :func:`starmamut.sandbox.server.build_router`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -65,47 +65,77 @@ class Route:
 
 
 class Router:
-    """Maps (method, path) to a handler; ``{name:int}`` segments arrive as ints, others as strings."""
+    """Maps (method, path) to a handler; ``{name:int}`` segments arrive as ints, others as strings.
 
-    def __init__(self) -> None:
+    ``spec_operations`` (path template to space-separated methods, as in
+    :data:`~starmamut.sandbox.spec_operations.SPEC_OPERATIONS`) lets :meth:`resolve` answer an operation the
+    spec has but no route implements with 501 rather than 404.
+    """
+
+    def __init__(self, spec_operations: Mapping[str, str] | None = None) -> None:
         self._routes: list[Route] = []
+        self._spec = [
+            (_path_regex(template)[0], template, frozenset(methods.split()))
+            for template, methods in (spec_operations or {}).items()
+        ]
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
-        pieces: list[str] = []
-        int_params: set[str] = set()
-        for part in re.split(r"(\{\w+(?::int)?\})", pattern):
-            placeholder = _PLACEHOLDER.fullmatch(part)
-            if placeholder is None:
-                pieces.append(re.escape(part))
-                continue
-            name, kind = placeholder.groups()
-            if kind == "int":
-                int_params.add(name)
-            pieces.append(f"(?P<{name}>[0-9]+)" if kind == "int" else f"(?P<{name}>[^/]+)")
-        regex = re.compile("^" + "".join(pieces) + "$")
-        self._routes.append(Route(method.upper(), pattern, regex, frozenset(int_params), handler))
+        regex, int_params = _path_regex(pattern)
+        self._routes.append(Route(method.upper(), pattern, regex, int_params, handler))
 
     @property
     def routes(self) -> tuple[Route, ...]:
         return tuple(self._routes)
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, Any]]:
-        """The handler and path parameters; 404 for an unknown path, 405 for a known path, other method."""
+        """The handler and path parameters, or the error Starweb would answer without a handler: 501 for an
+        operation of the spec that no route implements, 405 for a method the path does not have, 404 for
+        anything else (an unknown path, or an id that is not a number where the route wants one)."""
+        method = method.upper()
         path_matched = False
         for route in self._routes:
             match = route.regex.match(path)
             if match is None:
                 continue
             path_matched = True
-            if route.method == method.upper():
+            if route.method == method:
                 params = {
                     name: int(value) if name in route.int_params else value
                     for name, value in match.groupdict().items()
                 }
                 return route.handler, params
-        if path_matched:
-            raise ApiError(405, "method_not_allowed", f"{method.upper()} is not allowed on {path}")
+        implemented = {(route.method, _shape(route.pattern)) for route in self._routes}
+        spec_methods: set[str] = set()
+        for regex, template, methods in self._spec:
+            if regex.match(path) is None:
+                continue
+            spec_methods |= methods
+            if method in methods and (method, _shape(template)) not in implemented:
+                raise ApiError(501, "not_implemented", f"the sandbox does not implement {method} {template}")
+        if path_matched or (spec_methods and method not in spec_methods):
+            raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
         raise not_found(f"no resource at {path}")
+
+
+def _path_regex(pattern: str) -> tuple[re.Pattern[str], frozenset[str]]:
+    """The regex matching a path pattern and the names of its ``{name:int}`` parameters."""
+    pieces: list[str] = []
+    int_params: set[str] = set()
+    for part in re.split(r"(\{\w+(?::int)?\})", pattern):
+        placeholder = _PLACEHOLDER.fullmatch(part)
+        if placeholder is None:
+            pieces.append(re.escape(part))
+            continue
+        name, kind = placeholder.groups()
+        if kind == "int":
+            int_params.add(name)
+        pieces.append(f"(?P<{name}>[0-9]+)" if kind == "int" else f"(?P<{name}>[^/]+)")
+    return re.compile("^" + "".join(pieces) + "$"), frozenset(int_params)
+
+
+def _shape(pattern: str) -> str:
+    """A path pattern with its parameters unnamed, so a route and the spec's template compare equal."""
+    return _PLACEHOLDER.sub("{}", pattern)
 
 
 def query_page(request: ApiRequest) -> int:

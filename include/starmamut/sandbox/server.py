@@ -3,9 +3,11 @@
 Built on the standard library's ``ThreadingHTTPServer`` (not an ASGI server) because the
 "dropped connection" fault must close the socket without sending a single byte.
 
-Per API request, in this order: latency; the injected faults (not on ``/token``: a client's token
-fetch is never the request a test meant to fail); bearer-token check (401 ``invalid_token``);
-the per-client rate limit (``/token`` and refused requests do not count); routing; the handler.
+Per API request, in this order: latency; the injected faults (on ``/token`` only ``echo_request_next``:
+a client's token fetch is otherwise never the request a test meant to fail); bearer-token check (401
+``invalid_token``); the per-client rate limit (``/token`` and refused requests do not count); routing
+(501 for an operation of the spec the sandbox lacks); the handler; the listing faults. Every answer
+carries a ``Date`` header (RFC 7231), which ``clock_skew_seconds`` can move.
 Every API request is recorded (dropped ones with status 0). ``/_sandbox/*`` admin endpoints take
 no latency, faults or auth and are not recorded.
 """
@@ -23,6 +25,8 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
+from email.message import Message
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -32,6 +36,7 @@ from starmamut.sandbox import catalogue_api, orders_api
 from starmamut.sandbox.demo_data import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SEEDS
 from starmamut.sandbox.errors import ApiError, bad_request, not_found
 from starmamut.sandbox.router import ApiRequest, Router
+from starmamut.sandbox.spec_operations import SPEC_OPERATIONS
 from starmamut.sandbox.state import SandboxState
 from starmamut.sandbox.validation import format_timestamp
 
@@ -66,9 +71,18 @@ class Faults:
     """Knobs read on every request; tests and the admin endpoint change them while the server runs.
 
     The ``*_next`` counters apply to the next API requests other than ``/token``, one fault per
-    request in the order drop, 429, 500 (``slow_next`` delays a request in addition). With
-    ``drop_after_write`` a dropped POST/PUT/PATCH/DELETE is carried out before the connection
-    closes, like a response lost after the shop committed the write.
+    request in the order drop, 429, 500, ``fail_status``, 200 with an error body, echo
+    (``slow_next`` delays a request in addition). ``echo_request_next`` alone also applies to
+    ``/token``: it answers 500 with the request (headers, raw body and parsed form) echoed, JSON
+    encoded, into ``error_description``, as a careless server or proxy might, so tests can prove
+    the client keeps secrets out of its errors and logs. With ``drop_after_write`` a dropped
+    POST/PUT/PATCH/DELETE is carried out before the connection closes, like a response lost after
+    the shop committed the write.
+
+    Listing faults act on every paged listing (one with ``meta.pagination``): ``empty_page``
+    answers that page number with ``data: []``, ``listing_short_by`` leaves that many items off
+    the last page; ``meta`` is left as the shop computed it. ``clock_skew_seconds`` moves the
+    ``Date`` header of every answer, like a shop whose clock is off.
     """
 
     latency_ms: float = 0
@@ -81,6 +95,13 @@ class Faults:
     token_ttl_seconds: int = 3600
     drop_after_write: bool = False
     rate_limit_window_seconds: float = 60.0
+    fail_status_next: int = 0
+    fail_status: int = 503
+    error_200_next: int = 0
+    echo_request_next: int = 0
+    empty_page: int | None = None
+    listing_short_by: int = 0
+    clock_skew_seconds: float = 0
 
     def update(self, settings: Any) -> None:
         """Set the given fields after checking every one (nothing is set if one is wrong)."""
@@ -104,6 +125,12 @@ def _check_fault_value(name: str, value: Any) -> None:
         valid = value is None or (is_int and value >= 1)
     elif name in ("latency_ms", "slow_ms", "rate_limit_window_seconds"):
         valid = is_number and value >= 0
+    elif name == "fail_status":
+        valid = is_int and value in _ERROR_STATUSES
+    elif name == "empty_page":
+        valid = value is None or (is_int and value >= 1)
+    elif name == "clock_skew_seconds":
+        valid = is_number
     else:
         valid = is_int and value >= 0
     if not valid:
@@ -133,7 +160,15 @@ _INJECTED_OUTCOMES: dict[str, _Outcome] = {
             "error_description": "Internal server error (fault injected by the sandbox)",
         },
     ),
+    "error_200": _Outcome(
+        200,
+        {
+            "error": "server_error",
+            "error_description": "Internal server error, answered with HTTP 200 (fault injected by the sandbox)",
+        },
+    ),
 }
+_ERROR_STATUSES = frozenset(status.value for status in HTTPStatus if status >= 400)
 
 
 @dataclass(frozen=True)
@@ -144,7 +179,7 @@ class _Token:
 
 def build_router() -> Router:
     """All API routes; a new resource module adds its ``register`` call here."""
-    router = Router()
+    router = Router(SPEC_OPERATIONS)
     catalogue_api.register(router)
     orders_api.register(router)
     return router
@@ -239,24 +274,25 @@ class Sandbox:
         query: dict[str, str],
         content_type: str | None,
         raw_body: bytes,
-        authorization: str | None,
+        headers: Message,
     ) -> _Outcome:
         """Answer one request under ``/api/v2`` (``path`` without the prefix)."""
         if self.faults.latency_ms > 0:
             time.sleep(self.faults.latency_ms / 1000)
         is_token = path == "/token"
         body, body_error = _parse_body(content_type, raw_body)
-        fault = None if is_token else self._take_fault(method)
+        fault = self._take_fault(method, is_token)
         client_id: str | None = None
-        if fault in _INJECTED_OUTCOMES:
-            outcome = _INJECTED_OUTCOMES[fault]
+        injected = self._injected_outcome(fault, method, path, headers, raw_body, body)
+        if injected is not None:
+            outcome = injected
         else:
             try:
                 if is_token:
                     client_id = body.get("client_id") if isinstance(body, dict) else None
                     outcome = self._issue_token(method, content_type, body)
                 else:
-                    client_id = self._authenticate(authorization)
+                    client_id = self._authenticate(headers.get("Authorization"))
                     self._count_against_rate_limit(client_id)
                     outcome = self._route(method, path, query, body, body_error, client_id)
             except ApiError as error:
@@ -292,12 +328,54 @@ class Sandbox:
         if method in ("POST", "PUT", "PATCH") and body is None:
             raise bad_request("request body: a JSON object is required")
         response = handler(self.state, ApiRequest(method, path, params, query, body, client_id))
-        return _Outcome(response.status, response.body)
+        return _Outcome(response.status, self._apply_listing_faults(response.body))
 
-    def _take_fault(self, method: str) -> str | None:
+    def _apply_listing_faults(self, body: Any) -> Any:
+        """``empty_page`` and ``listing_short_by`` on a paged listing; any other body is returned as it is."""
+        pagination = body.get("meta", {}).get("pagination") if isinstance(body, dict) else None
+        if pagination is None:
+            return body
+        with self._lock:
+            empty_page, short_by = self.faults.empty_page, self.faults.listing_short_by
+        items = body["data"]
+        if pagination["current_page"] == empty_page:
+            items = []
+        elif short_by and pagination["current_page"] >= pagination["total_pages"]:
+            items = items[: max(0, len(items) - short_by)]
+        return {**body, "data": items}
+
+    def _injected_outcome(
+        self, fault: str | None, method: str, path: str, headers: Message, raw_body: bytes, body: Any
+    ) -> _Outcome | None:
+        """The answer an injected fault gives instead of the handler's; None when the handler answers."""
+        if fault in _INJECTED_OUTCOMES:
+            return _INJECTED_OUTCOMES[fault]
+        if fault == "status":
+            status = HTTPStatus(self.faults.fail_status)
+            error = status.phrase.lower().replace(" ", "_")
+            description = f"{status.phrase} (fault injected by the sandbox)"
+            return _Outcome(status.value, {"error": error, "error_description": description})
+        if fault == "echo":
+            request = {
+                "method": method,
+                "path": API_PREFIX + path,
+                "headers": dict(headers.items()),
+                "body": raw_body.decode("utf-8", errors="replace"),
+                "parsed_body": body,
+            }
+            description = "Internal server error (fault injected by the sandbox); request: " + json.dumps(request)
+            return _Outcome(500, {"error": "server_error", "error_description": description})
+        return None
+
+    def _take_fault(self, method: str, is_token: bool) -> str | None:
         """Consume one injected fault for this request, if any are pending (and sleep for slow_next)."""
         with self._lock:
             faults = self.faults
+            if is_token:
+                if faults.echo_request_next == 0:
+                    return None
+                faults.echo_request_next -= 1
+                return "echo"
             slow_seconds = 0.0
             if faults.slow_next > 0:
                 faults.slow_next -= 1
@@ -312,6 +390,15 @@ class Sandbox:
             elif faults.fail_500_next > 0:
                 faults.fail_500_next -= 1
                 fault = "500"
+            elif faults.fail_status_next > 0:
+                faults.fail_status_next -= 1
+                fault = "status"
+            elif faults.error_200_next > 0:
+                faults.error_200_next -= 1
+                fault = "error_200"
+            elif faults.echo_request_next > 0:
+                faults.echo_request_next -= 1
+                fault = "echo"
         if slow_seconds:
             time.sleep(slow_seconds)
         return fault
@@ -510,7 +597,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 query,
                 content_type,
                 raw_body,
-                self.headers.get("Authorization"),
+                self.headers,
             )
         else:
             outcome = _Outcome(404, not_found(f"no resource at {path}; the API is under {API_PREFIX}").body())
@@ -518,6 +605,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._drop_connection()
         else:
             self._send(outcome.status, outcome.body)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header (RFC 7231), moved by ``faults.clock_skew_seconds`` to play a shop with a wrong clock."""
+        moment = time.time() if timestamp is None else timestamp
+        return super().date_time_string(moment + self.server.sandbox.faults.clock_skew_seconds)
 
     def _drop_connection(self) -> None:
         self.close_connection = True
