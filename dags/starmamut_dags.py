@@ -29,6 +29,9 @@ PARAMS = {
     "resync_ids": Param([], type="array", description="Starweb ids to re-sync (only these are read)."),
     "skus": Param([], type="array", description="Article numbers to sync (only these are read)."),
     "since": Param("", type="string", description="Read from this date/time (ISO 8601) instead of the watermark."),
+    "accept_quarantine": Param(False, type="boolean", description="Release a batch stopped at the quality gate: "
+                                                                  "keep its failing records quarantined, load the "
+                                                                  "rest."),
 }
 
 
@@ -54,9 +57,10 @@ def _steps(job: JobSpec) -> Any:
 def _run(job: JobSpec, step: str, shop_id: str, *args: Any) -> Any:
     """One step of a job inside a task; a failure names the shop and its Connections."""
     from starmamut.airflow_adapter import errors_name_the_shop, job_context
+    from starmamut.jobs.common import run_step
 
     with errors_name_the_shop(shop_id):
-        return getattr(_steps(job), step)(job_context(shop_id, get_current_context()["params"]), *args)
+        return run_step(_steps(job), step, job_context(shop_id, get_current_context()["params"]), *args)
 
 
 def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:

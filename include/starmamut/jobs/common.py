@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from starmamut.catalogue_conflicts import ON_CONFLICT, OnConflict
 from starmamut.config import Settings, ShopConfig
 from starmamut.mamut.gateway import MamutGateway
+from starmamut.mapping.products import MappingError
 from starmamut.staging.store import StagingStore
 from starmamut.starweb.client import StarwebClient
+from starmamut.starweb.errors import StarwebNotFound
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -31,6 +34,14 @@ class RunParams:
     resync_ids: tuple[int, ...] = ()
     skus: tuple[str, ...] = ()
     since: datetime | None = None
+    accept_quarantine: bool = False
+    on_conflict: OnConflict = "quarantine"  # products_to_starweb: a family whose one shop product differs from it
+
+    @property
+    def reads_everything(self) -> bool:
+        """A live run over the whole shop: the only kind whose read may move a watermark. A run limited to
+        ids, SKUs or a start date reads part of the source, so moving the mark would pass over the rest."""
+        return not (self.dry_run or self.resync_ids or self.skus or self.since)
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any] | None) -> RunParams:
@@ -40,12 +51,17 @@ class RunParams:
             since = datetime.fromisoformat(since)
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
+        on_conflict = params.get("on_conflict") or "quarantine"
+        if on_conflict not in ON_CONFLICT:
+            raise ValueError(f"Param 'on_conflict': expected one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
         return cls(
             dry_run=bool(params.get("dry_run", False)),
             full_refresh=bool(params.get("full_refresh", False)),
             resync_ids=tuple(int(item) for item in params.get("resync_ids") or ()),
             skus=tuple(str(item) for item in params.get("skus") or ()),
             since=since,
+            accept_quarantine=bool(params.get("accept_quarantine", False)),
+            on_conflict=on_conflict,
         )
 
 
@@ -76,12 +92,45 @@ def close_batch(ctx: JobContext, batch_id: str, job: str, counts: dict[str, Any]
     return counts
 
 
+def run_step(steps: Any, name: str, ctx: JobContext, *args: Any) -> Any:
+    """Run one step of a job (a task runs exactly one); a batch stopped at the gate is never loaded."""
+    if name == "load":
+        batch = ctx.store.get_batch(args[0])
+        if batch.status == GATE_STOPPED:
+            raise QualityGateFailed(
+                f"shop {ctx.shop.id}: batch {batch.batch_id} was stopped at the quality gate and is not loaded; "
+                "fix the quarantined records, raise the threshold, or trigger with accept_quarantine: true"
+            )
+    return getattr(steps, name)(ctx, *args)
+
+
 def run_steps(steps: Any, ctx: JobContext) -> dict[str, Any]:
     """A job's four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    extracted = steps.extract(ctx)
-    validated = steps.validate(ctx, extracted["batch_id"])
-    loaded = steps.load(ctx, extracted["batch_id"])
-    return steps.report(ctx, extracted["batch_id"], extracted, validated, loaded)
+    extracted = run_step(steps, "extract", ctx)
+    batch_id = extracted["batch_id"]
+    validated = run_step(steps, "validate", ctx, batch_id)
+    loaded = run_step(steps, "load", ctx, batch_id)
+    return run_step(steps, "report", ctx, batch_id, extracted, validated, loaded)
+
+
+CLOCK_READING_ACCURACY = timedelta(seconds=5)
+"""How well a clock comparison through the whole-second ``Date`` header can be trusted."""
+
+
+def check_clock(client: StarwebClient, overlap_minutes: float) -> None:
+    """Stop before reading by time when this worker's clock and Starweb's differ by more than half the overlap
+    window: a watermark taken from a clock that far off would pass over records changed in the gap."""
+    client.check_clock(max(timedelta(minutes=overlap_minutes) / 2, CLOCK_READING_ACCURACY))
+
+
+def advance_watermark(ctx: JobContext, job: str, value: datetime) -> bool:
+    """Move the job's watermark, only after a complete live read (see :attr:`RunParams.reads_everything`)."""
+    if not ctx.params.reads_everything:
+        log.info("shop %s: %s watermark stays where it was: this run read only part of the source or was a dry run",
+                 ctx.shop.id, job)
+        return False
+    ctx.store.set_watermark(ctx.shop.id, job, value)
+    return True
 
 
 def variant_ref(product_id: int | str, variant_id: int | str) -> str:
@@ -114,31 +163,81 @@ def reasons_text(reasons: Reasons) -> str:
     return "; ".join(reason["reason"] for reason in reasons)
 
 
+GATE_STOPPED = "stopped"
+"""Status of a batch the quality gate stopped: it is never loaded (see :func:`run_step`)."""
+
+
 def apply_verdicts(ctx: JobContext, batch_id: str, entity: str, keys: Iterable[str],
                    reasons: Mapping[str, Reasons], *, threshold: float, noun: str) -> dict[str, int]:
     """Mark each staged record valid or quarantined, quarantine the failures (not in a dry run), and stop the
     batch when the failing share passes the threshold: a flood of bad records means something upstream broke.
 
-    The share is measured on records not in quarantine already: held records are re-read every run to see
-    whether they were fixed, and a batch in which they are all there is must not fail for them again.
+    The share counts every record of the batch except those quarantined earlier and already let through
+    (by a batch the gate passed, or by a person): one old bad record re-read every run must not fail every
+    run, but the records of a stopped batch keep counting, so the task's retry, and every later run, stops
+    again until a person fixes them, raises the threshold or triggers with ``accept_quarantine``.
     """
     keys = list(keys)
-    held = {entry.key for entry in ctx.store.open_quarantine(ctx.shop.id, entity)}
+    accepted = {entry.key for entry in ctx.store.open_quarantine(ctx.shop.id, entity) if entry.accepted_at}
     ctx.store.set_verdicts(batch_id, entity, {
         key: ("quarantined", reasons_text(reasons[key])) if key in reasons else ("valid", None) for key in keys
     })
     for key, record_reasons in reasons.items():
         log.warning("shop %s: %s %s quarantined: %s", ctx.shop.id, noun, key, reasons_text(record_reasons))
         if not ctx.params.dry_run:
-            ctx.store.quarantine(ctx.shop.id, entity, key, list(record_reasons), batch_id)
-    fresh = [key for key in keys if key not in held]
-    failed = sum(1 for key in fresh if key in reasons)
-    if fresh and failed / len(fresh) > threshold:
-        raise QualityGateFailed(
-            f"shop {ctx.shop.id}: {failed} of {len(fresh)} {noun}s failed their checks, more than the threshold "
-            f"{threshold:.0%}; nothing was loaded. See the quarantine for the reasons."
-        )
+            ctx.store.quarantine(ctx.shop.id, entity, key, list(record_reasons), batch_id, accepted=False)
+    counted = [key for key in keys if key not in accepted]
+    failed = sum(1 for key in counted if key in reasons)
+    if counted and failed / len(counted) > threshold and not ctx.params.accept_quarantine:
+        message = (f"shop {ctx.shop.id}: {failed} of {len(counted)} {noun}s failed their checks, more than the "
+                   f"threshold {threshold:.0%}; nothing was loaded. See the quarantine for the reasons; fix them, "
+                   "raise the threshold, or trigger with accept_quarantine: true to load the rest.")
+        ctx.store.set_batch_status(batch_id, GATE_STOPPED)
+        raise QualityGateFailed(message)
+    if ctx.store.get_batch(batch_id).status == GATE_STOPPED:  # a retry let through (threshold raised, released)
+        ctx.store.set_batch_status(batch_id, "running")
+    if not ctx.params.dry_run:
+        ctx.store.accept_quarantine(ctx.shop.id, entity, reasons)
     return {"valid": len(keys) - len(reasons), "quarantined": len(reasons)}
+
+
+RECORD_ERRORS = (MappingError, ValueError, TypeError, KeyError, ArithmeticError, AttributeError)
+"""What one record's own data can raise while it is read, checked or mapped: that record is quarantined with
+the reason and the batch goes on. Anything else (a database or network fault) is systemic and fails the task."""
+
+
+def record_problem(noun: str, key: str, exc: BaseException) -> str:
+    """The quarantine reason for a record whose data could not be handled, naming the record and the field."""
+    if isinstance(exc, MappingError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return f"{noun} {key}: field {exc.args[0]!r} is missing"
+    return f"{noun} {key}: unreadable data ({type(exc).__name__}: {exc})"
+
+
+def guard_record(noun: str, key: str, fn: Callable[[], T]) -> tuple[T | None, Reasons]:
+    """``fn()`` for one record, or its reason when the record's own data makes it fail (see RECORD_ERRORS)."""
+    try:
+        return fn(), []
+    except RECORD_ERRORS as exc:
+        return None, [{"check": "readable", "reason": record_problem(noun, key, exc)}]
+
+
+def reread_quarantined(ctx: JobContext, entity: str, seen: Collection[str],
+                       read: Callable[[str], T]) -> Iterator[T]:
+    """Read again, by id, every open quarantine entry of ``entity`` not already read this run, so a record
+    held for a cause since fixed on either side (an article created in Mamut, a field corrected in the shop)
+    is checked again and heals. A record the source no longer has closes its entry. One read per entry."""
+    for entry in ctx.store.open_quarantine(ctx.shop.id, entity):
+        if entry.key in seen:
+            continue
+        try:
+            yield read(entry.key)
+        except StarwebNotFound:
+            log.warning("shop %s: %s %s no longer exists in Starweb; its quarantine entry is closed",
+                        ctx.shop.id, entity, entry.key)
+            if not ctx.params.dry_run:
+                ctx.store.resolve_quarantine(ctx.shop.id, entity, [entry.key])
 
 
 def quarantine_on_load(ctx: JobContext, batch_id: str, entity: str, key: str, check: str, reason: str) -> None:

@@ -47,7 +47,7 @@ import pandas as pd
 
 from starmamut.config import OrderStatusToStarwebSettings
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, apply_verdicts, chunked, close_batch, run_steps
+from starmamut.jobs.common import JobContext, advance_watermark, apply_verdicts, chunked, close_batch, run_steps
 from starmamut.jobs.orders_to_mamut import UnknownOrderStatus, resolve_statuses
 from starmamut.mamut.order_states import STATE_RULES, OrderState, OrderStateReader
 from starmamut.mapping.order_status import decide, state_fingerprint, status_patch, unmapped_states
@@ -203,8 +203,8 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
     dry_run = ctx.params.dry_run
     if dry_run:
         counts["would_send"] = loaded["would_send"]
-    if extracted["high_water"] and not dry_run:
-        ctx.store.set_watermark(ctx.shop.id, JOB, datetime.fromisoformat(extracted["high_water"]))
+    if extracted["high_water"]:
+        advance_watermark(ctx, JOB, datetime.fromisoformat(extracted["high_water"]))
     close_batch(ctx, batch_id, JOB, counts)
     return {**counts, "planned": loaded["planned"]} if dry_run else counts
 

@@ -21,10 +21,13 @@ from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
     JobContext,
     Reasons,
+    advance_watermark,
     apply_verdicts,
+    check_clock,
     chunked,
     close_batch,
     quarantine_on_load,
+    reread_quarantined,
     run_steps,
     variant_ref,
 )
@@ -61,6 +64,7 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     after_mapping = transforms_at(ctx, batch_id, "after_mapping")
     with ctx.open_starweb() as client:
         reference = ShopReference.read(client, shop.language)
+        check_clock(client, shop.products_to_mamut.overlap_minutes)
         products = _products_to_read(ctx, client)
         def read_variants(product: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             return product, reference.normalise(product, variants_of(client, product, include=VARIANT_INCLUDE))
@@ -167,7 +171,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 "would_create_articles": sum(len(item["create"]) for item in plan),
                 "would_update_articles": sum(len(item["update"]) for item in plan)}
     store.resolve_quarantine(shop.id, ENTITY, settled)
-    store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
+    advance_watermark(ctx, JOB, store.get_batch(batch_id).started_at)
     return counts
 
 
@@ -255,23 +259,21 @@ def _products_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[s
         return
     watermark = None if params.full_refresh else store.get_watermark(shop.id, JOB)
     since = watermark - timedelta(minutes=shop.products_to_mamut.overlap_minutes) if watermark else None
-    seen: set[int] = set()
+    seen: set[str] = set()
     for product in client.iter_products(updated_since=since, include=PRODUCT_INCLUDE):
-        seen.add(product["productId"])
+        seen.add(str(product["productId"]))
         yield product
-    recheck = [int(entry.key) for entry in store.open_quarantine(shop.id, ENTITY) if int(entry.key) not in seen]
-    yield from _products_by_id(ctx, client, recheck)
+    yield from reread_quarantined(ctx, ENTITY, seen,
+                                  lambda key: client.get_product(int(key), include=PRODUCT_INCLUDE))
 
 
 def _products_by_id(ctx: JobContext, client: StarwebClient, product_ids: Iterable[int]) -> Iterator[dict[str, Any]]:
+    """The products asked for by id (``resync_ids``); one that does not exist is named and left out."""
     for product_id in product_ids:
         try:
             yield client.get_product(product_id, include=PRODUCT_INCLUDE)
         except StarwebNotFound:
-            log.warning("shop %s: product %s no longer exists in Starweb; its quarantine entry is closed",
-                        ctx.shop.id, product_id)
-            if not ctx.params.dry_run:
-                ctx.store.resolve_quarantine(ctx.shop.id, ENTITY, [str(product_id)])
+            log.warning("shop %s: product %s does not exist in Starweb", ctx.shop.id, product_id)
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

@@ -17,7 +17,7 @@ class JobSpec:
     flows: frozenset[str]
     default_schedule: str | None
     summary: str
-    params: tuple[str, ...] = ("dry_run", "full_refresh")
+    params: tuple[str, ...] = ("dry_run", "full_refresh", "accept_quarantine")
     optional_flows: frozenset[str] = frozenset()  # flows where a shop may turn the job on (extra_jobs)
 
     @property
@@ -33,35 +33,35 @@ JOBS: dict[str, JobSpec] = {
             flows=frozenset({"ecom", "combo"}),
             default_schedule="@hourly",
             summary="Starweb products with their variants become Mamut articles (Starweb governs articles).",
-            params=("dry_run", "full_refresh", "resync_ids"),
+            params=("dry_run", "full_refresh", "resync_ids", "accept_quarantine"),
         ),
         JobSpec(
             name="products_to_starweb",
             flows=frozenset({"erp"}),
             default_schedule="@hourly",
             summary="Mamut articles with their variants become Starweb products (Mamut governs articles).",
-            params=("dry_run", "full_refresh", "skus", "since"),
+            params=("dry_run", "full_refresh", "skus", "since", "accept_quarantine"),
         ),
         JobSpec(
             name="prices_to_starweb",
             flows=frozenset({"erp", "combo"}),
             default_schedule="@hourly",
             summary="Mamut prices, price lists and quantity breaks go to the shop's price lists (only changed values).",
-            params=("dry_run", "full_refresh", "skus"),
+            params=("dry_run", "full_refresh", "skus", "accept_quarantine"),
         ),
         JobSpec(
             name="stock_to_starweb",
             flows=frozenset({"erp", "combo"}),
             default_schedule="*/10 * * * *",
             summary="Mamut stock per warehouse group goes to the shop's stock locations (only changed values).",
-            params=("dry_run", "full_refresh", "skus"),
+            params=("dry_run", "full_refresh", "skus", "accept_quarantine"),
         ),
         JobSpec(
             name="orders_to_mamut",
             flows=frozenset({"ecom", "erp", "combo"}),
             default_schedule="*/5 * * * *",
             summary="Web orders with their customers become Mamut orders or invoices, exactly once.",
-            params=("dry_run", "full_refresh", "resync_ids", "since"),
+            params=("dry_run", "full_refresh", "resync_ids", "since", "accept_quarantine"),
         ),
         JobSpec(
             name="order_status_to_starweb",
@@ -70,7 +70,7 @@ JOBS: dict[str, JobSpec] = {
             default_schedule="*/10 * * * *",
             summary="Mamut order states (delivered, cancelled, …) reported to Starweb as statuses, with the buyer's "
                     "e-mail, tracking number and payment capture, once each.",
-            params=("dry_run", "full_refresh", "resync_ids", "since"),
+            params=("dry_run", "full_refresh", "resync_ids", "since", "accept_quarantine"),
         ),
     )
 }

@@ -112,6 +112,7 @@ class QuarantineEntry:
     first_seen: datetime
     last_seen: datetime
     resolved_at: datetime | None
+    accepted_at: datetime | None = None  # None while the quality gate has not let it through
 
 
 @dataclass(frozen=True)
@@ -286,15 +287,22 @@ class StagingStore:
         update_columns: Sequence[str],
         conflict_columns: Sequence[str] | None = None,
         conflict_where: sa.ColumnElement[bool] | None = None,
+        keep_existing: Sequence[str] = (),
     ) -> sa.Insert:
-        """``INSERT ... ON CONFLICT (...) DO UPDATE`` in the engine's dialect (both accept the same form)."""
+        """``INSERT ... ON CONFLICT (...) DO UPDATE`` in the engine's dialect (both accept the same form).
+
+        ``keep_existing`` columns keep a stored non-null value and take the new one only where none is stored.
+        """
         insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
         statement = insert(table)
         target = conflict_columns or [column.name for column in table.primary_key.columns]
         return statement.on_conflict_do_update(
             index_elements=target,
             index_where=conflict_where,
-            set_={name: statement.excluded[name] for name in update_columns},
+            set_={
+                **{name: statement.excluded[name] for name in update_columns},
+                **{name: sa.func.coalesce(table.c[name], statement.excluded[name]) for name in keep_existing},
+            },
         )
 
     # -- schema ---------------------------------------------------------------------------------------------
@@ -480,6 +488,14 @@ class StagingStore:
                     counts=_to_json(dict(counts), f"batch {batch_id} counts"),
                 )
             )
+            if result.rowcount == 0:
+                raise UnknownBatchError(f"unknown staging batch {batch_id!r}")
+
+    def set_batch_status(self, batch_id: str, status: str) -> None:
+        """Change a batch's status only (e.g. stopped at the quality gate, then let through on a retry)."""
+        table = tables.staging_batch
+        with self._write() as connection:
+            result = connection.execute(sa.update(table).where(table.c.batch_id == batch_id).values(status=status))
             if result.rowcount == 0:
                 raise UnknownBatchError(f"unknown staging batch {batch_id!r}")
 
@@ -704,9 +720,14 @@ class StagingStore:
     # -- quarantine -----------------------------------------------------------------------------------------
 
     def quarantine(
-        self, shop: str, entity: str, key: str, reasons: list[dict[str, Any]], batch_id: str
+        self, shop: str, entity: str, key: str, reasons: list[dict[str, Any]], batch_id: str,
+        *, accepted: bool = True,
     ) -> None:
-        """Open an entry, or refresh the open one (reasons, batch, last seen; first seen is kept)."""
+        """Open an entry, or refresh the open one (reasons, batch, last seen; first seen is kept).
+
+        ``accepted=False`` (the quality gate's own verdicts) leaves the entry counting in the gate's failing
+        share until :meth:`accept_quarantine`; an entry accepted once stays accepted.
+        """
         what = f"quarantine of {entity} {key!r}"
         now = _now()
         statement = self._upsert(
@@ -714,6 +735,7 @@ class StagingStore:
             ["reasons", "batch_id", "last_seen"],
             conflict_columns=["shop", "entity", "key"],
             conflict_where=tables.OPEN_QUARANTINE_PREDICATE,
+            keep_existing=["accepted_at"],
         ).values(
             shop=shop,
             entity=entity,
@@ -723,9 +745,31 @@ class StagingStore:
             first_seen=now,
             last_seen=now,
             resolved_at=None,
+            accepted_at=now if accepted else None,
         )
         with self._write() as connection:
             connection.execute(statement)
+
+    def accept_quarantine(self, shop: str, entity: str, keys: Iterable[str]) -> int:
+        """Mark open entries as let through by the gate (or released by a person); returns how many changed."""
+        table = tables.quarantine
+        accepted = 0
+        now = _now()
+        with self._write() as connection:
+            for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
+                result = connection.execute(
+                    sa.update(table)
+                    .where(
+                        table.c.shop == shop,
+                        table.c.entity == entity,
+                        table.c.key.in_(chunk),
+                        table.c.resolved_at.is_(None),
+                        table.c.accepted_at.is_(None),
+                    )
+                    .values(accepted_at=now)
+                )
+                accepted += result.rowcount
+        return accepted
 
     def resolve_quarantine(self, shop: str, entity: str, keys: Iterable[str]) -> int:
         """Close the open entries for these keys (they passed validation); returns how many were open."""
@@ -768,6 +812,7 @@ class StagingStore:
                     first_seen=row.first_seen,
                     last_seen=row.last_seen,
                     resolved_at=row.resolved_at,
+                    accepted_at=row.accepted_at,
                 )
                 for row in connection.execute(query)
             ]

@@ -135,6 +135,8 @@ quarantine = sa.Table(
     sa.Column("first_seen", UtcDateTime(), nullable=False),
     sa.Column("last_seen", UtcDateTime(), nullable=False),
     sa.Column("resolved_at", UtcDateTime(), nullable=True),
+    # Set when the gate passed a batch holding the entry (or a person released it): see migration 0003.
+    sa.Column("accepted_at", UtcDateTime(), nullable=True),
 )
 
 # At most one open entry per (shop, entity, key); resolved entries stay as history. Both backends support
