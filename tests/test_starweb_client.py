@@ -6,16 +6,20 @@ OpenAPI spec.
 
 from __future__ import annotations
 
+import base64
+import itertools
+import json
 import logging
 import pickle
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -23,20 +27,25 @@ import pytest
 from starmamut.sandbox.server import Sandbox, start_sandbox
 from starmamut.starweb import (
     FilePacer,
+    StarwebAmbiguousWrite,
     StarwebAuthError,
     StarwebClient,
+    StarwebClockSkew,
     StarwebCredentials,
     StarwebError,
+    StarwebIncompleteListing,
     StarwebNotFound,
     StarwebRateLimited,
     StarwebUnavailable,
 )
-from starmamut.starweb.client import backoff_delay, retry_after_seconds
+from starmamut.starweb.client import REDACTED, backoff_delay, retry_after_seconds
 from tests.fixtures.openapi_contract import assert_request_conforms
 
 PER_PAGE = 3
 DEMO_PRODUCT_COUNT = 15
 CET = timezone(timedelta(hours=1))
+# A secret with characters that URL encoding, JSON escaping and Base64 each write differently.
+AWKWARD_SECRET = 'sé"cr/et+=&x y'
 
 
 @pytest.fixture
@@ -66,6 +75,25 @@ def token_requests(sandbox: Sandbox) -> int:
 
 def demo_product_ids() -> list[int]:
     return list(range(1, DEMO_PRODUCT_COUNT + 1))
+
+
+def sent_to(sandbox: Sandbox, path: str) -> list[int]:
+    """Statuses answered to the requests for ``path``, in order."""
+    return [recorded.status for recorded in sandbox.requests if recorded.path == path]
+
+
+def awkward_client(sandbox: Sandbox, **options: Any) -> StarwebClient:
+    """A client of an API user whose secret is :data:`AWKWARD_SECRET`."""
+    sandbox.add_client("awkward.client", AWKWARD_SECRET)
+    options.setdefault("backoff_base", 0.01)
+    options.setdefault("backoff_cap", 0.05)
+    return StarwebClient(StarwebCredentials(sandbox.base_url, "awkward.client", AWKWARD_SECRET), **options)
+
+
+def echoed_forms(value: str) -> set[str]:
+    """The ways a server may echo ``value``: raw, URL-encoded, JSON-escaped (Python's and PHP's)."""
+    escaped = json.dumps(value)[1:-1]
+    return {value, quote(value), quote(value, safe=""), quote_plus(value), escaped, escaped.replace("/", "\\/")}
 
 
 class AuthorizationRecordingTransport(httpx.HTTPTransport):
@@ -186,6 +214,56 @@ def test_variants_are_read_over_pages_without_meta(shop: Sandbox) -> None:
         assert variant_pages() == [None, *(str(page) for page in range(2, full_pages + 2))]
 
 
+def test_error_body_in_a_200_ends_a_listing_with_an_error(shop: Sandbox) -> None:
+    with make_client(shop) as client:
+        seen = []
+        with pytest.raises(StarwebIncompleteListing) as caught:
+            for product in client.iter_products():
+                seen.append(product["productId"])
+                if len(seen) == PER_PAGE:  # the answer for page two carries an error instead of data
+                    shop.faults.error_200_next = 1
+    assert seen == demo_product_ids()[:PER_PAGE]
+    assert str(caught.value) == (
+        "Starweb GET /products listing is incomplete: page 2: HTTP 200 with an error body (server_error:"
+        " Internal server error, answered with HTTP 200 (fault injected by the sandbox)); stopped rather than"
+        " skip records"
+    )
+
+
+def test_get_refuses_a_200_with_an_error_body(shop: Sandbox) -> None:
+    shop.faults.error_200_next = 1
+    with make_client(shop) as client, pytest.raises(StarwebError) as caught:
+        client.get_shop()
+    assert (caught.value.status, caught.value.error) == (200, "server_error")
+
+
+def test_empty_page_before_the_last_ends_a_listing_with_an_error(shop: Sandbox) -> None:
+    shop.faults.empty_page = 3
+    with make_client(shop) as client:
+        seen = []
+        with pytest.raises(StarwebIncompleteListing, match="page 3: empty, but meta.pagination says 5 pages"):
+            seen.extend(product["productId"] for product in client.iter_products())
+        with pytest.raises(StarwebIncompleteListing, match="page 3: empty"):
+            client.products_page(3)
+    assert seen == demo_product_ids()[: 2 * PER_PAGE]
+
+
+def test_fewer_items_than_the_total_end_a_listing_with_an_error(shop: Sandbox) -> None:
+    shop.faults.listing_short_by = 1
+    with make_client(shop) as client:
+        seen = []
+        with pytest.raises(StarwebIncompleteListing, match="14 items over 5 pages, but meta.pagination.total is 15"):
+            seen.extend(product["productId"] for product in client.iter_products())
+        early = [product["productId"] for product in itertools.islice(client.iter_products(), 4)]
+    assert seen == demo_product_ids()[:-1]  # every item read was handed out before the error
+    assert early == demo_product_ids()[:4]  # a caller that stops early is never refused
+
+
+def test_listing_without_a_data_list_is_refused(shop: Sandbox) -> None:
+    with make_client(shop) as client, pytest.raises(StarwebIncompleteListing, match="HTTP 200 without a data list"):
+        list(client.iter_pages("/shop"))
+
+
 def test_include_and_updated_since_reach_the_server(shop: Sandbox) -> None:
     since = datetime(2024, 3, 10, 11, 0, tzinfo=CET)
     with make_client(shop) as client:
@@ -255,6 +333,42 @@ def test_connection_check_explains_an_unreachable_host() -> None:
     assert "ConnectError" in message and "s3cr3t" not in message
 
 
+# ------------------------------------------------------------------------------------------------ clock
+
+
+def test_clock_check_uses_the_answers_already_received(shop: Sandbox) -> None:
+    with make_client(shop) as client:
+        client.get_shop()
+        sent = len(shop.requests)
+        client.check_clock(timedelta(seconds=5))
+        assert len(shop.requests) == sent
+
+
+def test_clock_check_of_a_fresh_client_reads_the_shop_once(shop: Sandbox) -> None:
+    with make_client(shop) as client:
+        client.check_clock(timedelta(seconds=5))
+    assert [recorded.path for recorded in shop.requests] == ["/token", "/shop"]
+
+
+@pytest.mark.parametrize("skew_seconds", [600, -600])
+def test_clock_skew_beyond_the_allowed_names_both_clocks(shop: Sandbox, skew_seconds: int) -> None:
+    shop.faults.clock_skew_seconds = skew_seconds
+    with make_client(shop) as client:
+        client.get_shop()
+        client.check_clock(timedelta(minutes=15))
+        with pytest.raises(StarwebClockSkew) as caught:
+            client.check_clock(timedelta(minutes=5))
+    error = caught.value
+    assert abs((error.starweb_time - error.local_time).total_seconds() - skew_seconds) < 2
+    assert abs((error.local_time - datetime.now(UTC)).total_seconds()) < 5
+    message = str(error)
+    assert message.startswith("Starweb clock check failed: ") and "more than the allowed 300 s" in message
+    assert error.starweb_time.isoformat() in message
+    assert error.local_time.isoformat(timespec="seconds") in message
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is StarwebClockSkew and str(copy) == str(error)
+
+
 # ------------------------------------------------------------------------------------------------ writes
 
 
@@ -299,12 +413,65 @@ def test_post_is_not_resent_when_the_connection_drops_after_sending(shop: Sandbo
     shop.faults.drop_after_write = True
     shop.faults.drop_next = 1
     with make_client(shop) as client:
-        with pytest.raises(StarwebUnavailable, match="not resent") as caught:
+        with pytest.raises(StarwebAmbiguousWrite, match=r"not resent: look the object up \(by SKU or name\)") as caught:
             client.post("/pricelists", {"name": "Resellers", "currencyCode": "SEK"})
         names = [pricelist["name"] for pricelist in client.list_pricelists()]
     assert caught.value.status is None and caught.value.error == "RemoteProtocolError"
+    assert isinstance(caught.value, StarwebUnavailable)  # callers that catch outages still catch it
     assert names.count("Resellers") == 1  # the shop applied it once; the client did not apply it again
     assert [recorded.method for recorded in shop.write_requests()] == ["POST"]
+
+
+def test_post_timing_out_after_sending_is_not_resent(shop: Sandbox) -> None:
+    shop.faults.slow_next = 1
+    shop.faults.slow_ms = 1000
+    with make_client(shop, timeout=0.3) as client, pytest.raises(StarwebAmbiguousWrite) as caught:
+        client.post("/pricelists", {"name": "Resellers", "currencyCode": "SEK"})
+    assert caught.value.error == "ReadTimeout"
+    assert "the write may have been applied" in str(caught.value)
+    assert client.stats.retries == 0
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_post_answered_by_a_gateway_error_is_not_resent(shop: Sandbox, status: int) -> None:
+    shop.faults.fail_status = status
+    shop.faults.fail_status_next = 1
+    with make_client(shop) as client, pytest.raises(StarwebAmbiguousWrite) as caught:
+        client.post("/pricelists", {"name": "Resellers", "currencyCode": "SEK"})
+    assert caught.value.status == status
+    assert str(caught.value).startswith(f"Starweb POST /pricelists failed (HTTP {status}): ")
+    assert "the write may have been applied, so it was not resent" in str(caught.value)
+    assert [recorded.status for recorded in shop.write_requests()] == [status]
+
+
+@pytest.mark.parametrize(
+    ("write", "answered"),
+    [
+        (lambda client: client.patch("/products/1", {"moreInfoUrl": "https://example.org/horse"}), 200),
+        (lambda client: client.put("/products/1", {"visibility": "hidden"}), 200),
+        (lambda client: client.delete("/products/2"), 204),
+    ],
+    ids=["PATCH", "PUT", "DELETE"],
+)
+def test_idempotent_writes_are_resent_after_a_gateway_error(
+    shop: Sandbox, write: Callable[[StarwebClient], object], answered: int
+) -> None:
+    shop.faults.fail_status = 504
+    shop.faults.fail_status_next = 1
+    with make_client(shop) as client:
+        write(client)
+    assert [recorded.status for recorded in shop.write_requests()] == [504, answered]
+
+
+@pytest.mark.parametrize(("fault", "status"), [("fail_500_next", 500), ("fail_status_next", 408)])
+def test_post_is_resent_after_a_server_error_or_request_timeout(shop: Sandbox, fault: str, status: int) -> None:
+    shop.faults.fail_status = 408
+    setattr(shop.faults, fault, 1)
+    with make_client(shop) as client:
+        client.post("/pricelists", {"name": "Resellers", "currencyCode": "SEK"})
+        names = [pricelist["name"] for pricelist in client.list_pricelists()]
+    assert names.count("Resellers") == 1
+    assert [recorded.status for recorded in shop.write_requests()] == [status, 201]
 
 
 def test_patch_is_resent_when_the_connection_drops_after_sending(shop: Sandbox) -> None:
@@ -374,6 +541,75 @@ def test_exhausted_retries_raise_the_matching_error(
     assert "GET /shop" in str(caught.value)
     assert client.stats.retries == 2
     assert sum(1 for recorded in shop.requests if recorded.path == "/shop") == 3
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 422, 501])
+def test_answers_a_resend_cannot_change_are_final(shop: Sandbox, status: int) -> None:
+    shop.faults.fail_status = status
+    shop.faults.fail_status_next = 5
+    with make_client(shop, max_retries=6) as client, pytest.raises(StarwebError) as caught:
+        client.get_shop()
+    assert caught.value.status == status
+    assert client.stats.retries == 0
+    assert sent_to(shop, "/shop") == [status]
+
+
+def test_request_timeout_is_retried(shop: Sandbox) -> None:
+    shop.faults.fail_status = 408
+    shop.faults.fail_status_next = 2
+    with make_client(shop) as client:
+        assert client.get_shop()["name"] == "Små Äventyr"
+        assert client.stats.retries == 2
+    assert sent_to(shop, "/shop") == [408, 408, 200]
+
+
+def test_endpoint_the_shop_does_not_implement_is_asked_once(shop: Sandbox) -> None:
+    with make_client(shop) as client:
+        with pytest.raises(StarwebError) as listing:
+            client.get("/product-categories")
+        with pytest.raises(StarwebError) as one_record:
+            client.get("/product-categories/3")
+    assert (listing.value.status, listing.value.error) == (501, "not_implemented")
+    assert not listing.value.is_record_level  # the whole listing is missing, not one record
+    assert one_record.value.is_record_level
+    assert sent_to(shop, "/product-categories") == [501]
+
+
+def test_retries_stop_when_the_next_wait_would_pass_the_time_budget(shop: Sandbox) -> None:
+    shop.faults.fail_500_next = 10
+    # Every wait is at least half of backoff_cap (0.5 s), so the first one already passes a 0.4 s budget.
+    with make_client(shop, max_retries=9, backoff_base=1.0, backoff_cap=1.0, max_retry_seconds=0.4) as client:
+        started = time.monotonic()
+        with pytest.raises(StarwebUnavailable) as caught:
+            client.get_shop()
+        assert time.monotonic() - started < 0.4
+        assert client.stats.retries == 0
+    assert caught.value.status == 500
+    assert sent_to(shop, "/shop") == [500]
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "path", "record_level"),
+    [
+        (400, "POST", "/products", True),
+        (422, "PATCH", "/products/7/variants/3", True),
+        (409, "PUT", "/products/7", True),
+        (404, "GET", "/products/7", True),
+        (404, "GET", "/products/7/variants", True),
+        (501, "DELETE", "/product-categories/3", True),
+        (404, "GET", "/orders", False),
+        (400, "GET", "/products", False),
+        (400, "POST", "/token", False),
+        (403, "PATCH", "/pricelists/1", False),
+        (500, "POST", "/products", False),
+        (429, "PATCH", "/products/7", False),
+        (None, "POST", "/products", False),
+    ],
+)
+def test_record_level_refusals_are_recognisable(
+    status: int | None, method: str, path: str, record_level: bool
+) -> None:
+    assert StarwebError(status, "error", None, method, path).is_record_level is record_level
 
 
 def test_retry_after_is_honoured_up_to_the_cap() -> None:
@@ -452,6 +688,42 @@ def test_tokens_never_reach_errors_or_logs(shop: Sandbox, caplog: pytest.LogCapt
     for token in tokens:
         assert all(token not in text for text in texts)
     assert shop.client_secret not in caplog.text
+
+
+def test_echoed_requests_never_show_the_secret_or_token_in_any_form(
+    shop: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    transport = AuthorizationRecordingTransport()
+    with awkward_client(shop, transport=transport) as client:
+        shop.faults.echo_request_next = 1  # echoes the token request (form body), which is then resent
+        client.get_shop()
+        shop.faults.echo_request_next = 1  # echoes a /shop request (Authorization header), then resent
+        client.get_shop()
+        client_repr = repr(client)
+    shop.faults.echo_request_next = 5
+    with awkward_client(shop, max_retries=1) as client, pytest.raises(StarwebUnavailable) as caught:
+        client.get_shop()
+    error = caught.value
+    assert (error.method, error.path) == ("POST", "/token")
+    assert "client_id=awkward.client&client_secret=" + REDACTED in str(error)  # the echo did arrive
+    (token,) = {authorization.removeprefix("Bearer ") for authorization in transport.authorizations}
+    texts = [str(error), repr(error), "".join(traceback.format_exception(error)), client_repr, caplog.text]
+    assert f'"Authorization": "Bearer {REDACTED}"' in caplog.text  # the echoed /shop request was logged
+    for form in echoed_forms(AWKWARD_SECRET) | {token}:
+        assert all(form not in text for text in texts), form
+
+
+def test_scrubber_removes_secrets_in_every_echoed_form(shop: Sandbox) -> None:
+    """Forms the sandbox cannot echo: Basic credentials, PHP's escaped slashes, lower-case escapes."""
+    with awkward_client(shop) as client:
+        client.get_shop()
+        (token,) = {recorded_token for recorded_token in client._issued_tokens}
+        basic = base64.b64encode(f"awkward.client:{AWKWARD_SECRET}".encode()).decode()
+        forms = echoed_forms(AWKWARD_SECRET) | {quote_plus(AWKWARD_SECRET).lower(), f"Basic {basic}", token}
+        for form in forms:
+            scrubbed = client._scrub(f"echo: {form} end")
+            assert form not in scrubbed and REDACTED in scrubbed, form
 
 
 def test_credentials_repr_hides_the_secret() -> None:

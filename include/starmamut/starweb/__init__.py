@@ -2,8 +2,11 @@
 
 from starmamut.starweb.client import ClientStats, StarwebClient, StarwebCredentials
 from starmamut.starweb.errors import (
+    StarwebAmbiguousWrite,
     StarwebAuthError,
+    StarwebClockSkew,
     StarwebError,
+    StarwebIncompleteListing,
     StarwebNotFound,
     StarwebRateLimited,
     StarwebUnavailable,
@@ -15,10 +18,13 @@ __all__ = [
     "FilePacer",
     "RedisPacer",
     "RequestPacer",
+    "StarwebAmbiguousWrite",
     "StarwebAuthError",
     "StarwebClient",
+    "StarwebClockSkew",
     "StarwebCredentials",
     "StarwebError",
+    "StarwebIncompleteListing",
     "StarwebNotFound",
     "StarwebRateLimited",
     "StarwebUnavailable",

@@ -2,46 +2,69 @@
 
 Retry policy (what is retried, and why):
 
-* ``Too Many Requests`` (HTTP 429, or any 4xx whose JSON ``error`` says so, as Starweb's own SDK checks) and
-  5xx answers are retried for every method, POST included: the server answered that it did not do the work.
+* ``Too Many Requests`` (HTTP 429, or any 4xx whose JSON ``error`` says so, as Starweb's own SDK checks), 408
+  Request Timeout and 500 are retried for every method, POST included: the server answered that it did not
+  do the work.
+* 502, 503 and 504 come from what stands in front of Starweb, which may have passed the request on before it
+  gave up. They are retried for every method but POST: a POST (other than ``/token``) may have created the
+  entity, so it fails at once with :class:`StarwebAmbiguousWrite` and the caller looks the object up (by SKU or
+  name) before sending it again. Any other 5xx is retried like 500.
+* 501 Not Implemented and every other 4xx are final: the same request gets the same answer, so resending it
+  (7 tries on each of 4 task attempts) only spends the shop's request budget.
 * A request that never reached the server (connect error or connect/pool timeout) is retried for every method.
 * A request that may have reached the server (read/write timeout, dropped connection, read error) is retried
-  only for GET/PUT/PATCH/DELETE, which Starweb applies idempotently. A POST in that state may have created the
-  entity, and resending it could create it twice; it fails with :class:`StarwebUnavailable` instead, and the
-  caller's lookup-before-create (by SKU or external id) decides on the next task try. A resent DELETE that
-  meets 404 counts as done: the lost answer was to a deletion that happened.
+  only for GET/PUT/PATCH/DELETE, which Starweb applies idempotently; a POST fails with
+  :class:`StarwebAmbiguousWrite`. A resent DELETE that meets 404 after such a failure or a gateway error counts
+  as done: the lost answer was to a deletion that happened.
 * A 401 ``invalid_token`` renews the token and resends once; a second refusal is a :class:`StarwebAuthError`.
 
 Back-off is exponential with jitter, capped at ``backoff_cap``; a ``Retry-After`` header is honoured up to
-the same cap so a misbehaving header cannot stall a task for hours. Every attempt, ``/token`` included, first
-waits for the shop's :class:`~starmamut.starweb.ratelimit.RequestPacer`.
+the same cap so a misbehaving header cannot stall a task for hours. Retrying one request stops after
+``max_retries`` resends or, earlier, when the next wait would end more than ``max_retry_seconds`` after the
+first failure. Every attempt, ``/token`` included, first waits for the shop's
+:class:`~starmamut.starweb.ratelimit.RequestPacer`.
+
+Listings are checked as they are read (:meth:`StarwebClient.iter_pages`): an error body in a 2xx, an empty
+page before the last or fewer items than ``meta.pagination.total`` raise :class:`StarwebIncompleteListing`
+instead of ending the listing early, so a watermark never passes records that were not read.
+
+Every answer's ``Date`` header is noted against the local clock; :meth:`StarwebClient.check_clock` raises
+:class:`StarwebClockSkew` when the two differ by more than a job's overlap window allows.
 
 The client secret and access tokens never reach logs, reprs or exception messages: texts that come from the
-server or from httpx are scrubbed before use, and httpx exceptions are not chained (their ``request`` carries
-the Authorization header).
+server or from httpx are scrubbed before use, of the secrets as sent and as a server may echo them
+(URL-encoded, JSON-escaped, as Basic credentials), and httpx exceptions are not chained (their ``request``
+carries the Authorization header).
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import itertools
+import json
 import logging
 import random
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote, quote_plus
 
 import httpx
 
 from starmamut.starweb.errors import (
+    StarwebAmbiguousWrite,
     StarwebAuthError,
+    StarwebClockSkew,
     StarwebError,
+    StarwebIncompleteListing,
     StarwebNotFound,
     StarwebRateLimited,
     StarwebUnavailable,
@@ -58,6 +81,8 @@ DEFAULT_TOKEN_LIFETIME_SECONDS = 3600
 TOO_MANY_REQUESTS = "Too Many Requests"
 USER_AGENT = "starmamut-starweb-client/0.1"
 REDACTED = "[redacted]"
+# Answers from a gateway in front of Starweb: the request may have been passed on and carried out.
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
 
 # Transport failures where the request provably never reached the server.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -119,6 +144,16 @@ class _Failure:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class _ClockReading:
+    """Starweb's time (an answer's ``Date`` header) and the local time that answer arrived."""
+
+    starweb_time: datetime
+    local_time: datetime
+    method: str
+    path: str
+
+
 class StarwebClient:
     """A client for one shop; safe to share between threads (``map_concurrent`` does exactly that)."""
 
@@ -132,17 +167,21 @@ class StarwebClient:
         max_retries: int = 6,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
+        max_retry_seconds: float = 120.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if max_retries < 0:
             raise ValueError(f"max_retries must not be negative, got {max_retries}")
+        if max_retry_seconds < 0:
+            raise ValueError(f"max_retry_seconds must not be negative, got {max_retry_seconds}")
         self.credentials = credentials
         self.stats = ClientStats()
         self._pacer = pacer
         self._max_concurrency = max_concurrency
         self._max_retries = max_retries
+        self._max_retry_seconds = max_retry_seconds
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._http = httpx.Client(
@@ -160,6 +199,8 @@ class StarwebClient:
         self._token_renew_at = 0.0
         # Tokens handed out recently, scrubbed from every text along with the secret.
         self._issued_tokens: deque[str] = deque(maxlen=4)
+        # The latest answer's Date header against the local clock, for check_clock.
+        self._clock_reading: _ClockReading | None = None
 
     def __repr__(self) -> str:
         return f"StarwebClient({self.credentials!r})"
@@ -183,8 +224,16 @@ class StarwebClient:
     # ----------------------------------------------------------------------------------------- plain verbs
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """GET ``path`` and return the whole envelope (``data`` and, on lists, ``meta``)."""
-        return self._json(self._request("GET", path, params=params), "GET", path)
+        """GET ``path`` and return the whole envelope (``data`` and, on lists, ``meta``).
+
+        A 2xx whose body carries an ``error`` is raised as a :class:`StarwebError`, not returned as data.
+        """
+        response = self._request("GET", path, params=params)
+        envelope = self._json(response, "GET", path)
+        if "error" in envelope:
+            error, description = self._error_fields(response)
+            raise StarwebError(response.status_code, error, description, "GET", path)
+        return envelope
 
     def post(self, path: str, json: Any) -> dict[str, Any]:
         return self._json(self._request("POST", path, json_body=json), "POST", path)
@@ -203,19 +252,35 @@ class StarwebClient:
 
         The first request carries no ``page`` (so list endpoints without paging can use this too); later
         ones ask for ``current_page + 1`` until ``total_pages`` is reached.
+
+        Raises :class:`StarwebIncompleteListing` where the answers do not add up, rather than end early and
+        let a watermark pass records never read: a 2xx with an ``error`` or without a ``data`` list, an empty
+        page before the last, or, once the last page is read, fewer items than its ``meta.pagination.total``.
+        A caller that stops early never meets the last check.
         """
         query = dict(params or {})
+        received = 0
         while True:
-            envelope = self.get(path, query)
-            items = envelope.get("data") or []
+            envelope = self._listing_page(path, query)
+            items = envelope["data"]
             pagination = (envelope.get("meta") or {}).get("pagination")
             if pagination:
                 # Learn the page size before handing out items: their consumers may list variants at once.
                 self._page_size = pagination["per_page"]
             yield from items
-            if not items or not pagination or pagination["current_page"] >= pagination["total_pages"]:
+            received += len(items)
+            if not pagination:
                 return
-            query["page"] = pagination["current_page"] + 1
+            page, last_page, total = pagination["current_page"], pagination["total_pages"], pagination["total"]
+            if page >= last_page:
+                if received < total:
+                    raise self._incomplete(
+                        path, page, f"{received} items over {page} pages, but meta.pagination.total is {total}"
+                    )
+                return
+            if not items:
+                raise self._incomplete(path, page, f"empty, but meta.pagination says {last_page} pages")
+            query["page"] = page + 1
 
     def _iter_pages_without_meta(
         self, path: str, params: Mapping[str, Any] | None = None
@@ -229,12 +294,29 @@ class StarwebClient:
         query = dict(params or {})
         page = 1
         while True:
-            items = self.get(path, query).get("data") or []
+            items = self._listing_page(path, query)["data"]
             yield from items
             if not items or (self._page_size is not None and len(items) < self._page_size):
                 return
             page += 1
             query["page"] = page
+
+    def _listing_page(self, path: str, query: Mapping[str, Any]) -> dict[str, Any]:
+        """One page of a listing, checked to carry a ``data`` list and no ``error``."""
+        response = self._request("GET", path, params=query)
+        envelope = self._json(response, "GET", path)
+        page = query.get("page", 1)
+        if "error" in envelope:
+            error, description = self._error_fields(response)
+            detail = ": ".join(part for part in (error, description) if part)
+            raise self._incomplete(path, page, f"HTTP {response.status_code} with an error body ({detail})")
+        if not isinstance(envelope.get("data"), list):
+            raise self._incomplete(path, page, f"HTTP {response.status_code} without a data list")
+        return envelope
+
+    @staticmethod
+    def _incomplete(path: str, page: int, problem: str) -> StarwebIncompleteListing:
+        return StarwebIncompleteListing(None, "incomplete_listing", f"page {page}: {problem}", "GET", path)
 
     def map_concurrent(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """``map(fn, items)`` on a pool of ``max_concurrency`` threads, results in input order.
@@ -280,6 +362,26 @@ class StarwebClient:
             f" as {self.credentials.client_id!r}",
         )
 
+    def check_clock(self, max_skew: timedelta) -> None:
+        """Raise :class:`StarwebClockSkew` when this worker's clock and Starweb's differ by more than ``max_skew``.
+
+        Compares the ``Date`` header of the latest answer this client received with the local time it arrived;
+        only a client that has received none reads ``/shop`` for one. ``Date`` counts whole seconds, so the
+        reading is good to about a second plus the answer's travel time: ``max_skew`` should be well above that
+        (a job's overlap window is minutes).
+        """
+        if self._clock_reading is None:
+            self.get_shop()
+        reading = self._clock_reading
+        if reading is None:
+            raise StarwebError(
+                None, "no_date_header", "Starweb's answers carry no Date header to compare clocks", "GET", "/shop"
+            )
+        if abs(reading.starweb_time - reading.local_time) > max_skew:
+            raise StarwebClockSkew(
+                reading.starweb_time, reading.local_time, max_skew, reading.method, reading.path
+            )
+
     # ----------------------------------------------------------------------------------------- typed reads
 
     def iter_products(
@@ -301,12 +403,17 @@ class StarwebClient:
 
     def products_page(self, page: int, include: Sequence[str] = ()) -> tuple[list[dict[str, Any]], int]:
         """One page of ``/products`` and the number of pages, for callers that fetch pages concurrently or
-        resume at a page; like :meth:`iter_pages` it learns the page size the variant listings rely on."""
-        envelope = self.get("/products", {**_include(include), "page": page})
+        resume at a page; like :meth:`iter_pages` it learns the page size the variant listings rely on, and
+        raises :class:`StarwebIncompleteListing` for an error body or an empty page before the last."""
+        envelope = self._listing_page("/products", {**_include(include), "page": page})
+        items = envelope["data"]
         pagination = (envelope.get("meta") or {}).get("pagination") or {}
         if pagination:
             self._page_size = pagination["per_page"]
-        return envelope.get("data") or [], int(pagination.get("total_pages") or 1)
+        total_pages = int(pagination.get("total_pages") or 1)
+        if not items and page < total_pages:
+            raise self._incomplete("/products", page, f"empty, but meta.pagination says {total_pages} pages")
+        return items, total_pages
 
     def get_product(self, product_id: int, include: Sequence[str] = ()) -> dict[str, Any]:
         return self.get(f"/products/{int(product_id)}", _include(include))["data"]
@@ -415,6 +522,7 @@ class StarwebClient:
         # /token may always be resent: a second token request has no side effect worth guarding.
         resend_after_maybe_applied = method != "POST" or path == TOKEN_PATH
         failures = 0
+        first_failure_at: float | None = None
         refused_token: str | None = None
         token_renewed = False
         earlier_attempt_maybe_applied = False
@@ -435,6 +543,7 @@ class StarwebClient:
                 failure = self._transport_failure(exc, method, path, resend_after_maybe_applied)
                 earlier_attempt_maybe_applied |= isinstance(exc, _MAYBE_APPLIED_ERRORS)
             else:
+                self._note_clock(response, method, path)
                 if response.is_success:
                     return response
                 if response.status_code == 404 and method == "DELETE" and earlier_attempt_maybe_applied:
@@ -457,16 +566,32 @@ class StarwebClient:
                         path,
                     )
                     continue
-                failure = self._response_failure(response.status_code, error, description, response)
+                # A gateway may have passed the request on before it gave up (see the DELETE case above).
+                earlier_attempt_maybe_applied |= response.status_code in _GATEWAY_STATUSES
+                failure = self._response_failure(
+                    response, error, description, method, path, resend_after_maybe_applied
+                )
                 if failure is None:
                     raise self._final_error(response.status_code, error, description, method, path)
             if failures >= self._max_retries:
                 raise failure.exhausted(failure.status, failure.error, failure.description, method, path)
+            delay = backoff_delay(
+                failures + 1, failure.retry_after, base=self._backoff_base, cap=self._backoff_cap
+            )
+            if first_failure_at is None:
+                first_failure_at = time.monotonic()
+            if time.monotonic() - first_failure_at + delay > self._max_retry_seconds:
+                logger.warning(
+                    "Starweb %s %s: %s; giving up: waiting %.2f s more would pass the %.0f s retry budget",
+                    method,
+                    path,
+                    failure.reason,
+                    delay,
+                    self._max_retry_seconds,
+                )
+                raise failure.exhausted(failure.status, failure.error, failure.description, method, path)
             failures += 1
             self.stats.increment("retries")
-            delay = backoff_delay(
-                failures, failure.retry_after, base=self._backoff_base, cap=self._backoff_cap
-            )
             logger.warning(
                 "Starweb %s %s: %s (attempt %d of %d); retrying in %.2f s",
                 method,
@@ -489,38 +614,32 @@ class StarwebClient:
             return _Failure(f"{kind}: {detail}", None, kind, detail, StarwebUnavailable)
         if isinstance(exc, _MAYBE_APPLIED_ERRORS):
             # Not chained: the httpx exception's request holds the Authorization header.
-            raise StarwebUnavailable(
-                None,
-                kind,
-                f"{detail}; not resent because the server may already have applied it",
-                method,
-                path,
-            ) from None
+            raise StarwebAmbiguousWrite(None, kind, detail, method, path) from None
         raise StarwebError(None, kind, detail, method, path) from None
 
     def _response_failure(
-        self, status: int, error: str | None, description: str | None, response: httpx.Response
+        self,
+        response: httpx.Response,
+        error: str | None,
+        description: str | None,
+        method: str,
+        path: str,
+        resendable: bool,
     ) -> _Failure | None:
-        """A retryable failure for throttling and server errors; None for errors a resend cannot fix."""
+        """A retryable failure for throttling, request timeouts and server errors; None for answers a resend
+        cannot change. A gateway error on a request that must not be resent raises StarwebAmbiguousWrite."""
+        status = response.status_code
+        reason = f"HTTP {status}" + "".join(f": {part}" for part in (error, description) if part)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         if status == 429 or (400 <= status < 500 and error == TOO_MANY_REQUESTS):
             self.stats.increment("throttled")
             return _Failure(
-                f"HTTP {status} {TOO_MANY_REQUESTS}",
-                status,
-                error or TOO_MANY_REQUESTS,
-                description,
-                StarwebRateLimited,
-                retry_after_seconds(response.headers.get("Retry-After")),
+                reason, status, error or TOO_MANY_REQUESTS, description, StarwebRateLimited, retry_after
             )
-        if status >= 500:
-            return _Failure(
-                f"HTTP {status} {error or ''}".rstrip(),
-                status,
-                error,
-                description,
-                StarwebUnavailable,
-                retry_after_seconds(response.headers.get("Retry-After")),
-            )
+        if status in _GATEWAY_STATUSES and not resendable:
+            raise StarwebAmbiguousWrite(status, error, description, method, path)
+        if status == 408 or (status >= 500 and status != 501):
+            return _Failure(reason, status, error, description, StarwebUnavailable, retry_after)
         return None
 
     @staticmethod
@@ -538,8 +657,8 @@ class StarwebClient:
         try:
             body = response.json()
         except ValueError:
-            text = response.text.strip()
-            return None, self._scrub(text[:200]) or None
+            # Scrubbed before it is cut, so no secret can be cut in two and escape the scrubber.
+            return None, self._scrub(response.text.strip())[:200] or None
         if not isinstance(body, dict):
             return None, None
         error = body.get("error")
@@ -565,11 +684,30 @@ class StarwebClient:
             )
         return body
 
+    def _note_clock(self, response: httpx.Response, method: str, path: str) -> None:
+        """Remember the answer's ``Date`` against the local clock; an answer without a readable one is passed."""
+        local_time = datetime.now(UTC)
+        try:
+            starweb_time = email.utils.parsedate_to_datetime(response.headers.get("Date", ""))
+        except (TypeError, ValueError):
+            return
+        if starweb_time.tzinfo is not None:
+            self._clock_reading = _ClockReading(starweb_time, local_time, method, path)
+
     def _scrub(self, text: str) -> str:
-        for secret in (self.credentials.client_secret, *self._issued_tokens):
-            if secret:
-                text = text.replace(secret, REDACTED)
-        return text
+        """``text`` without the client secret and this client's access tokens, in every form a server may echo
+        them in: as sent, URL-encoded, JSON-escaped, and as the Basic credentials ``client_id:client_secret``."""
+        secret = self.credentials.client_secret
+        forms = {form for value in (secret, *self._issued_tokens) if value for form in _echoed_forms(value)}
+        if secret:
+            basic = f"{self.credentials.client_id}:{secret}".encode()
+            forms.add(base64.b64encode(basic).decode().rstrip("="))
+        if not forms:
+            return text
+        # Longest first, so a form is not half replaced by a shorter one it contains; percent-escapes and \u
+        # escapes come in either case.
+        pattern = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
+        return re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
 
 
 def backoff_delay(failures: int, retry_after: float | None, *, base: float, cap: float) -> float:
@@ -594,6 +732,21 @@ def retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, moment.timestamp() - time.time())
+
+
+def _echoed_forms(value: str) -> set[str]:
+    """``value`` as a server may echo it: raw, URL-encoded (path and form style) and JSON-escaped (also with
+    PHP's escaped slashes and with non-ASCII characters kept)."""
+    escaped = json.dumps(value)[1:-1]
+    return {
+        value,
+        quote(value),
+        quote(value, safe=""),
+        quote_plus(value),
+        escaped,
+        escaped.replace("/", "\\/"),
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
 
 
 def _iso8601(moment: datetime) -> str:
