@@ -1,7 +1,7 @@
 """Mock Mamut company database for the demo and the tests, on SQLite or PostgreSQL over ODBC.
 
-The schema is rendered from the schema map (default_schema_map.yaml, the reference's section-5
-proposal plus VARIANTAXIS1/2 on G_PROD and the invented order/customer columns marked there: VATNO,
+The schema is rendered from the schema map (default_schema_map.yaml, the section-5 proposal of
+docs/reference/mamut.md plus VARIANTAXIS1/2 on G_PROD and the invented order/customer columns marked there: VATNO,
 ADRNAME, COUNTRYISO, EXCHANGERATE, ORDERDATE, TRACKINGNO, TRACKERTYPE), so a mock created with renamed
 tables or columns matches an overridden map. Tables are created only when missing: a mock made before a
 column was added to the map must be created anew. Per backend: IDENTITY becomes ``INTEGER PRIMARY KEY

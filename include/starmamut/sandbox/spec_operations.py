@@ -2,7 +2,8 @@
 implement (501) from a path Starweb does not have (404).
 
 Path templates as the spec writes them, each with its methods. ``tests/test_sandbox.py`` checks this table
-against the spec file; the sandbox does not read that file at run time, as it is not part of this repository.
+against the spec vendored at ``docs/starweb-openapi/openapi.json``; the sandbox does not read that file at run
+time (it is documentation, not part of the installed package).
 """
 
 from __future__ import annotations

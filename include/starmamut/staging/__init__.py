@@ -1,4 +1,4 @@
-"""Staging database: the state the integration owns (see DESIGN.md section 5)."""
+"""Staging database: the state the integration owns (see docs/DESIGN.md section 5)."""
 
 from starmamut.staging.store import (
     Batch,
