@@ -86,12 +86,28 @@ def upsert(
     match_keys: Sequence[str] = ALL_KEYS,
     numbers: CustomerNumberPolicy = MAMUT_NUMBERS,
     guest_customer_no: int | None = None,
+    update_matched: bool = False,
     now: dt.datetime = T1,
 ) -> CustomerWriteResult:
     with gateway.transaction() as tx:
         return CustomerRepository(gateway).upsert(
-            tx, customer, match_keys=match_keys, numbers=numbers, guest_customer_no=guest_customer_no, now=now
+            tx,
+            customer,
+            match_keys=match_keys,
+            numbers=numbers,
+            guest_customer_no=guest_customer_no,
+            update_matched=update_matched,
+            now=now,
         )
+
+
+def customer_card(gateway: MamutGateway) -> dict[str, Any]:
+    """Everything the integration may write about customers: contacts, contact persons, addresses."""
+    return {
+        "contact": rows(gateway, "contact", ["contact_key", "name", "email", "phone", "external_id", "edit_date"]),
+        "contact_person": rows(gateway, "contact_person", ["first_name", "last_name", "email", "phone_work"]),
+        "address": rows(gateway, "address", ["address_type", "recipient", "street", "zip_code", "city"]),
+    }
 
 
 def add_contact(gateway: MamutGateway, customer_number: int | None, name: str, **values: Any) -> int:
@@ -143,18 +159,48 @@ def test_company_keeps_vat_number_and_the_buyer_as_contact_person(mamut_db: Mamu
     assert [row["address_type"] for row in rows(mamut_db.gateway, "address", ["address_type"])] == [1]
 
 
-def test_unchanged_customer_is_not_rewritten_and_changes_touch_only_what_differs(
+def test_a_matched_customer_keeps_its_master_data(mamut_db: MamutTestDatabase) -> None:
+    """An order is a snapshot: another name, phone or address on it (a gift, a guest) never rewrites the card."""
+    gateway = mamut_db.gateway
+    created = upsert(gateway, private_buyer(), now=T1)
+    card = customer_card(gateway)
+
+    elsewhere = home_address(name="Mormor Berg", street="Fjällvägen 9", zip_code="981 31", city="Kiruna")
+    for buyer in (
+        private_buyer(phone="070-999 99 99", delivery_address=elsewhere),
+        guest_buyer(first_name="Åke", last_name="Berg", name="Åke Berg", invoice_address=elsewhere),
+    ):
+        matched = upsert(gateway, buyer, now=T2)
+        assert matched == dataclasses.replace(created, created=False, updated=False)
+    assert customer_card(gateway) == card
+
+
+def test_a_matched_customer_without_external_id_is_linked_to_the_buyer_only(mamut_db: MamutTestDatabase) -> None:
+    gateway = mamut_db.gateway
+    typed_in = add_contact(gateway, 20001, "Åsa Öberg (kund sedan 2019)", email="asa.oberg@example.se")
+
+    linked = upsert(gateway, private_buyer(), now=T2)
+
+    assert (linked.contact_id, linked.created, linked.updated) == (typed_in, False, True)
+    card = customer_card(gateway)
+    assert [(row["name"], row["phone"], row["external_id"], row["edit_date"]) for row in card["contact"]] == [
+        ("Åsa Öberg (kund sedan 2019)", None, "a:17", T2)
+    ]
+    assert card["contact_person"] == card["address"] == []
+
+
+def test_with_update_matched_an_unchanged_customer_is_not_rewritten_and_changes_touch_only_what_differs(
     mamut_db: MamutTestDatabase,
 ) -> None:
     gateway = mamut_db.gateway
     created = upsert(gateway, private_buyer(), now=T1)
 
-    again = upsert(gateway, private_buyer(email="  ASA.Oberg@Example.se "), now=T2)
+    again = upsert(gateway, private_buyer(email="  ASA.Oberg@Example.se "), update_matched=True, now=T2)
     assert again == dataclasses.replace(created, created=False, updated=False)
     assert rows(gateway, "contact", ["email", "edit_date"]) == [{"email": "asa.oberg@example.se", "edit_date": T1}]
 
     moved = private_buyer(phone="070-999 99 99", delivery_address=home_address(street="Nygatan 3", city="Lund"))
-    changed = upsert(gateway, moved, now=T3)
+    changed = upsert(gateway, moved, update_matched=True, now=T3)
     assert changed.updated and not changed.created and changed.contact_id == created.contact_id
     assert rows(gateway, "contact", ["phone", "edit_date"]) == [{"phone": "070-999 99 99", "edit_date": T3}]
     [person] = rows(gateway, "contact_person", ["phone_work", "edit_date"])
@@ -171,7 +217,7 @@ def test_values_the_shop_did_not_give_keep_mamuts(mamut_db: MamutTestDatabase) -
     upsert(gateway, private_buyer(), now=T1)
 
     sparse = private_buyer(phone=None, org_no="  ", delivery_address=None, invoice_address=home_address(name=None))
-    assert not upsert(gateway, sparse, now=T2).updated
+    assert not upsert(gateway, sparse, update_matched=True, now=T2).updated
     assert rows(gateway, "contact", ["phone", "org_number"]) == [
         {"phone": "070-123 45 67", "org_number": "19800101-1234"}
     ]
@@ -229,11 +275,13 @@ def test_matched_customer_gets_the_external_id_only_if_it_has_none(mamut_db: Mam
     assert ids == {unlinked: "a:17", other_shop: "b:9"}
 
 
-def test_another_buyer_of_a_company_is_added_as_a_second_contact_person(mamut_db: MamutTestDatabase) -> None:
+def test_with_update_matched_another_buyer_of_a_company_is_added_as_a_second_contact_person(
+    mamut_db: MamutTestDatabase,
+) -> None:
     gateway = mamut_db.gateway
     first = upsert(gateway, company_buyer(), now=T1)
-    second = upsert(gateway, company_buyer(first_name="Karin", last_name="Sjöberg"), now=T2)
-    same_again = upsert(gateway, company_buyer(first_name="björn ", last_name="ÄNGSTRÖM"), now=T3)
+    second = upsert(gateway, company_buyer(first_name="Karin", last_name="Sjöberg"), update_matched=True, now=T2)
+    same_again = upsert(gateway, company_buyer(first_name="björn ", last_name="ÄNGSTRÖM"), update_matched=True, now=T3)
 
     assert second.updated and not same_again.updated
     assert second.contact_id == same_again.contact_id == first.contact_id

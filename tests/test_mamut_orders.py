@@ -19,7 +19,20 @@ from starmamut.mamut.gateway import MamutError, MamutGateway, MamutTransaction
 from starmamut.mamut.orders import ExistingOrder, OrderRepository, OrderWriteResult
 from starmamut.mamut.schema_map import SchemaMap
 from tests.fixtures.mamut import MamutTestDatabase, fresh_mock_database
-from tests.test_mamut_customers import ALL_KEYS, MAMUT_NUMBERS, T1, T2, company_buyer, private_buyer, rows
+from tests.test_mamut_customers import (
+    ALL_KEYS,
+    MAMUT_NUMBERS,
+    T1,
+    T2,
+    company_buyer,
+    customer_card,
+    guest_buyer,
+    home_address,
+    private_buyer,
+    rows,
+)
+
+GIFT_ADDRESS = home_address(name="Mormor Berg", street="Fjällvägen 9", zip_code="981 31", city="Kiruna")
 
 
 def web_order(external_id: str = "a:1001", **changes: Any) -> MamutOrder:
@@ -39,6 +52,8 @@ def web_order(external_id: str = "a:1001", **changes: Any) -> MamutOrder:
             MamutOrderLine(None, "Presentinslagning – gåvokort", Decimal("1"), Decimal("0"), Decimal("0"), 1),
         ),
         total_incl_vat=Decimal("471.97"),
+        invoice_address=home_address(),
+        delivery_address=home_address(name="Åsa Öberg c/o Lund", street="Ängsvägen 7", city="Malmö"),
     )
     return dataclasses.replace(order, **changes)
 
@@ -49,6 +64,7 @@ def create(
     customer: MamutCustomer | None = None,
     *,
     guest_customer_no: int | None = None,
+    update_customer: bool = False,
     now: dt.datetime = T1,
 ) -> OrderWriteResult:
     return OrderRepository(gateway).create(
@@ -57,6 +73,7 @@ def create(
         match_keys=ALL_KEYS,
         numbers=MAMUT_NUMBERS,
         guest_customer_no=guest_customer_no,
+        update_customer=update_customer,
         now=now,
     )
 
@@ -407,3 +424,51 @@ def test_orders_of_guests_go_to_the_guest_customer_with_the_buyers_name_on_the_o
     [order] = orders_in(gateway)
     assert (order["customer_number"], order["contact_name"]) == (9999, "Åsa Öberg")
     assert order["delivery_address"].startswith("Åsa Öberg c/o Lund\nÄngsvägen 7")
+
+
+def test_a_gift_delivery_address_lands_on_the_order_not_on_the_customer(mamut_db: MamutTestDatabase) -> None:
+    gateway = mamut_db.gateway
+    first = create(gateway, web_order("a:1001"))
+    card = customer_card(gateway)
+
+    # The mapper builds order and buyer from the same Starweb order: both carry the gift's address.
+    gift = create(gateway, web_order("a:1002", delivery_address=GIFT_ADDRESS),
+                  private_buyer(delivery_address=GIFT_ADDRESS), now=T2)
+
+    assert gift.contact_id == first.contact_id and not gift.customer_created
+    assert customer_card(gateway) == card
+    by_id = {order["external_id"]: order for order in orders_in(gateway)}
+    assert by_id["a:1002"]["delivery_address"] == "Mormor Berg\nFjällvägen 9\n981 31 Kiruna\nSE"
+    assert by_id["a:1001"]["delivery_address"] == "Åsa Öberg c/o Lund\nÄngsvägen 7\n111 22 Malmö\nSE"
+
+
+def test_a_guest_order_with_a_returning_customers_email_leaves_the_customer_unchanged(
+    mamut_db: MamutTestDatabase,
+) -> None:
+    gateway = mamut_db.gateway
+    registered = create(gateway, web_order("a:1001"))
+    card = customer_card(gateway)
+    stranger = home_address(name="Okänd Person", street="Annangatan 5", city="Uppsala")
+    guest = guest_buyer(name="Okänd Person", first_name="Okänd", last_name="Person", phone="070-000 00 00",
+                        invoice_address=stranger, delivery_address=None)
+
+    result = create(gateway, web_order("a:1002", invoice_address=stranger, delivery_address=None), guest, now=T2)
+
+    assert result.contact_id == registered.contact_id  # matched by e-mail: the order belongs to that customer
+    assert customer_card(gateway) == card
+    order = next(order for order in orders_in(gateway) if order["external_id"] == "a:1002")
+    assert (order["contact_name"], order["delivery_address"]) == (
+        "Okänd Person", "Okänd Person\nAnnangatan 5\n111 22 Uppsala\nSE"
+    )
+
+
+def test_update_customer_writes_the_orders_buyer_over_the_matched_customer(mamut_db: MamutTestDatabase) -> None:
+    """The old behaviour, for shops that want it (orders_to_mamut.update_customer_from_order)."""
+    gateway = mamut_db.gateway
+    create(gateway, web_order("a:1001"))
+
+    create(gateway, web_order("a:1002", delivery_address=GIFT_ADDRESS), private_buyer(delivery_address=GIFT_ADDRESS),
+           update_customer=True, now=T2)
+
+    delivery = rows(gateway, "address", ["street", "city"], address_type=3)
+    assert delivery == [{"street": "Fjällvägen 9", "city": "Kiruna"}]

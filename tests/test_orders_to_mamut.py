@@ -18,25 +18,27 @@ from starmamut.jobs.common import JobContext
 from starmamut.mamut.orders import OrderRepository
 from starmamut.staging.store import StagingStore
 from tests.fixtures.jobs import sandbox_job_context
+from tests.test_mamut_customers import customer_card
 
 ELIGIBLE = ["created", "picking", "completed", 5, 6]
 
 
-def settings_for(**orders: Any) -> Settings:
+def settings_for(mamut: dict[str, Any] | None = None, **orders: Any) -> Settings:
     shop = {"name": "Demo", "flow": "ecom", "starweb_conn_id": "unused",
             "orders_to_mamut": {"eligible_statuses": ELIGIBLE, **orders}}
     return Settings.model_validate({
         "version": 1,
-        "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}},
+        "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}, **(mamut or {})},
         "shops": {"demo": shop, "other": dict(shop, name="Other")},
     })
 
 
 @pytest.fixture
 def make_ctx(sandbox: Any, mamut_db: Any, staging_store: StagingStore) -> Iterator[Callable[..., JobContext]]:
-    def make(shop: str = "demo", orders: dict[str, Any] | None = None, **params: Any) -> JobContext:
-        return sandbox_job_context(settings_for(**(orders or {})), sandbox, staging_store, mamut_db.gateway, params,
-                                   shop=shop)
+    def make(shop: str = "demo", orders: dict[str, Any] | None = None, mamut: dict[str, Any] | None = None,
+             **params: Any) -> JobContext:
+        return sandbox_job_context(settings_for(mamut, **(orders or {})), sandbox, staging_store, mamut_db.gateway,
+                                   params, shop=shop)
 
     products_to_mamut.run(make())  # the catalogue first, so order lines find their articles
     yield make
@@ -64,7 +66,7 @@ def test_demo_orders_land_with_lines_totals_and_no_duplicate_customers(make_ctx,
     assert result["loaded"] == len(expected) and result["quarantined"] == 0
     for oid, order in expected.items():
         mamut = landed[f"demo:{oid}"]
-        assert mamut["total_gross"] == Decimal(str(order["totalAmount"])).quantize(Decimal("0.01"))
+        assert mamut["total_gross"] == Decimal(str(order["amountToPay"])).quantize(Decimal("0.01"))
         item_skus = [item["sku"] for item in order["items"]["data"]]
         assert [line["sku"] for line in mamut["lines"] if line["sku"] not in (None, "FRAKT", "AVGIFT")] == item_skus
         extra = (order["shippingCost"] > 0) + (order["paymentFee"] > 0) + sum(
@@ -89,13 +91,108 @@ def test_export_foreign_currency_and_b2b_orders(make_ctx, sandbox, mamut_db):
     norway = next(o for o in eligible_orders(sandbox).values() if o["currencyCode"] == "NOK")
     assert {line["vat_code"] for line in landed[f"demo:{norway['orderId']}"]["lines"]} == {4}
     euro = next(o for o in eligible_orders(sandbox).values() if o["currencyCode"] == "EUR")
-    assert landed[f"demo:{euro['orderId']}"]["exchange_rate"] == Decimal(str(euro["currencyExchangeRate"]))
+    assert landed[f"demo:{euro['orderId']}"]["exchange_rate"] == sek_per(euro, unit=1)
     company = next(o for o in eligible_orders(sandbox).values() if o.get("originalCustomerVatNo"))
     with mamut_db.gateway.transaction() as tx:
         (contact,) = tx.select("contact", ["name", "vat_number", "org_number"],
                                where={"contact_key": landed[f"demo:{company['orderId']}"]["contact_key"]})
     customer = state.customer(company["customerId"])
     assert contact["vat_number"] == customer["vatNo"] and contact["name"].endswith("AB")
+
+
+def sek_per(order: dict[str, Any], *, unit: int) -> Decimal:
+    """The Starweb order's rate (order currency per 1 SEK) as SEK per ``unit`` units, as EXCHANGERATE holds it."""
+    return (unit / Decimal(str(order["currencyExchangeRate"]))).quantize(Decimal("0.000001"))
+
+
+@pytest.mark.parametrize(("exchange_rate", "expected"), [
+    ({}, lambda order: sek_per(order, unit=1)),  # the default: SEK per 1 EUR / NOK (≈ 11.49 per EUR)
+    ({"unit": 100}, lambda order: sek_per(order, unit=100)),
+    ({"direction": "foreign_per_base", "unit": 1}, lambda order: Decimal(str(order["currencyExchangeRate"]))),
+])
+def test_exchange_rates_land_in_the_configured_direction_and_unit(make_ctx, sandbox, mamut_db, exchange_rate,
+                                                                   expected):
+    orders_to_mamut.run(make_ctx(mamut={"exchange_rate": exchange_rate}))
+    landed = mamut_orders(mamut_db.gateway)
+    by_currency: dict[str, set[Decimal]] = {}
+    for oid, order in eligible_orders(sandbox).items():
+        rate = landed[f"demo:{oid}"]["exchange_rate"]
+        by_currency.setdefault(order["currencyCode"], set()).add(rate)
+        if order["currencyCode"] != "SEK":
+            assert rate == expected(order), (order["currencyCode"], rate)
+    assert {"EUR", "NOK"} <= set(by_currency) and by_currency["SEK"] == {Decimal(1)}  # base currency: 1 always
+
+
+def test_an_orders_own_addresses_land_on_the_order_and_leave_the_customer_alone(make_ctx, sandbox, mamut_db):
+    """A guest using a returning customer's e-mail, and that customer sending a gift: the customer stays as it was."""
+    orders_to_mamut.run(make_ctx())
+    card = customer_card(mamut_db.gateway)
+    guest_order, gift_order = _guest_and_gift_orders(sandbox)
+
+    later = orders_to_mamut.run(make_ctx())
+
+    assert later["loaded"] == 2 and later["customers_created"] == 0
+    assert customer_card(mamut_db.gateway) == card
+    landed = mamut_orders(mamut_db.gateway)
+    guest, gift = landed[f"demo:{guest_order['orderId']}"], landed[f"demo:{gift_order['orderId']}"]
+    assert (guest["contact_name"], guest["delivery_address"]) == ("Okänd Gäst", "Okänd Gäst\nGästvägen 1\n"
+                                                                                "753 20 Uppsala\nSE")
+    assert gift["delivery_address"] == "Mormor Berg\nFjällvägen 9\n981 31 Kiruna\nSE"
+    assert guest["contact_key"] == gift["contact_key"]  # both belong to the returning customer
+
+
+def test_update_customer_from_order_writes_each_orders_buyer_over_the_customer(make_ctx, sandbox, mamut_db):
+    orders_to_mamut.run(make_ctx())
+    _, gift_order = _guest_and_gift_orders(sandbox)
+
+    orders_to_mamut.run(make_ctx(orders={"update_customer_from_order": True}))
+
+    contact_key = mamut_orders(mamut_db.gateway)[f"demo:{gift_order['orderId']}"]["contact_key"]
+    with mamut_db.gateway.transaction() as tx:
+        streets = {row["address_type"]: row["street"] for row in tx.select(
+            "address", ["address_type", "street"], where={"source_key": contact_key})}
+    assert streets[3] == "Fjällvägen 9"
+
+
+def _guest_and_gift_orders(sandbox: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A guest order with a returning customer's e-mail, then that customer's order delivered elsewhere."""
+    state = sandbox.state
+    expected = eligible_orders(sandbox)
+    returning = next(o for o in expected.values() if o.get("customerId") and o["currencyCode"] == "SEK")
+    template = state.order(returning["orderId"], includes=("items", "addresses"))
+    items = [{key: item[key] for key in ("sku", "description", "quantity", "unitPrice", "vatRate")}
+             for item in template["items"]["data"]]
+    email = state.customer(returning["customerId"])["email"]
+    stranger = {"firstName": "Okänd", "lastName": "Gäst", "address": "Gästvägen 1", "postalCode": "753 20",
+                "city": "Uppsala", "countryCode": "SE"}
+    gift = {"firstName": "Mormor", "lastName": "Berg", "address": "Fjällvägen 9", "postalCode": "981 31",
+            "city": "Kiruna", "countryCode": "SE"}
+    base = {"statusId": template["statusId"], "currencyCode": "SEK", "isComplete": True, "items": items}
+    guest = state.add_order({**base, "originalCustomerEmail": email.upper(),
+                             "addresses": {"customerInvoice": stranger, "customerDelivery": stranger}})
+    invoice = template["addresses"]["data"]["customerInvoice"]
+    gift_order = state.add_order({**base, "customerId": returning["customerId"], "originalCustomerEmail": email,
+                                  "addresses": {"customerInvoice": invoice, "customerDelivery": gift}})
+    return guest, gift_order
+
+
+def test_an_amount_no_order_row_shows_is_quarantined_with_its_reason(make_ctx, sandbox, mamut_db, staging_store):
+    state = sandbox.state
+    template = state.order(min(eligible_orders(sandbox)), includes=("items", "addresses"))
+    items = [{key: item[key] for key in ("sku", "description", "quantity", "unitPrice", "vatRate")}
+             for item in template["items"]["data"]]
+    gift_card = state.add_order({"statusId": template["statusId"], "currencyCode": "SEK", "isComplete": True,
+                                 "originalCustomerEmail": "presentkort@example.se", "items": items,
+                                 "addresses": template["addresses"]["data"]}, unitemised_amount=-100.0)
+
+    result = orders_to_mamut.run(make_ctx())
+
+    (entry,) = staging_store.open_quarantine("demo", "order")
+    assert entry.key == str(gift_card["orderId"]) and result["quarantined"] == 1
+    (reason,) = [r["reason"] for r in entry.reasons]
+    assert "but amountToPay is" in reason and "(-100.00, more than the tolerance" in reason
+    assert "amountToPay is totalAmount + totalVat -100.00: an amount no order row shows (a gift card" in reason
+    assert f"demo:{gift_card['orderId']}" not in mamut_orders(mamut_db.gateway)
 
 
 def test_reruns_and_overlapping_windows_change_nothing(make_ctx, mamut_db):
@@ -161,7 +258,7 @@ def test_bad_orders_are_quarantined_then_go_through_once_fixed(make_ctx, sandbox
                    for entry in staging_store.open_quarantine("demo", "order")}
     assert set(quarantined) == bad and result["quarantined"] == 3
     assert "FINNS-INTE" in quarantined[str(unknown_sku["orderId"])]
-    assert "order total" in quarantined[str(wrong_total["orderId"])]
+    assert "but totalAmount is 1.00" in quarantined[str(wrong_total["orderId"])]
     assert "address" in quarantined[str(no_address["orderId"])]
     assert not bad & {key.split(":")[1] for key in mamut_orders(mamut_db.gateway)}
 

@@ -24,6 +24,7 @@ from tests.fixtures.openapi_contract import (
     assert_exchange_conforms,
     assert_request_conforms,
     assert_response_conforms,
+    load_patched_spec,
 )
 from tests.fixtures.sandbox import fetch_token
 
@@ -658,6 +659,28 @@ def test_every_route_has_a_contract_case() -> None:
     covered = {router.resolve(case.method, case.path.format(**ids))[0] for case in ALL_CASES}
     missing = [f"{route.method} {route.pattern}" for route in router.routes if route.handler not in covered]
     assert missing == []
+
+
+def test_order_totals_are_the_spec_examples_arithmetic(checked_api: httpx.Client) -> None:
+    """OrderModel's example: totalAmount 622.4 (ex VAT) + totalVat 155.6 = amountToPay 778. An order built from the
+    spec's own example fields (shippingCost and paymentFee 23.2, every VAT rate 25 %) gets exactly those totals."""
+    schemas = load_patched_spec()["components"]["schemas"]
+    order, item = schemas["OrderModel"]["properties"], schemas["OrderItemModel"]["properties"]
+    example = {name: order[name]["example"] for name in ("totalAmount", "totalVat", "amountToPay", "shippingCost",
+                                                        "shippingVatRate", "paymentFee", "paymentVatRate")}
+    assert (example["totalAmount"], example["totalVat"], example["amountToPay"]) == (622.4, 155.6, 778)
+    items_net = round(example["totalAmount"] - example["shippingCost"] - example["paymentFee"], 2)
+    body = {
+        **_NEW_ORDER,
+        **{name: example[name] for name in ("shippingCost", "shippingVatRate", "paymentFee", "paymentVatRate")},
+        "items": [{"sku": "LEK-1001", "quantity": 1, "unitPrice": items_net, "vatRate": item["vatRate"]["example"]}],
+    }
+
+    created = checked_api.post("/orders", json=body).json()["data"]
+
+    totals = (created["totalAmount"], created["totalVat"], created["amountToPay"])
+    assert totals == (example["totalAmount"], example["totalVat"], example["amountToPay"])
+    assert created["totalAmount"] + created["totalVat"] == created["amountToPay"]
 
 
 def test_token_responses_follow_the_spec(sandbox: Sandbox) -> None:

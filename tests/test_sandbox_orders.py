@@ -225,7 +225,7 @@ def test_orders_and_customers_are_paged() -> None:
 # ---------------------------------------------------------------- totals
 
 
-def test_totals_include_vat_with_percent_and_amount_discounts(sandbox: Sandbox) -> None:
+def test_totals_ex_vat_vat_and_to_pay_with_percent_and_amount_discounts(sandbox: Sandbox) -> None:
     order = sandbox.state.add_order(
         _order_body(
             paymentFee=29.0,
@@ -243,12 +243,13 @@ def test_totals_include_vat_with_percent_and_amount_discounts(sandbox: Sandbox) 
         )
     )
     # net 270 + 79.80 + 99.99 + shipping 49 + fee 29 = 527.79; VAT 67.50 + 9.58 + 6.00 + 12.25 + 7.25 = 102.58
-    assert (order["totalVat"], order["totalAmount"], order["amountToPay"]) == (102.58, 630.37, 630.37)
-    assert (order["totalAmountInBaseCurrency"], order["totalVatInBaseCurrency"]) == (630.37, 102.58)
+    assert (order["totalAmount"], order["totalVat"], order["amountToPay"]) == (527.79, 102.58, 630.37)
+    assert (order["totalAmountInBaseCurrency"], order["totalVatInBaseCurrency"]) == (527.79, 102.58)
+    assert order["amountToPayInBaseCurrency"] == 630.37
     seeded = sandbox.state.order(1004)
     # 599.20 less 10 % = 539.28 (VAT 134.82); 183.20 × 2 less 50 = 316.40 (79.10); 79.20 × 3 = 237.60 (59.40);
-    # shipping 49 (12.25): net 1142.28 + VAT 285.57
-    assert (seeded["totalVat"], seeded["totalAmount"]) == (285.57, 1427.85)
+    # shipping 49 (12.25): net 1142.28 + VAT 285.57 = 1427.85
+    assert (seeded["totalAmount"], seeded["totalVat"], seeded["amountToPay"]) == (1142.28, 285.57, 1427.85)
 
 
 def test_amount_discount_applies_once_per_line_whatever_the_quantity(sandbox: Sandbox) -> None:
@@ -268,10 +269,11 @@ def test_foreign_currency_and_zero_vat_totals(sandbox: Sandbox) -> None:
             items=[{"sku": "LEK-1002", "quantity": 3, "unitPrice": 10.99, "vatRate": 25.5}],
         )
     )
-    # 32.97 net (VAT 8.40735 → 8.41) + shipping 9.90 (VAT 2.5245 → 2.52) = 53.80; in SEK ÷ 0.087
+    # 32.97 net (VAT 8.40735 → 8.41) + shipping 9.90 (VAT 2.5245 → 2.52): 42.87 + 10.93 = 53.80; in SEK ÷ 0.087
     assert (eur["currencyExchangeRate"], eur["currencyPrecision"]) == (0.087, 2)
-    assert (eur["totalAmount"], eur["totalVat"]) == (53.8, 10.93)
-    assert (eur["totalAmountInBaseCurrency"], eur["totalVatInBaseCurrency"]) == (618.39, 125.63)
+    assert (eur["totalAmount"], eur["totalVat"], eur["amountToPay"]) == (42.87, 10.93, 53.8)
+    assert (eur["totalAmountInBaseCurrency"], eur["totalVatInBaseCurrency"]) == (492.76, 125.63)
+    assert eur["amountToPayInBaseCurrency"] == 618.39
     nok = sandbox.state.add_order(
         _order_body(
             currencyCode="NOK",
@@ -281,8 +283,9 @@ def test_foreign_currency_and_zero_vat_totals(sandbox: Sandbox) -> None:
         )
     )
     assert (nok["totalAmount"], nok["totalVat"], nok["totalAmountInBaseCurrency"]) == (979.6, 0.0, 999.59)
+    assert nok["amountToPay"] == 979.6  # 0 % VAT (export): amountToPay = totalAmount
     explicit_rate = sandbox.state.add_order(_order_body(currencyCode="EUR", currencyExchangeRate=0.1))
-    assert explicit_rate["totalAmountInBaseCurrency"] == 1250.0
+    assert (explicit_rate["totalAmountInBaseCurrency"], explicit_rate["amountToPayInBaseCurrency"]) == (1000.0, 1250.0)
 
 
 def test_totals_round_half_up_to_the_currency_precision(sandbox: Sandbox) -> None:
@@ -291,28 +294,38 @@ def test_totals_round_half_up_to_the_currency_precision(sandbox: Sandbox) -> Non
     whole_kronor = sandbox.state.add_order(
         _order_body(currencyPrecision=0, items=[{"quantity": 1, "unitPrice": 99.6, "vatRate": 25}])
     )
-    assert (whole_kronor["totalAmount"], whole_kronor["totalVat"]) == (125.0, 25.0)  # net 100, VAT 25
+    assert (whole_kronor["totalAmount"], whole_kronor["totalVat"]) == (100.0, 25.0)  # net 99.6 → 100, VAT 25
 
 
 def test_item_writes_recompute_totals_and_move_modified_at(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
     order = sandbox.state.add_order(_order_body())
     order_id, (item,) = order["orderId"], order["items"]["data"]
-    assert order["totalAmount"] == 125.0
+    assert order["totalAmount"] == 100.0
     later = _advance_clock(sandbox.state, timedelta(minutes=5))
     assert sandbox_api.patch(f"/orders/{order_id}/items/{item['itemId']}", json={"quantity": 2}).status_code == 200
     added = sandbox_api.post(f"/orders/{order_id}/items", json={"quantity": 1, "unitPrice": 10.0, "vatRate": 0})
     assert added.status_code == 201
     current = sandbox_api.get(f"/orders/{order_id}").json()["data"]
-    assert (current["totalAmount"], current["modifiedAt"]) == (260.0, format_timestamp(later))
+    assert (current["totalAmount"], current["amountToPay"], current["modifiedAt"]) == (
+        210.0, 260.0, format_timestamp(later))
     assert sandbox_api.delete(f"/orders/{order_id}/items/{item['itemId']}").status_code == 204
     assert sandbox_api.get(f"/orders/{order_id}").json()["data"]["totalAmount"] == 10.0
 
 
 def test_total_override_makes_an_order_whose_total_does_not_reconcile(sandbox: Sandbox) -> None:
     order = sandbox.state.add_order(_order_body(), total_override=130.0)
-    assert (order["totalAmount"], order["amountToPay"], order["totalVat"]) == (130.0, 130.0, 25.0)
+    assert (order["totalAmount"], order["totalVat"], order["amountToPay"]) == (130.0, 25.0, 155.0)
     line = order["items"]["data"][0]
-    assert line["unitPrice"] * line["quantity"] * (1 + line["vatRate"] / 100) == 125.0
+    assert line["unitPrice"] * line["quantity"] == 100.0
+
+
+def test_an_unitemised_amount_shows_only_in_amount_to_pay(sandbox: Sandbox) -> None:
+    """A gift card of 25.00 paid part of the order: no row shows it, totalAmount + totalVat do not add up."""
+    order = sandbox.state.add_order(_order_body(), unitemised_amount=-25.0)
+    assert (order["totalAmount"], order["totalVat"], order["amountToPay"]) == (100.0, 25.0, 100.0)
+    order_id = order["orderId"]
+    sandbox.state.update_order(order_id, {"items": [{"quantity": 1, "unitPrice": 100.0, "vatRate": 25}]})
+    assert sandbox.state.order(order_id)["amountToPay"] == 125.0  # new rows: the shop computes the totals again
 
 
 # ---------------------------------------------------------------- status changes
@@ -525,7 +538,7 @@ def test_patch_with_items_replaces_them_and_addresses_merge(sandbox: Sandbox, sa
     assert [item["sku"] for item in order["items"]["data"]] == ["LEK-1004"]
     delivery = order["addresses"]["data"]["customerDelivery"]
     assert (delivery["careOf"], delivery["firstName"]) == ("Grannen", "Märta")
-    assert order["totalAmount"] == 290.25  # (183.20 + shipping 49.00) × 1.25
+    assert (order["totalAmount"], order["amountToPay"]) == (232.2, 290.25)  # (183.20 + shipping 49.00) × 1.25
 
 
 def test_swedish_and_norwegian_letters_survive_a_round_trip(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:

@@ -65,6 +65,9 @@ class OrdersToMamutSettings(_Strict):
         default_factory=lambda: ["external_id", "email", "org_no"], min_length=1
     )
     guest_customer_no: int | None = Field(default=None, description="Mamut customer for guests no key matches")
+    update_customer_from_order: bool = Field(
+        default=False, description="write each order's buyer, addresses included, over the matched Mamut customer"
+    )
     shipping_sku: str = "FRAKT"
     payment_fee_sku: str = "AVGIFT"
     unknown_sku: Literal["free_text", "quarantine"] = "free_text"
@@ -207,11 +210,22 @@ class CustomerNumbers(_Strict):
     starweb_offset: Annotated[int, Field(ge=0)] = 50000
 
 
+class ExchangeRate(_Strict):
+    """How Mamut states an order's exchange rate (Starweb sends order currency per 1 base unit, 0.0868 EUR/SEK)."""
+
+    direction: Literal["base_per_foreign", "foreign_per_base"] = Field(
+        default="base_per_foreign",
+        description="base_per_foreign: 11.52 (SEK per EUR); foreign_per_base: 0.0868 (EUR per SEK, as Starweb)",
+    )
+    unit: Literal[1, 100] = Field(default=1, description="the rate is per 1 or per 100 units (1152.07 SEK per 100 EUR)")
+
+
 class MamutSettings(_Strict):
     """The one Mamut company database all shops share."""
 
     conn_id: str = "mamut_default"
     customer_numbers: CustomerNumbers = CustomerNumbers()
+    exchange_rate: ExchangeRate = ExchangeRate()
     schema_map: str | None = Field(default=None, description="YAML overriding table/column names")
     vat_codes: dict[float, int] = Field(description="VAT rate in percent -> Mamut VATCODE")
 

@@ -31,7 +31,7 @@ from starmamut.jobs.common import (
     run_steps,
 )
 from starmamut.mamut.customers import MamutRecordError
-from starmamut.mamut.documents import CustomerNumberPolicy
+from starmamut.mamut.documents import CustomerNumberPolicy, ExchangeRateConvention
 from starmamut.mamut.orders import OrderRepository
 from starmamut.mamut.products import ProductRepository
 from starmamut.mapping.orders import mamut_customer, mamut_order, normalise_order, order_check_row
@@ -132,6 +132,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     gateway = ctx.open_mamut()
     orders, products = OrderRepository(gateway), ProductRepository(gateway)
     numbers = CustomerNumberPolicy(**ctx.settings.mamut.customer_numbers.model_dump())
+    rates = ExchangeRateConvention(**ctx.settings.mamut.exchange_rate.model_dump())
     counts = {"loaded": 0, "already_in_mamut": 0, "customers_created": 0, "written_back": 0,
               "failed": 0, "would_create": 0, "requests": 0}
     before_load = _Transforms(ctx, batch_id, "before_load")
@@ -147,7 +148,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 known = products.keys_by_sku(line["sku"] for line in record["lines"] if line["sku"])
                 order = mamut_order(record, shop_id=shop.id, document=settings.document,
                                     vat_codes=ctx.settings.mamut.vat_codes, known_skus=known,
-                                    shipping_sku=settings.shipping_sku, payment_fee_sku=settings.payment_fee_sku)
+                                    shipping_sku=settings.shipping_sku, payment_fee_sku=settings.payment_fee_sku,
+                                    rates=rates)
             except MappingError as exc:
                 quarantine_on_load(ctx, batch_id, ENTITY, key, "mapping", str(exc))
                 counts["failed"] += 1
@@ -159,7 +161,8 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 continue
             try:
                 result = orders.create(order, customer, match_keys=settings.customer_match, numbers=numbers,
-                                       guest_customer_no=settings.guest_customer_no, now=ctx.clock())
+                                       guest_customer_no=settings.guest_customer_no,
+                                       update_customer=settings.update_customer_from_order, now=ctx.clock())
             except (ValueError, MamutRecordError) as exc:  # refused data; database faults propagate and retry
                 quarantine_on_load(ctx, batch_id, ENTITY, key, "mamut_refused", str(exc))
                 counts["failed"] += 1

@@ -6,10 +6,15 @@ finds contacts that are customers (CUSTID set), never suppliers or prospects: ``
 exact), ``email`` (trimmed and case-insensitive, ASCII letters only on SQLite), ``org_no`` (trimmed).
 The first contact by key wins when several share a value.
 
-A matched customer is updated only where the shop's value differs from Mamut's; ``None`` (the shop
-did not say) keeps Mamut's value, an EXTID already set (e.g. by another shop) is kept, and a contact
-person is updated only when first and last name match one of the contact's persons (else one is
-added). Invoice (ADRTYPE 1) and delivery (ADRTYPE 3) addresses are kept in G_DELI.
+A customer's master data (name, e-mail, phone, contact persons, addresses) is written when the
+customer is created; a matched customer keeps it unless the caller asks to ``update_matched`` (the
+shop setting orders_to_mamut.update_customer_from_order): an order is a snapshot, and a guest using a
+customer's e-mail or a gift sent elsewhere must not rewrite the customer card. Without it, a matched
+customer only gets the buyer's EXTID when it has none (that links it; it changes no master data).
+With it, a matched customer is updated only where the shop's value differs from Mamut's; ``None``
+(the shop did not say) keeps Mamut's value, an EXTID already set (e.g. by another shop) is kept, and
+a contact person is updated only when first and last name match one of the contact's persons (else
+one is added). Invoice (ADRTYPE 1) and delivery (ADRTYPE 3) addresses are kept in G_DELI.
 
 Comparisons beyond ``select`` (trimmed/case-folded, MAX over a range) go through ``iter_query`` in
 logical names with ``?`` markers only; :func:`max_value` is shared with the order load.
@@ -114,9 +119,11 @@ class CustomerRepository:
         match_keys: Sequence[str],
         numbers: CustomerNumberPolicy,
         guest_customer_no: int | None,
+        update_matched: bool,
         now: dt.datetime,
     ) -> CustomerWriteResult:
-        """Update the matched customer, or use the guest customer, or create one; see the module docstring.
+        """Use (and with ``update_matched`` update) the matched customer, or the guest customer, or create one;
+        see the module docstring.
 
         Raises ValueError for a customer that cannot be stored (naming it and the field), MamutRecordError
         for a missing guest customer, a full number series or a number taken by another contact.
@@ -128,8 +135,10 @@ class CustomerRepository:
         person_values = self._person_values(customer)
         addresses = self._address_values(customer)
         contact_id = self.find(transaction, customer, match_keys)
-        if contact_id is not None:
+        if contact_id is not None and update_matched:
             return self._update(transaction, contact_id, contact_values, person_values, addresses, now)
+        if contact_id is not None:
+            return self._link(transaction, contact_id, contact_values.get("external_id"), now)
         if customer.external_id is None and guest_customer_no is not None:
             return self._guest(transaction, guest_customer_no, customer)
         customer_no = self._allocate_number(transaction, customer, numbers)
@@ -253,6 +262,21 @@ class CustomerRepository:
                 transaction.update(CONTACT, changes, where={"contact_key": contact_id})
         return CustomerWriteResult(
             contact_id=contact_id, customer_no=row["customer_number"], created=False, updated=changed
+        )
+
+    def _link(
+        self, transaction: MamutTransaction, contact_id: int, external_id: str | None, now: dt.datetime
+    ) -> CustomerWriteResult:
+        """The matched customer as it is, given the buyer's EXTID if it has none yet (``external_id`` is None for
+        a guest and where the install has no EXTID column)."""
+        columns = ["customer_number", *(["external_id"] if external_id is not None else [])]
+        row = transaction.select(CONTACT, columns, where={"contact_key": contact_id})[0]
+        linked = external_id is not None and row["external_id"] is None
+        if linked:
+            changes = {"external_id": external_id, **stamp_values(self._contact, now, "edit_date")}
+            transaction.update(CONTACT, changes, where={"contact_key": contact_id})
+        return CustomerWriteResult(
+            contact_id=contact_id, customer_no=row["customer_number"], created=False, updated=linked
         )
 
     def _update_person(

@@ -15,6 +15,8 @@ from typing import Literal
 
 DOCUMENT_TYPES = ("order", "invoice")
 NUMBER_OWNERS = ("mamut", "starweb")
+RATE_DIRECTIONS = ("base_per_foreign", "foreign_per_base")
+RATE_UNITS = (1, 100)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,10 @@ class MamutOrder:
     reference: str | None  # e.g. "Starweb 1042 · rabattkod SOMMAR"
     your_reference: str | None
     lines: tuple[MamutOrderLine, ...]
-    total_incl_vat: Decimal  # the shop's total, kept for reconciliation
+    total_incl_vat: Decimal  # the shop's amountToPay, kept for reconciliation
+    # The order's own addresses: a gift's recipient or a guest's address belongs to the order, not the customer.
+    invoice_address: MamutAddress | None
+    delivery_address: MamutAddress | None
 
     def problems(self) -> list[str]:
         """Why this order cannot be written (empty list: it can); each names the order and field."""
@@ -133,3 +138,24 @@ class CustomerNumberPolicy:
             raise ValueError(f"customer number series {self.first}-{self.last} must satisfy 1 <= first <= last")
         if self.starweb_offset < 0:
             raise ValueError(f"starweb_offset must not be negative, got {self.starweb_offset}")
+
+
+@dataclass(frozen=True)
+class ExchangeRateConvention:
+    """How Mamut states an order's exchange rate: base currency per ``unit`` units of the order's currency (the
+    Nordic habit: 11.52 SEK per EUR, or 1152.07 per 100 EUR), or order currency per ``unit`` base units."""
+
+    direction: Literal["base_per_foreign", "foreign_per_base"]
+    unit: Literal[1, 100]
+
+    def __post_init__(self) -> None:
+        if self.direction not in RATE_DIRECTIONS:
+            raise ValueError(f"exchange rate direction must be one of {', '.join(RATE_DIRECTIONS)}, "
+                             f"got {self.direction!r}")
+        if self.unit not in RATE_UNITS:
+            raise ValueError(f"exchange rate unit must be 1 or 100, got {self.unit!r}")
+
+    def from_starweb(self, rate: Decimal) -> Decimal:
+        """Starweb's ``currencyExchangeRate`` (order currency per 1 base unit, e.g. 0.0868 EUR per SEK) in this form."""
+        per_one = 1 / rate if self.direction == "base_per_foreign" else rate
+        return per_one * self.unit

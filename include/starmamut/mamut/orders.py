@@ -5,6 +5,12 @@ transaction that would write it: an order already there is returned untouched, s
 writes twice. Otherwise it upserts the customer, numbers the order (and the invoice) as MAX+1, and
 writes G_ORDER plus its G_ORDERL lines; any failure rolls all of it back, customer included.
 
+The order keeps its own buyer and addresses: CONTNAME is the name on the order's invoice address and
+ADRDELIV its delivery address (else its invoice address), whatever the customer card says, so a gift or
+a guest's address never has to go onto the customer. The invoice address itself has no G_ORDER column
+seen in a real install (the GBAOX10 import has an ADRINVO tag; check for such a column before mapping one).
+A matched customer is rewritten from the order only with ``update_customer`` (see CustomerRepository).
+
 Two writers racing on the same external id (or on the same next number) cannot both commit: the unique
 indexes on EXTERNALID, ORDERID and CUSTID make the later insert fail. Such a database error rolls the
 attempt back and the whole attempt is repeated a few times; the repeat finds the order the other writer
@@ -112,6 +118,7 @@ class OrderRepository:
         match_keys: Sequence[str],
         numbers: CustomerNumberPolicy,
         guest_customer_no: int | None,
+        update_customer: bool,
         now: dt.datetime,
     ) -> OrderWriteResult:
         """Write the order and its customer once; see the module docstring.
@@ -137,6 +144,7 @@ class OrderRepository:
                     match_keys=match_keys,
                     numbers=numbers,
                     guest_customer_no=guest_customer_no,
+                    update_customer=update_customer,
                     now=now,
                 )
             except MamutRecordError:
@@ -187,6 +195,7 @@ class OrderRepository:
         match_keys: Sequence[str],
         numbers: CustomerNumberPolicy,
         guest_customer_no: int | None,
+        update_customer: bool,
         now: dt.datetime,
     ) -> OrderWriteResult:
         with self._gateway.transaction() as transaction:
@@ -222,6 +231,7 @@ class OrderRepository:
                 match_keys=match_keys,
                 numbers=numbers,
                 guest_customer_no=guest_customer_no,
+                update_matched=update_customer,
                 now=now,
             )
             order_no = (max_value(transaction, ORDER, "order_number") or 0) + 1
@@ -280,10 +290,12 @@ class OrderRepository:
 
     def _header_values(self, order: MamutOrder, customer: MamutCustomer, now: dt.datetime) -> dict[str, Any]:
         """The G_ORDER values known before the transaction, canonical, so bad data fails before any write."""
+        buyer = order.invoice_address.name if order.invoice_address else None
+        delivery = order.delivery_address or order.invoice_address
         raw: dict[str, Any] = {
             "external_id": order.external_id,
-            "contact_name": customer.name.strip(),
-            "delivery_address": _address_text(customer.delivery_address or customer.invoice_address),
+            "contact_name": (buyer or customer.name).strip(),
+            "delivery_address": _address_text(delivery) if delivery else None,
             "reference": order.reference,
             "your_reference": order.your_reference,
             "total_gross": order.total_incl_vat,

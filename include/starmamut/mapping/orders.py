@@ -2,18 +2,29 @@
 
 ``normalise_order`` flattens the API's nested order into the staged record; ``order_check_row`` derives what
 the quality checks need (totals reconciliation, addresses, quantities); ``mamut_order`` and ``mamut_customer``
-build what the repository writes. Starweb item prices are ex VAT; ``totalAmount`` includes VAT (inferred,
-see ../shared/reference/starweb-api.md §3.5).
+build what the repository writes.
+
+Money as the spec's OrderModel defines it (its example: totalAmount 622.4 + totalVat 155.6 = amountToPay 778):
+item ``unitPrice``, ``shippingCost``, ``paymentFee`` and an ``amount`` discount are ex VAT; ``totalAmount`` is
+the rows ex VAT, ``totalVat`` their VAT and ``amountToPay`` = totalAmount + totalVat, all in the order's
+currency. ``currencyExchangeRate`` is order currency per 1 unit of the shop's base currency (1 SEK = 0.0868 EUR).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from starmamut.mamut.documents import MamutAddress, MamutCustomer, MamutOrder, MamutOrderLine
+from starmamut.mamut.documents import (
+    ExchangeRateConvention,
+    MamutAddress,
+    MamutCustomer,
+    MamutOrder,
+    MamutOrderLine,
+)
 from starmamut.mapping.products import MappingError, children
 
 INVOICE_ADDRESS_TYPES = ("customerInvoice", "originalInvoice", "paymentMethodInvoice")
@@ -56,7 +67,9 @@ def normalise_order(order: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": order.get("createdAt"),
         "status_id": order.get("statusId"),
         "currency": order.get("currencyCode"),
-        "exchange_rate": order.get("currencyExchangeRate") or 1,
+        "base_currency": order.get("baseCurrencyCode"),
+        "currency_precision": order.get("currencyPrecision"),
+        "exchange_rate": order.get("currencyExchangeRate"),
         "discount_code": order.get("discountCode") or None,
         "customer": {
             "starweb_id": order.get("customerId"),
@@ -85,6 +98,8 @@ def normalise_order(order: Mapping[str, Any]) -> dict[str, Any]:
         "payment_fee": {"name": order.get("paymentMethodName"), "fee": order.get("paymentFee") or 0,
                         "vat_rate": order.get("paymentVatRate") or 0},
         "total_amount": order.get("totalAmount"),
+        "total_vat": order.get("totalVat"),
+        "amount_to_pay": order.get("amountToPay"),
     }
 
 
@@ -101,28 +116,85 @@ def line_net(line: Mapping[str, Any]) -> Decimal:
     return gross * (1 - discount / 100)
 
 
-def computed_total(record: Mapping[str, Any]) -> Decimal:
-    """Lines, shipping and payment fee with their VAT: what the order total should be."""
-    total = sum((line_net(line) * (1 + _money(line["vat_rate"]) / 100) for line in record["lines"]), Decimal(0))
+@dataclass(frozen=True)
+class OrderSums:
+    """What an order's rows (items after discount, shipping, payment fee) add up to, in the order's currency."""
+
+    net: Decimal  # ex VAT: should be totalAmount
+    vat: Decimal  # should be totalVat
+    rows: int  # charged rows: every item line, shipping and fee when not zero
+
+    @property
+    def gross(self) -> Decimal:
+        """Incl. VAT: should be amountToPay."""
+        return self.net + self.vat
+
+
+def _charged_rows(record: Mapping[str, Any]) -> Iterator[tuple[Decimal, Decimal]]:
+    """(amount ex VAT, VAT rate in percent) of each item line, and of shipping and fee when charged."""
+    for line in record["lines"]:
+        yield line_net(line), _money(line["vat_rate"])
     for charge, amount_key in ((record["shipping"], "cost"), (record["payment_fee"], "fee")):
-        total += _money(charge[amount_key]) * (1 + _money(charge["vat_rate"]) / 100)
-    return total
+        if _money(charge[amount_key]):
+            yield _money(charge[amount_key]), _money(charge["vat_rate"])
+
+
+def order_sums(record: Mapping[str, Any]) -> OrderSums:
+    """The rows' sums ex VAT and of VAT (unrounded: the shop rounds per row, the tolerance allows for that)."""
+    net = vat = Decimal(0)
+    rows = 0
+    for amount, rate in _charged_rows(record):
+        net += amount
+        vat += amount * rate / 100
+        rows += 1
+    return OrderSums(net=net, vat=vat, rows=rows)
+
+
+def _tolerance(record: Mapping[str, Any], tolerance_per_line: float, rows: int) -> Decimal:
+    """How far each total may be off: per charged row the configured tolerance, but at least one unit of the
+    order currency's last decimal, since the shop rounds every row (to whole units in a currency without decimals).
+    """
+    per_row = Decimal(str(tolerance_per_line))
+    if record.get("currency_precision") is not None:
+        per_row = max(per_row, Decimal(1).scaleb(-int(record["currency_precision"])))
+    return per_row * max(rows, 1)
+
+
+def _excess(expected: Decimal, actual: Any, tolerance: Decimal) -> float:
+    """How far ``actual`` is off ``expected`` beyond the tolerance (> 0: it does not reconcile; missing: inf)."""
+    if actual is None:
+        return float("inf")
+    return float(abs(_money(actual) - expected) - tolerance)
 
 
 def order_check_row(record: Mapping[str, Any], *, tolerance_per_line: float, known_skus: Collection[str],
                     known_currencies: Collection[str]) -> dict[str, Any]:
-    """One row for the order checks; ``total_excess`` > 0 means the totals do not reconcile."""
+    """One row for the order checks; an ``*_excess`` > 0 means that total does not reconcile with the rows.
+
+    ``unitemised`` is what amountToPay holds beyond totalAmount + totalVat: an amount the spec does not model
+    (a gift card, a rounding), which no order row shows.
+    """
     lines = record["lines"]
-    charged_lines = len(lines) + sum(1 for charge in (record["shipping"]["cost"], record["payment_fee"]["fee"])
-                                     if charge)
-    difference = abs(computed_total(record) - _money(record["total_amount"]))
-    tolerance = Decimal(str(tolerance_per_line)) * max(charged_lines, 1)
+    sums = order_sums(record)
+    tolerance = _tolerance(record, tolerance_per_line, sums.rows)
+    total_amount, total_vat, amount_to_pay = (record.get(key) for key in ("total_amount", "total_vat",
+                                                                          "amount_to_pay"))
+    given = (total_amount, total_vat, amount_to_pay)
+    unitemised = None if None in given else _money(amount_to_pay) - _money(total_amount) - _money(total_vat)
     unknown = sorted({line["sku"] or "" for line in lines if line["sku"] not in known_skus})
     return {
         "row_key": str(record["order_id"]),
-        "total_amount": None if record["total_amount"] is None else float(record["total_amount"]),
-        "total_difference": float(difference),
-        "total_excess": float(difference - tolerance),
+        "tolerance": float(tolerance),
+        "net_sum": float(sums.net),
+        "total_amount": None if total_amount is None else float(total_amount),
+        "net_excess": _excess(sums.net, total_amount, tolerance),
+        "vat_sum": float(sums.vat),
+        "total_vat": None if total_vat is None else float(total_vat),
+        "vat_excess": _excess(sums.vat, total_vat, tolerance),
+        "gross_sum": float(sums.gross),
+        "amount_to_pay": None if amount_to_pay is None else float(amount_to_pay),
+        "gross_excess": _excess(sums.gross, amount_to_pay, tolerance),
+        "unitemised": None if unitemised is None else float(unitemised),
         "has_invoice_address": record["invoice_address"] is not None,
         "has_delivery_address": record["delivery_address"] is not None,
         "currency": record["currency"],
@@ -163,8 +235,10 @@ def mamut_customer(record: Mapping[str, Any], *, shop_id: str) -> MamutCustomer:
 
 
 def mamut_order(record: Mapping[str, Any], *, shop_id: str, document: str, vat_codes: Mapping[float, int],
-                known_skus: Collection[str], shipping_sku: str, payment_fee_sku: str) -> MamutOrder:
-    """The Mamut order (or invoice): item lines, an amount discount as its own negative line, shipping and fee."""
+                known_skus: Collection[str], shipping_sku: str, payment_fee_sku: str,
+                rates: ExchangeRateConvention) -> MamutOrder:
+    """The Mamut order (or invoice): item lines, an amount discount as its own negative line, shipping and fee,
+    with the order's own invoice and delivery address and its amountToPay as the total incl. VAT."""
     order_id = record["order_id"]
 
     def vat_code(rate: Any, field: str) -> int:
@@ -203,13 +277,26 @@ def mamut_order(record: Mapping[str, Any], *, shop_id: str, document: str, vat_c
         external_id=f"{shop_id}:{order_id}",
         document=document,  # type: ignore[arg-type]
         currency=record["currency"],
-        exchange_rate=_money(record["exchange_rate"]),
+        exchange_rate=_exchange_rate(record, rates),
         order_date=_order_date(record["created_at"]),
         reference=reference,
         your_reference=delivery.get("reference") or invoice.get("reference"),
         lines=tuple(lines),
-        total_incl_vat=_money(record["total_amount"]).quantize(CENT, rounding=ROUND_HALF_UP),
+        total_incl_vat=_money(record["amount_to_pay"]).quantize(CENT, rounding=ROUND_HALF_UP),
+        invoice_address=_mamut_address(record["invoice_address"]) if record["invoice_address"] else None,
+        delivery_address=_mamut_address(record["delivery_address"]) if record["delivery_address"] else None,
     )
+
+
+def _exchange_rate(record: Mapping[str, Any], rates: ExchangeRateConvention) -> Decimal:
+    """Starweb's rate in Mamut's form; 1 for an order in the shop's base currency, whatever the form."""
+    if record["currency"] == record.get("base_currency"):
+        return Decimal(1)
+    rate = _money(record["exchange_rate"])
+    if not rate > 0:
+        raise MappingError(f"order {record['order_id']}: field 'currencyExchangeRate': an order in "
+                           f"{record['currency']} needs a positive exchange rate, got {record['exchange_rate']!r}")
+    return rates.from_starweb(rate)
 
 
 def _mamut_address(address: Mapping[str, Any]) -> MamutAddress:

@@ -12,9 +12,11 @@ Modelling choices where the spec is silent (each inferred, not documented by Sta
   quantity, less ``discount`` percent of it (``discountType`` ``percent``, the spec's default) or less
   ``discount`` itself (``amount``: once for the whole line, whatever the quantity); the net is rounded to
   ``currencyPrecision``, and the row's VAT = rounded net × rate / 100, rounded the same way (half up).
-  ``totalVat`` = Σ VAT and ``totalAmount`` = Σ net + Σ VAT, so **totalAmount includes VAT** and always
-  equals the rounded rows exactly; ``amountToPay`` = ``totalAmount``. (The spec's example, 622.4 + 155.6
-  = 778 = amountToPay, hints that the live API may send totalAmount ex VAT: check against a live shop.)
+  As the spec's OrderModel example has it (totalAmount 622.4 + totalVat 155.6 = amountToPay 778):
+  ``totalAmount`` = Σ net (**ex VAT**), ``totalVat`` = Σ VAT and ``amountToPay`` = totalAmount + totalVat,
+  always equal to the rounded rows exactly. Tests make totals the rows do not explain with ``add_order``'s
+  ``total_override`` (another totalAmount) and ``unitemised_amount`` (an amount in amountToPay that no row
+  shows: a gift card, a rounding); amountToPay = totalAmount + totalVat + that amount.
   ``*InBaseCurrency`` = value / ``currencyExchangeRate`` (the spec: 1 base unit = rate × order currency),
   rounded to the base currency's precision. ``totalWeight`` = Σ quantity × ``weightInKg`` of the catalogue
   variant with the item's SKU (items whose SKU the shop does not know weigh nothing).
@@ -286,6 +288,7 @@ class _Order:
     addresses: dict[str, dict[str, Any]] = field(default_factory=dict)
     external_services: dict[str, dict[str, Any]] = field(default_factory=dict)
     total_override: Decimal | None = None
+    unitemised_amount: Decimal = Decimal(0)
 
 
 @dataclass
@@ -836,8 +839,11 @@ class SalesState:
 
     # ------------------------------------------------------------------ orders: writes
 
-    def add_order(self, body: Any, *, total_override: float | None = None) -> dict[str, Any]:
-        """``POST /orders``; ``total_override`` stores a totalAmount that does not match the rows (for tests)."""
+    def add_order(
+        self, body: Any, *, total_override: float | None = None, unitemised_amount: float = 0.0
+    ) -> dict[str, Any]:
+        """``POST /orders``; for tests, ``total_override`` stores a totalAmount (ex VAT) that does not match the
+        rows and ``unitemised_amount`` adds to amountToPay what no row shows (module docstring: totals)."""
         with self._lock:
             write = self._check_order_body(body, where="order", mode="create")
             now = self._now()
@@ -851,6 +857,7 @@ class SalesState:
                 base_currency_code=self._shop["baseCurrency"],
                 shop_country_code=self._shop["shopCountryCode"],
                 total_override=None if total_override is None else _decimal(total_override),
+                unitemised_amount=_decimal(unitemised_amount),
             )
             self._complete_currency(order, write.fields)
             self._set_items(order, write.items or [])
@@ -922,7 +929,8 @@ class SalesState:
             if write.items is not None:
                 order.items = {}
                 self._set_items(order, write.items)
-                order.total_override = None  # new rows: the shop computes the total again
+                order.total_override = None  # new rows: the shop computes the totals again
+                order.unitemised_amount = Decimal(0)
             if write.addresses is not None:
                 if replace:
                     order.addresses = {}
@@ -1251,8 +1259,9 @@ class SalesState:
         base_precision = self._currencies[order.base_currency_code]["precision"]
         rate = _decimal(fields["currencyExchangeRate"])
         totals = _order_totals(order, precision)
-        total = totals.net + totals.vat if order.total_override is None else _round(order.total_override, precision)
-        amounts = {"totalAmount": total, "totalVat": totals.vat, "amountToPay": total}
+        total = totals.net if order.total_override is None else _round(order.total_override, precision)
+        to_pay = total + totals.vat + _round(order.unitemised_amount, precision)
+        amounts = {"totalAmount": total, "totalVat": totals.vat, "amountToPay": to_pay}
         for name, value in list(amounts.items()):
             amounts[f"{name}InBaseCurrency"] = _round(value / rate, base_precision)
         amounts["amountPaidInBaseCurrency"] = _round(_decimal(fields["amountPaid"]) / rate, base_precision)
