@@ -60,6 +60,25 @@ def test_the_full_mock_fits_the_map(mamut_db: MamutTestDatabase) -> None:
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
+def test_the_report_says_where_the_exchange_rate_goes_and_that_it_must_be_checked(backend: str,
+                                                                                  tmp_path: Path) -> None:
+    """EXCHANGERATE is our proposal: even when the database has it, a person must confirm place and form."""
+    with fresh_mock_database(backend, tmp_path) as odbc:
+        proposed = run_probe(odbc)
+        without = SchemaMap.load(overrides={"tables": {"order": {"columns": {"exchange_rate": None}}}})
+        with MamutGateway(odbc, without) as gateway:
+            unmapped = probe(gateway)
+
+    assert proposed.ready and proposed.exchange_rate_column == "G_ORDER.EXCHANGERATE"
+    text = format_report(proposed)
+    assert ("Exchange rate of foreign-currency orders: written to G_ORDER.EXCHANGERATE (order.exchange_rate), a "
+            "column this project proposed, not one seen in a real install.") in text
+    assert "map order.exchange_rate to that column (or to null), and set mamut.exchange_rate" in text
+    assert unmapped.exchange_rate_column is None
+    assert "not written (order.exchange_rate is mapped to null)" in format_report(unmapped)
+
+
+@pytest.mark.parametrize("backend", MAMUT_BACKENDS)
 def test_missing_tables_and_columns_are_named_with_what_to_map(backend: str, tmp_path: Path) -> None:
     with fresh_mock_database(backend, tmp_path) as odbc:
         alter(

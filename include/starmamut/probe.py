@@ -6,6 +6,9 @@ reads or writes, and which tables carry a change timestamp for incremental reads
 from the database's own ODBC catalog (SQLTables/SQLColumns, portable across SQL Server, PostgreSQL and
 SQLite) and then selects every mapped column with ``WHERE 1 = 0`` to prove the login may read it; it never
 reads or writes a row. :func:`format_report` turns the answer into text with the start of an override file.
+
+It also says where foreign-currency orders put their exchange rate: ``order.exchange_rate`` is a column this
+project proposed, not one seen in a real install, so the operator must find the install's own place and form.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from starmamut.mamut.gateway import CatalogColumn, CatalogKind, MamutGateway
-from starmamut.mamut.schema_map import ColumnSpec, TableSpec, TypeKind
+from starmamut.mamut.schema_map import ColumnSpec, SchemaMap, TableSpec, TypeKind
 
 Level = Literal["error", "warning"]
 CHANGE_TIMESTAMP = "edit_date"
@@ -61,6 +64,8 @@ class ProbeReport:
     findings: tuple[Finding, ...]
     change_timestamps: dict[str, str | None]
     """Logical table -> physical change-timestamp column; None where none is mapped or it cannot be read."""
+    exchange_rate_column: str | None
+    """``TABLE.COLUMN`` foreign-currency orders write their exchange rate to; None where the map has none."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -104,7 +109,15 @@ def probe(gateway: MamutGateway) -> ProbeReport:
         columns_checked=sum(len(table.columns) for table in schema_map.tables),
         findings=tuple(findings),
         change_timestamps=_change_timestamps(schema_map.tables, findings),
+        exchange_rate_column=_exchange_rate_column(schema_map),
     )
+
+
+def _exchange_rate_column(schema_map: SchemaMap) -> str | None:
+    """Where order.exchange_rate (our proposal, unverified in real installs) is mapped, if anywhere."""
+    table = schema_map.table("order")
+    column = table.all_columns["exchange_rate"]
+    return None if column.physical is None else f"{table.physical}.{column.physical}"
 
 
 def _change_timestamps(tables: Sequence[TableSpec], findings: Sequence[Finding]) -> dict[str, str | None]:
@@ -230,6 +243,7 @@ def format_report(report: ProbeReport) -> str:
     lines += ["", "Change timestamps (incremental reads): " + (", ".join(with_timestamp) or "none")]
     if without:
         lines.append("No usable change timestamp (full scans compared by content hash): " + ", ".join(without))
+    lines += ["", _exchange_rate_note(report.exchange_rate_column)]
     if report.ready:
         lines += ["", "Ready: the schema map fits this database."]
     else:
@@ -240,6 +254,17 @@ def format_report(report: ProbeReport) -> str:
             override_template(report.errors),
         ]
     return "\n".join(lines)
+
+
+def _exchange_rate_note(column: str | None) -> str:
+    """Where foreign-currency orders keep their rate, and that a person must confirm it for this install."""
+    if column is None:
+        return ("Exchange rate of foreign-currency orders: not written (order.exchange_rate is mapped to null), "
+                "so Mamut holds no rate for them: check how this install converts them.")
+    return (f"Exchange rate of foreign-currency orders: written to {column} (order.exchange_rate), a column "
+            "this project proposed, not one seen in a real install. Check where this install keeps an order's "
+            "rate and in which form, map order.exchange_rate to that column (or to null), and set "
+            "mamut.exchange_rate: direction (base_per_foreign | foreign_per_base) and unit (1 | 100).")
 
 
 def override_template(findings: Sequence[Finding]) -> str:
