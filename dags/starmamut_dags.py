@@ -1,6 +1,7 @@
 """One DAG per shop × job, generated from config/shops.yaml. Wiring only: the work lives in include/starmamut.
 
-A config error raises here with the file, shop and field, so it shows as this file's import error in the UI.
+A config error names the file, shop and field and shows as this file's import error in the UI; a shop whose
+config or DAGs are bad is left out and reported that way while the other shops' DAGs still load.
 Heavy modules (pandas, Great Expectations, the clients) are imported inside the tasks, not at parse time.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
-from starmamut.config import ShopConfig, load_settings
+from starmamut.config import ShopConfig, config_path, load_settings_by_shop
 from starmamut.jobs.registry import MIGRATION, JobSpec, dag_id, jobs_for_shop
 
 DEFAULT_ARGS = {
@@ -202,9 +203,38 @@ def migration_dag(shop: ShopConfig) -> DAG:
     return dag
 
 
-for _shop in load_settings().shops:
-    for _job in jobs_for_shop(_shop.flow, _shop.extra_jobs):
-        _dag = job_dag(_shop, _job)
-        globals()[_dag.dag_id] = _dag
-    _dag = migration_dag(_shop)
-    globals()[_dag.dag_id] = _dag
+def unbuildable_shops_dag(errors: dict[str, str]) -> DAG:
+    """A stand-in DAG that fails Airflow's per-DAG validation with every bad shop's error.
+
+    Raising at module level would drop the good shops' DAGs with the bad one (Airflow keeps nothing from a file
+    that raises). A DAG whose ``validate()`` raises is the one per-DAG failure Airflow records as this file's
+    import error while it still loads the file's other DAGs.
+    """
+    message = "\n".join(errors[shop_id] for shop_id in sorted(errors))
+
+    class UnbuildableShops(DAG):
+        def validate(self) -> None:
+            raise ValueError(f"shops left out: {', '.join(sorted(errors))}\n{message}")
+
+    return UnbuildableShops(dag_id="starmamut__unbuildable_shops", schedule=None, description=message[:200])
+
+
+def _build_all() -> dict[str, DAG]:
+    """Every good shop's DAGs; a shop whose config or DAGs cannot be built is reported, not fatal to the rest."""
+    path = config_path()
+    settings, errors = load_settings_by_shop(path)
+    dags: dict[str, DAG] = {}
+    for shop in settings.shops:
+        try:
+            built = [job_dag(shop, job) for job in jobs_for_shop(shop.flow, shop.extra_jobs)]
+            built.append(migration_dag(shop))
+        except Exception as exc:
+            errors[shop.id] = f"{path}: shop {shop.id!r}: DAGs not built: {type(exc).__name__}: {exc}"
+            continue
+        dags.update((dag.dag_id, dag) for dag in built)
+    if errors:
+        dags["starmamut__unbuildable_shops"] = unbuildable_shops_dag(errors)
+    return dags
+
+
+globals().update(_build_all())

@@ -75,3 +75,51 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     broken.write_text("shops: [unclosed", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(broken)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("*/5 * * *", "has 4 field(s); it needs 5"),
+        ("61 * * * *", "invalid cron expression '61 * * * *'"),
+        ("0 25 * * *", "invalid cron expression"),
+        ("0 0 * * * *", "has 6 field(s)"),
+        ("every hour", "has 2 field(s)"),
+        ("@hourli", "unknown schedule preset '@hourli'"),
+        ("0 0 30 2 *", "never matches a date"),
+    ],
+)
+def test_bad_schedules_name_file_shop_and_job(tmp_path: Path, schedule: str, reason: str) -> None:
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    data["shops"]["beta"]["schedules"] = {"products_to_mamut": "@daily", "orders_to_mamut": schedule}
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: shop 'beta': field 'schedules.orders_to_mamut': ")
+    assert reason in message
+    assert len(message.splitlines()) == 1, message
+
+
+@pytest.mark.parametrize("schedule", ["@hourly", "@daily", "@once", "@continuous", "*/5 * * * *",
+                                      "0 6-22 * * 1-5", " 15 3 * * sun ", None])
+def test_good_schedules_pass(tmp_path: Path, schedule: str | None) -> None:
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    data["shops"]["alpha"]["schedules"] = {"orders_to_mamut": schedule}
+    shop = load_settings(write(tmp_path, data)).shop("alpha")
+    assert shop.schedule_for("orders_to_mamut") == (schedule.strip() if schedule else None)
+
+
+def test_load_by_shop_keeps_the_good_shops_and_names_the_bad(tmp_path: Path) -> None:
+    from starmamut.config import load_settings_by_shop
+
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    data["shops"]["beta"]["schedules"] = {"products_to_mamut": "*/5 * * *"}
+    path = write(tmp_path, data)
+    settings, errors = load_settings_by_shop(path)
+    assert [shop.id for shop in settings.shops] == ["alpha"]
+    assert list(errors) == ["beta"]
+    assert errors["beta"].startswith(f"{path}: shop 'beta': field 'schedules.products_to_mamut': ")
+    data["mamut"]["vat_codes"] = {}
+    with pytest.raises(ConfigError, match="field 'mamut.vat_codes'"):
+        load_settings_by_shop(write(tmp_path, data))

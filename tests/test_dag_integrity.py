@@ -136,3 +136,39 @@ def test_an_optional_job_outside_its_flows_is_a_config_error(monkeypatch: pytest
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     (message,) = dagbag(monkeypatch, path).import_errors.values()
     assert "shop 'no'" in message and "'products_to_mamut' is not an optional job of flow 'combo'" in message
+
+
+def test_a_bad_shop_is_an_import_error_and_hides_no_other_shop(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    """One shop's bad cron string names the file, shop and job; the other shops' DAGs still load."""
+    config = yaml.safe_load(yaml.safe_dump(THREE_SHOPS))
+    config["shops"]["no"]["schedules"] = {"products_to_mamut": "61 * * * *"}
+    path = tmp_path / "shops.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    bag = dagbag(monkeypatch, path)
+    (message,) = bag.import_errors.values()
+    assert f"{path}: shop 'no': field 'schedules.products_to_mamut': " in message
+    assert "'61 * * * *'" in message
+    assert not any(dag_id.startswith("no__") for dag_id in bag.dag_ids)
+    assert "starmamut__unbuildable_shops" not in bag.dag_ids
+    assert {"se__orders_to_mamut", "se__initial_product_sync", "b2b__stock_to_starweb"} <= set(bag.dag_ids)
+
+
+def test_a_shop_whose_dags_fail_to_build_hides_no_other_shop(monkeypatch: pytest.MonkeyPatch,
+                                                               three_shop_config: Path) -> None:
+    """An exception while building one shop's DAGs is reported with the shop; the others load."""
+    from starmamut.jobs import registry
+
+    real_jobs_for_shop = registry.jobs_for_shop
+
+    def jobs_for_shop(flow: str, extra_jobs: list[str]):
+        if flow == "erp":
+            raise RuntimeError("boom while building")
+        return real_jobs_for_shop(flow, extra_jobs)
+
+    monkeypatch.setattr(registry, "jobs_for_shop", jobs_for_shop)  # the DAG file imports it when the bag loads
+    bag = dagbag(monkeypatch, three_shop_config)
+    (message,) = bag.import_errors.values()
+    assert "shop 'b2b': DAGs not built: RuntimeError: boom while building" in message
+    assert not any(dag_id.startswith("b2b__") for dag_id in bag.dag_ids)
+    assert {"se__orders_to_mamut", "no__prices_to_starweb", "no__initial_product_sync"} <= set(bag.dag_ids)

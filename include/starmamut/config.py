@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from starmamut.jobs.registry import JOBS
 
@@ -25,6 +25,36 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "shops.ya
 
 class ConfigError(ValueError):
     """The shops config cannot be used; the message names the file, the shop and the field."""
+
+
+SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+"""The presets Airflow 3 accepts as a DAG's schedule string (airflow.utils.dates.cron_presets plus the two specials)."""
+
+
+def check_schedule(value: str) -> str:
+    """A cron expression of exactly five fields (as Airflow requires) or one of :data:`SCHEDULE_PRESETS`.
+
+    Checked here, when the config loads, so a typo names the shop and job instead of failing Airflow's parse
+    with a message that names neither.
+    """
+    from croniter import CroniterBadDateError, CroniterError, croniter
+
+    text = value.strip()
+    if text.startswith("@"):
+        if text not in SCHEDULE_PRESETS:
+            raise ValueError(f"unknown schedule preset {value!r}; presets: {', '.join(SCHEDULE_PRESETS)}")
+        return text
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(f"cron expression {value!r} has {len(fields)} field(s); it needs 5 "
+                         "(minute hour day-of-month month day-of-week) or a preset such as '@hourly'")
+    try:
+        croniter(text).get_next()
+    except CroniterBadDateError:
+        raise ValueError(f"cron expression {value!r} never matches a date") from None
+    except (CroniterError, ValueError) as exc:
+        raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+    return text
 
 
 class _Strict(BaseModel):
@@ -155,7 +185,7 @@ class ShopConfig(_Strict):
     request_budget_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 1000
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     pool_slots: Annotated[int, Field(ge=1, le=64)] = 2
-    schedules: dict[str, str | None] = Field(default_factory=dict)
+    schedules: dict[str, Annotated[str, AfterValidator(check_schedule)] | None] = Field(default_factory=dict)
     products_to_mamut: ProductsToMamutSettings = ProductsToMamutSettings()
     orders_to_mamut: OrdersToMamutSettings = OrdersToMamutSettings()
     products_to_starweb: ProductsToStarwebSettings = ProductsToStarwebSettings()
@@ -277,6 +307,43 @@ def config_path() -> Path:
 def load_settings(path: Path | None = None) -> Settings:
     """Read and validate the config; raise ConfigError naming file, shop and field on any problem."""
     path = path or config_path()
+    raw = _read_raw(path)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, raw, exc)) from None
+
+
+def load_settings_by_shop(path: Path | None = None) -> tuple[Settings, dict[str, str]]:
+    """The config with its valid shops, and the errors of each invalid shop (id -> message lines).
+
+    For the DAG file: one shop's mistake (a bad cron string, a missing field) must not hide the other shops'
+    DAGs. A problem outside the shops' own sections (unreadable file, ``mamut``, ``version``) still raises
+    ConfigError, as nothing can be built then.
+    """
+    path = path or config_path()
+    raw = _read_raw(path)
+    try:
+        return Settings.model_validate(raw), {}
+    except ValidationError as exc:
+        shops = raw.get("shops")
+        shop_ids = list(shops) if isinstance(shops, dict) else []
+        errors: dict[str, list[str]] = {}
+        for error, line in zip(exc.errors(), _describe(path, raw, exc).splitlines(), strict=True):
+            location = error["loc"]
+            if not (shop_ids and len(location) > 1 and location[0] == "shops" and isinstance(location[1], int)
+                    and location[1] < len(shop_ids)):
+                raise ConfigError(_describe(path, raw, exc)) from None
+            errors.setdefault(shop_ids[location[1]], []).append(line)
+        good = {shop_id: body for shop_id, body in shops.items() if shop_id not in errors}
+        try:
+            settings = Settings.model_validate({**raw, "shops": good})
+        except ValidationError:
+            raise ConfigError(_describe(path, raw, exc)) from None
+        return settings, {shop_id: "\n".join(lines) for shop_id, lines in errors.items()}
+
+
+def _read_raw(path: Path) -> Mapping[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -285,10 +352,7 @@ def load_settings(path: Path | None = None) -> Settings:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(path, raw, exc)) from None
+    return raw
 
 
 def _describe(path: Path, raw: Mapping[str, Any], exc: ValidationError) -> str:
