@@ -24,10 +24,15 @@ from starmamut.config import TransformEntity, TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
     JobContext,
+    Reasons,
+    advance_watermark,
     apply_verdicts,
+    check_clock,
     chunked,
     close_batch,
+    guard_record,
     quarantine_on_load,
+    reread_quarantined,
     run_steps,
 )
 from starmamut.mamut.customers import MamutRecordError
@@ -38,13 +43,14 @@ from starmamut.mapping.orders import mamut_customer, mamut_order, normalise_orde
 from starmamut.mapping.products import MappingError, content_hash
 from starmamut.staging.store import StagedRow
 from starmamut.starweb.client import StarwebClient
-from starmamut.starweb.errors import StarwebNotFound
+from starmamut.starweb.errors import StarwebError, StarwebNotFound
 from starmamut.transforms import RecordTransforms
 
 JOB = "orders_to_mamut"
 ENTITY = "order"
 ORDER_INCLUDE = ("items", "addresses", "customer", "status", "externalServices")
 WRITE_BACK = "write_back"  # ledger dimension: the Mamut number last written to the Starweb order
+UNREADABLE = "unreadable"  # a staged order that could not be read: its reasons instead of its fields
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +80,13 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     shop, store, params = ctx.shop, ctx.store, ctx.params
     settings = shop.orders_to_mamut
     batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
-    counts = {"listed": 0, "not_eligible": 0, "already_transferred": 0}
+    counts = {"listed": 0, "not_eligible": 0, "already_transferred": 0, "unreadable": 0}
     after_mapping = _Transforms(ctx, batch_id, "after_mapping")
+    held = {entry.key for entry in store.open_quarantine(shop.id, ENTITY)}
+    gone_from_quarantine: list[str] = []  # held orders no longer eligible (e.g. cancelled): nothing to transfer
     with ctx.open_starweb() as client:
         eligible = resolve_statuses(client.list_order_statuses(), settings.eligible_statuses, shop.id)
+        check_clock(client, settings.overlap_minutes)
         resync = {str(order_id) for order_id in params.resync_ids}
 
         def to_stage() -> Iterator[StagedRow]:
@@ -91,11 +100,22 @@ def extract(ctx: JobContext) -> dict[str, Any]:
                         counts["already_transferred"] += 1
                     elif order.get("statusId") not in eligible:
                         counts["not_eligible"] += 1
-                    elif (record := after_mapping.apply(normalise_order(order), source=order)) is not None:
-                        yield StagedRow(key=key, payload=record, content_hash=content_hash(record))
+                        if key in held:
+                            gone_from_quarantine.append(key)
+                    else:
+                        normalised, problems = guard_record("order", key, lambda order=order: normalise_order(order))
+                        if normalised is None:  # staged as it is, so the checks quarantine it and the gate counts it
+                            counts["unreadable"] += 1
+                            record: dict[str, Any] | None = {"order_id": key, UNREADABLE: problems}
+                        else:
+                            record = after_mapping.apply(normalised, source=order)
+                        if record is not None:
+                            yield StagedRow(key=key, payload=record, content_hash=content_hash(record))
 
         staged = store.stage_rows(batch_id, ENTITY, to_stage())
         requests = client.stats.requests_sent
+    if gone_from_quarantine and not params.dry_run:
+        store.resolve_quarantine(shop.id, ENTITY, gone_from_quarantine)
     log.info("shop %s: staged %d order(s) of %d listed in batch %s", shop.id, staged, counts["listed"], batch_id)
     return {"batch_id": batch_id, "read": counts["listed"], "staged": staged, "requests": requests, **counts,
             **after_mapping.finish()}
@@ -109,19 +129,26 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     shop = ctx.shop
     settings = shop.orders_to_mamut
     staged = list(ctx.store.iter_staged(batch_id, ENTITY))
+    reasons: dict[str, Reasons] = {row.key: row.payload[UNREADABLE] for row in staged if UNREADABLE in row.payload}
+    readable = [row for row in staged if row.key not in reasons]
     gateway = ctx.open_mamut()
-    skus = {line["sku"] for row in staged for line in row.payload["lines"] if line["sku"]}
+    skus = {line.get("sku") for row in readable for line in row.payload["lines"] if line.get("sku")}
     known_skus = set(ProductRepository(gateway).keys_by_sku(skus))
     known_currencies = OrderRepository(gateway).known_currencies()
-    frame = pd.DataFrame(
-        [order_check_row(row.payload, tolerance_per_line=settings.total_tolerance_per_line, known_skus=known_skus,
-                         known_currencies=known_currencies) for row in staged],
-        columns=list(ORDER_COLUMNS),
-    )
-    report = validate_rows(frame, order_checks(quarantine_unknown_skus=settings.unknown_sku == "quarantine"),
+    check_rows = []
+    for row in readable:
+        check_row, problems = guard_record("order", row.key, lambda row=row: order_check_row(
+            row.payload, tolerance_per_line=settings.total_tolerance_per_line, known_skus=known_skus,
+            known_currencies=known_currencies))
+        if check_row is None:
+            reasons[row.key] = problems
+        else:
+            check_rows.append(check_row)
+    report = validate_rows(pd.DataFrame(check_rows, columns=list(ORDER_COLUMNS)),
+                           order_checks(quarantine_unknown_skus=settings.unknown_sku == "quarantine"),
                            key_column="row_key", suite_name=f"{shop.id}_{JOB}_{batch_id}")
-    reasons = {key: [{"check": f.check, "reason": f.reason} for f in failures]
-               for key, failures in report.failures.items()}
+    reasons.update({key: [{"check": f.check, "reason": f.reason} for f in failures]
+                    for key, failures in report.failures.items()})
     return apply_verdicts(ctx, batch_id, ENTITY, (row.key for row in staged), reasons,
                           threshold=settings.quarantine_threshold, noun="order")
 
@@ -134,7 +161,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     numbers = CustomerNumberPolicy(**ctx.settings.mamut.customer_numbers.model_dump())
     rates = ExchangeRateConvention(**ctx.settings.mamut.exchange_rate.model_dump())
     counts = {"loaded": 0, "already_in_mamut": 0, "customers_created": 0, "written_back": 0,
-              "failed": 0, "would_create": 0, "requests": 0}
+              "write_back_refused": 0, "failed": 0, "would_create": 0, "requests": 0}
     before_load = _Transforms(ctx, batch_id, "before_load")
     settled: list[str] = []
     with ctx.open_starweb() as client:
@@ -177,14 +204,23 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
             counts["loaded" if result.created else "already_in_mamut"] += 1
             counts["customers_created"] += result.customer_created
             number = result.invoice_no or result.order_no
-            if settings.write_back and _write_back(ctx, client, key, number, status_after):
-                counts["written_back"] += 1
+            try:
+                if settings.write_back and _write_back(ctx, client, key, number, status_after):
+                    counts["written_back"] += 1
+            except StarwebError as exc:
+                if not exc.is_record_level:
+                    raise
+                quarantine_on_load(ctx, batch_id, ENTITY, key, "write_back",
+                                   f"order {key}: in Mamut as {number}, but Starweb refused the write-back of the "
+                                   f"number: {exc}")
+                counts["write_back_refused"] += 1
+                continue
             settled.append(key)
         counts["requests"] = client.stats.requests_sent
     counts.update(before_load.finish())
     if not params.dry_run:
         store.resolve_quarantine(shop.id, ENTITY, settled)
-        store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
+        advance_watermark(ctx, JOB, store.get_batch(batch_id).started_at)
     return counts
 
 
@@ -202,6 +238,7 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
         "failed": loaded["failed"] + loaded["rejected"],
         "customers_created": loaded["customers_created"],
         "written_back": loaded["written_back"],
+        "write_back_refused": loaded["write_back_refused"],
         "requests": extracted["requests"] + loaded["requests"],
     }
     if ctx.params.dry_run:
@@ -262,20 +299,31 @@ def _orders_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[str
     oldest = now - timedelta(days=settings.max_age_days)
     watermark = None if params.full_refresh else ctx.store.get_watermark(shop.id, JOB)
     since = params.since or (watermark - timedelta(minutes=settings.overlap_minutes) if watermark else oldest)
-    seen: set[int] = set()
+    seen: set[str] = set()
     for order in client.iter_orders(created_after=since, include=ORDER_INCLUDE, sort_by="createdAt",
                                     sort_order="ASC", include_non_complete_payments=settings.include_unpaid):
-        seen.add(order["orderId"])
+        seen.add(str(order["orderId"]))
         yield order
-    if since <= oldest:
-        return
-    for order in client.iter_orders(created_after=oldest, include=ORDER_INCLUDE, sort_by="modifiedAt",
-                                    sort_order="DESC", include_non_complete_payments=settings.include_unpaid):
-        if datetime.fromisoformat(order["modifiedAt"]) < since:
-            break
-        if order["orderId"] not in seen:
-            seen.add(order["orderId"])
-            yield order
+    if since > oldest:
+        for order in client.iter_orders(created_after=oldest, include=ORDER_INCLUDE, sort_by="modifiedAt",
+                                        sort_order="DESC", include_non_complete_payments=settings.include_unpaid):
+            modified = _modified_at(order)
+            if modified is not None and modified < since:
+                break
+            if str(order["orderId"]) not in seen:
+                seen.add(str(order["orderId"]))
+                yield order
+    yield from reread_quarantined(ctx, ENTITY, seen, lambda key: client.get_order(int(key), include=ORDER_INCLUDE))
+
+
+def _modified_at(order: Mapping[str, Any]) -> datetime | None:
+    """When the order last changed; None when Starweb sent no readable time (the order is then read anyway)."""
+    try:
+        return datetime.fromisoformat(order["modifiedAt"])
+    except (KeyError, TypeError, ValueError):
+        log.warning("order %s: field 'modifiedAt' is missing or unreadable (%r); read anyway",
+                    order.get("orderId"), order.get("modifiedAt"))
+        return None
 
 
 def _transferred(ctx: JobContext, keys: list[str]) -> set[str]:

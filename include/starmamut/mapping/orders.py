@@ -60,6 +60,7 @@ def _address(addresses: Mapping[str, Any], types: tuple[str, ...]) -> dict[str, 
 
 def normalise_order(order: Mapping[str, Any]) -> dict[str, Any]:
     """The staged record of one Starweb order: what the checks and the Mamut mapping need, nothing else."""
+    _require_numbers(order)
     customer = _included(order, "customer")
     addresses = _included(order, "addresses")
     return {
@@ -101,6 +102,29 @@ def normalise_order(order: Mapping[str, Any]) -> dict[str, Any]:
         "total_vat": order.get("totalVat"),
         "amount_to_pay": order.get("amountToPay"),
     }
+
+
+ORDER_NUMBERS = ("shippingCost", "shippingVatRate", "paymentFee", "paymentVatRate", "totalAmount", "totalVat",
+                 "amountToPay", "currencyExchangeRate")
+ITEM_NUMBERS = ("quantity", "unitPrice", "vatRate", "discount")
+
+
+def _require_numbers(order: Mapping[str, Any]) -> None:
+    """Every amount the mapping reads is a JSON number (or absent): a shop that sends ``"12,50"`` gets the order
+    quarantined with the field named, instead of a parse error somewhere in the batch."""
+
+    def check(value: Any, field: str) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (
+                float("inf"), float("-inf")):
+            raise MappingError(f"order {order.get('orderId')}: field '{field}': {value!r} is not a number")
+
+    for field in ORDER_NUMBERS:
+        check(order.get(field), field)
+    for index, item in enumerate(children(order, "items")):
+        for field in ITEM_NUMBERS:
+            check(item.get(field), f"items[{index}].{field}")
 
 
 def _money(value: Any) -> Decimal:
