@@ -1,7 +1,8 @@
 """Command line for operators: ``python -m starmamut <command>``.
 
 Commands that read state use the same config and staging database the DAGs use, so what they print is what
-the Airflow tasks see.
+the Airflow tasks see. The config is config/shops.yaml or the file named by $STARMAMUT_CONFIG. An unusable
+config or a missing file prints one line per problem on stderr and exits 1 (probe: 2, see its help).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from starmamut.config import ConfigError, load_settings
 from starmamut.jobs.registry import MIGRATION, dag_id, jobs_for_shop
@@ -55,7 +57,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from starmamut.staging.store import StagingStore, default_staging_url
 
     settings = load_settings()
-    gateway = MamutGateway(sqlite_odbc_string(Path(args.mamut_db)), SchemaMap.load(None))
+    mamut_db = Path(args.mamut_db)
+    if not mamut_db.is_file():  # checked first: the SQLite ODBC driver would create an empty database
+        raise CliError(f"Mamut database not found: {mamut_db} "
+                       f"(create one with: python -m starmamut create-mamut-mock {mamut_db})")
+    gateway = MamutGateway(sqlite_odbc_string(mamut_db), SchemaMap.load(None))
     articles = list(ProductRepository(gateway).iter_articles())
     sku_by_key = {article["product_key"]: article["sku"] for article in articles}
     print(f"\nMamut articles ({len(articles)}):")
@@ -84,6 +90,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
         for entry in quarantined:
             print(f"  {entry.entity} {entry.key}: " + "; ".join(reason["reason"] for reason in entry.reasons))
     return 0
+
+
+class CliError(RuntimeError):
+    """A command cannot run as asked; the message says what to do instead (printed without a traceback)."""
 
 
 class ProbeTargetError(RuntimeError):
@@ -128,21 +138,41 @@ def _probe_target(args: argparse.Namespace) -> tuple[str, SchemaMap]:
     return odbc, schema_map
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m starmamut", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("pools", help="list the Airflow pools the config needs").set_defaults(run=cmd_pools)
-    commands.add_parser("dags", help="list the DAG ids the config generates").set_defaults(run=cmd_dags)
-    mock = commands.add_parser("create-mamut-mock", help="create the SQLite Mamut mock company database")
-    mock.add_argument("path")
-    mock.add_argument("--seed", default="reference", choices=["reference", "demo"])
-    mock.set_defaults(run=cmd_create_mamut_mock)
-    summary = commands.add_parser("summary", help="print what landed in the Mamut mock and the batch reports")
-    summary.add_argument("--mamut-db", required=True)
-    summary.set_defaults(run=cmd_summary)
-    check = commands.add_parser(
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every command and argument has its help."""
+    parser = argparse.ArgumentParser(prog="python -m starmamut", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    def command(name: str, help: str, run: Any, description: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=description or help)
+        sub.set_defaults(run=run)
+        return sub
+
+    command("pools", "list the Airflow pools the config needs, one line each: <pool> <slots> <description>",
+            cmd_pools, "List the Airflow pools the config needs, one line each: <pool> <slots> <description> "
+            "(feed each to `airflow pools set`).")
+    command("dags", "list the DAG ids the config generates, one per line", cmd_dags)
+    mock = command("create-mamut-mock", "create the SQLite Mamut mock company database (idempotent)",
+                   cmd_create_mamut_mock, "Create the SQLite Mamut mock company database, or complete an existing "
+                   "one (idempotent), and print its ODBC connection string.")
+    mock.add_argument("path", help="the SQLite file to create (its folder is created too)")
+    mock.add_argument("--seed", default="reference", choices=["reference", "demo"],
+                      help="reference: currencies, warehouses, statuses, price lists, code registers; demo: "
+                           "reference plus a small Swedish catalogue with variants, stock and prices "
+                           "(default: %(default)s)")
+    summary = command("summary", "print what landed in the Mamut mock, the batch reports and the quarantine",
+                      cmd_summary, "Print the articles and orders in a Mamut mock database, and per shop the "
+                      "latest batch reports and the open quarantine from the staging database.")
+    summary.add_argument("--mamut-db", required=True, metavar="PATH",
+                         help="the Mamut mock SQLite file (from create-mamut-mock); it must exist")
+    check = command(
         "probe",
-        help="check a Mamut company database against the schema map before the first sync (writes nothing)",
+        "check a Mamut company database against the schema map before the first sync (writes nothing)",
+        cmd_probe,
+        "Check a Mamut company database against the schema map before the first sync; writes nothing. Exit 0: "
+        "the map fits; 1: something must be mapped first; 2: the config, the Connection or the database cannot "
+        "be used.",
     )
     target = check.add_mutually_exclusive_group()
     target.add_argument("--conn-id", help="Airflow Connection of the database (default: the config's mamut.conn_id)")
@@ -150,10 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--odbc", help="an ODBC connection string instead of a Connection (a password here is visible to `ps`)"
     )
     check.add_argument("--schema-map", help="schema map override file (default: the config's mamut.schema_map)")
-    check.set_defaults(run=cmd_probe)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, SchemaMapError, CliError) as exc:
+        print(f"starmamut {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 if __name__ == "__main__":
     sys.exit(main())
