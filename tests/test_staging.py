@@ -525,6 +525,19 @@ def test_quarantine_keeps_resolved_history(store: StagingStore, inspection_engin
     assert [row.resolved_at is None for row in rows] == [False, True]
 
 
+def test_quarantine_acceptance_is_kept_once_given(store: StagingStore) -> None:
+    batch_id = store.start_batch("shop1", "products", "product")
+    store.quarantine("shop1", "product", "P1", REASON, batch_id, accepted=False)
+    store.quarantine("shop1", "product", "P1", REASON, batch_id, accepted=False)  # the gate's retry
+    assert [entry.accepted_at for entry in store.open_quarantine("shop1", "product")] == [None]
+
+    assert store.accept_quarantine("shop1", "product", ["P1", "P2"]) == 1
+    store.quarantine("shop1", "product", "P1", REASON, batch_id, accepted=False)  # seen failing again later
+    (entry,) = store.open_quarantine("shop1", "product")
+    assert entry.accepted_at is not None
+    assert store.accept_quarantine("shop1", "product", ["P1"]) == 0
+
+
 def test_quarantine_reasons_must_name_check_and_reason(store: StagingStore) -> None:
     batch_id = store.start_batch("shop1", "products", "product")
     with pytest.raises(ValueError, match="'P1'.*'check' and 'reason'"):

@@ -752,29 +752,18 @@ class StagingStore:
 
     def accept_quarantine(self, shop: str, entity: str, keys: Iterable[str]) -> int:
         """Mark open entries as let through by the gate (or released by a person); returns how many changed."""
-        table = tables.quarantine
-        accepted = 0
-        now = _now()
-        with self._write() as connection:
-            for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
-                result = connection.execute(
-                    sa.update(table)
-                    .where(
-                        table.c.shop == shop,
-                        table.c.entity == entity,
-                        table.c.key.in_(chunk),
-                        table.c.resolved_at.is_(None),
-                        table.c.accepted_at.is_(None),
-                    )
-                    .values(accepted_at=now)
-                )
-                accepted += result.rowcount
-        return accepted
+        column = tables.quarantine.c.accepted_at
+        return self._stamp_open_quarantine(shop, entity, keys, column, column.is_(None))
 
     def resolve_quarantine(self, shop: str, entity: str, keys: Iterable[str]) -> int:
         """Close the open entries for these keys (they passed validation); returns how many were open."""
+        return self._stamp_open_quarantine(shop, entity, keys, tables.quarantine.c.resolved_at)
+
+    def _stamp_open_quarantine(self, shop: str, entity: str, keys: Iterable[str], column: sa.Column[Any],
+                               *conditions: sa.ColumnElement[bool]) -> int:
+        """Set ``column`` to now on the open entries of these keys that meet ``conditions``; returns how many."""
         table = tables.quarantine
-        resolved = 0
+        stamped = 0
         now = _now()
         with self._write() as connection:
             for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
@@ -785,11 +774,12 @@ class StagingStore:
                         table.c.entity == entity,
                         table.c.key.in_(chunk),
                         table.c.resolved_at.is_(None),
+                        *conditions,
                     )
-                    .values(resolved_at=now)
+                    .values({column: now})
                 )
-                resolved += result.rowcount
-        return resolved
+                stamped += result.rowcount
+        return stamped
 
     def open_quarantine(self, shop: str, entity: str | None = None) -> list[QuarantineEntry]:
         """Unresolved entries, by entity then key."""
