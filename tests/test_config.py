@@ -39,6 +39,7 @@ def test_shops_keyed_by_id_with_defaults_and_schedules(tmp_path: Path) -> None:
     assert alpha.schedule_for("products_to_mamut") == "@hourly"
     assert beta.schedule_for("products_to_mamut") == "*/30 * * * *"
     assert settings.mamut.vat_codes == {25.0: 1, 12.0: 2}
+    assert alpha.prices_to_starweb.pricelists[0].allow_inactive is False, "an inactive price list is refused"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,9 @@ def test_shops_keyed_by_id_with_defaults_and_schedules(tmp_path: Path) -> None:
          "shop 'alpha': field 'schedules'"),
         (lambda d: d["shops"]["beta"].update(products_to_mamut={"main_sku_template": "MAIN"}),
          "shop 'beta': field 'products_to_mamut.main_sku_template'"),
+        (lambda d: d["shops"]["beta"].update(prices_to_starweb={"pricelists": [
+            {"starweb": 2, "mamut": "Återförsäljare", "allow_inactive": "sometimes"}]}),
+         "shop 'beta': field 'prices_to_starweb.pricelists.0.allow_inactive'"),
         (lambda d: d["shops"]["alpha"].update(colour="blue"), "shop 'alpha': field 'colour'"),
         (lambda d: d["shops"].update({"Bad Id": {"name": "x", "flow": "ecom", "starweb_conn_id": "c"}}),
          "shop 'Bad Id': field 'id'"),

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,13 +31,14 @@ from starmamut.jobs import (
 )
 from starmamut.jobs.common import JobContext
 from starmamut.jobs.initial_product_sync import SETTLED, MigrationOptions
+from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mamut.catalogue import CatalogueReader
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap
 from starmamut.sandbox import Sandbox, start_sandbox
-from starmamut.sandbox.demo_data import SIZE_VALUE_IDS
+from starmamut.sandbox.demo_data import SIZE_VALUE_IDS, WEB_STOCK_LOCATION_ID
 from starmamut.staging.store import StagingStore
 from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import MAMUT_BACKENDS, fresh_mock_database
@@ -58,7 +59,8 @@ PER_PAGE = 6  # the demo shop's 15 products come in three pages (and no product 
 CHUNK_SIZE = 3  # five chunks of the demo shop, two of Mamut's demo families
 
 
-def settings_for(direction: str) -> Settings:
+def settings_for(direction: str, **sections: Any) -> Settings:
+    """The demo shop's settings for a direction; ``sections`` replace whole sections of the shop (e.g. its stock)."""
     return Settings.model_validate({
         "version": 1,
         "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
@@ -70,6 +72,7 @@ def settings_for(direction: str) -> Settings:
                                                  for pricelist, source in PRICE_SOURCES.items()]},
             "stock_to_starweb": {"locations": [{"starweb": "variant", "warehouses": STOCK_GROUPS["variant"]},
                                                {"starweb": STORE, "warehouses": STOCK_GROUPS["store"]}]},
+            **sections,
         }},
     })
 
@@ -82,14 +85,15 @@ class Systems:
     sandbox: Sandbox
     mamut: MamutGateway
     store: StagingStore
+    sections: dict[str, Any] = field(default_factory=dict)  # shop sections replacing settings_for's
 
     def params(self, **overrides: Any) -> dict[str, Any]:
         """The run's Params as the DAG passes them (both RunParams and MigrationOptions read them)."""
         return {"direction": self.direction, "chunk_size": CHUNK_SIZE, **overrides}
 
     def ctx(self, params: Mapping[str, Any]) -> JobContext:
-        return sandbox_job_context(settings_for(self.direction), self.sandbox, self.store, self.mamut, params,
-                                   shop=SHOP)
+        return sandbox_job_context(settings_for(self.direction, **self.sections), self.sandbox, self.store,
+                                   self.mamut, params, shop=SHOP)
 
     def migrate(self, **overrides: Any) -> dict[str, Any]:
         params = self.params(**overrides)
@@ -566,6 +570,65 @@ def test_starweb_to_mamut_links_a_family_mamut_holds_under_its_own_main_article_
     assert (link.sku, link.mamut_key) == ("EGEN-HEL", str(rows["EGEN-HEL"]["product_key"]))
     variant_links = {item.sku: item.mamut_key for item in systems.store.get_links(SHOP, "variant").values()}
     assert {sku: variant_links[sku] for sku in shop_skus} == {sku: str(rows[sku]["product_key"]) for sku in shop_skus}
+
+
+def test_starweb_to_mamut_moves_stock_mapped_by_location_id_and_reports_a_mapping_that_moves_nothing(
+        open_systems, caplog) -> None:
+    systems = open_systems(S2M)
+    state = systems.sandbox.state
+    empty = state.seed_stock_location({"languages": [{"langCode": "sv", "name": "Tomt lager"}]})  # no stock in it
+    with systems.mamut.transaction() as transaction:
+        transaction.insert_many("warehouse", [{"warehouse_id": 3, "description": "Reservlager"}])
+    idle = f"stock_to_starweb.locations entry {{starweb: {empty}, warehouses: [3]}}"
+    systems.sections = {"stock_to_starweb": {"locations": [
+        {"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]},  # the e-commerce location, by its id
+        {"starweb": STORE, "warehouses": [2]}, {"starweb": empty, "warehouses": [3]}]}}
+    caplog.set_level(logging.WARNING, logger="starmamut.jobs.initial_product_sync")
+
+    result = systems.migrate()
+
+    variants = shop_variants(systems.sandbox)
+    expected = {(sku, 1): Decimal(str(variant["stockQuantity"])) for sku, (_, variant) in variants.items()}
+    expected.update({(sku, 2): Decimal(str(stock["stockQuantity"])) for sku, (product_id, variant) in variants.items()
+                     for stock in state.stocks(product_id, variant["variantId"]) if stock["stockLocationId"] == STORE})
+    assert len(expected) > len(variants), "the demo shop has store stock"
+    assert {key: on_hand for key, (on_hand, _) in mamut_catalogue(systems.mamut)["stock"].items()} == expected
+    stock_reads = [request.path for request in systems.sandbox.requests if "/stocks" in request.path]
+    assert sorted(stock_reads) == sorted(f"/products/{product_id}/variants/{variant['variantId']}/stocks"
+                                         for product_id, variant in variants.values()), "one read per variant"
+    assert result["mappings_moving_nothing"] == 1
+    assert [record.levelno for record in caplog.records if idle in record.getMessage()] == [logging.WARNING]
+    assert f"- {idle}" in read_report(result)
+
+
+def test_mamut_to_starweb_moves_stock_mapped_by_location_id_with_the_variants_own_stock_inline(open_systems) -> None:
+    systems = open_systems(M2S)
+    systems.sections = {"stock_to_starweb": {"locations": [{"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]},
+                                                           {"starweb": STORE, "warehouses": [2]}]}}
+
+    systems.migrate()
+
+    assert_shop_holds_mamut(systems.sandbox, systems.mamut)
+    writes = systems.sandbox.write_requests()
+    assert not any(request.path.endswith(f"/stocks/{WEB_STOCK_LOCATION_ID}") for request in writes), \
+        "a new variant carries the e-commerce location's stock in its create request"
+    stock_to_starweb.run(systems.ctx({}))
+    assert len(systems.sandbox.write_requests()) == len(writes), "the regular job finds nothing to send"
+
+
+def test_mamut_to_starweb_refuses_an_inactive_price_list_before_writing_anything(open_systems) -> None:
+    systems = open_systems(M2S)
+    inactive = systems.sandbox.state.add_pricelist({"name": "Kampanj", "currencyCode": "SEK"})["pricelistId"]
+    systems.sections = {"prices_to_starweb": {"pricelists": [{"starweb": MASTER, "mamut": "base"},
+                                                             {"starweb": inactive, "mamut": RESELLER_LIST}]}}
+
+    with pytest.raises(ShopMappingError, match=rf"Starweb price list {inactive} \(Kampanj\) is inactive"):
+        systems.migrate()
+    assert systems.sandbox.write_requests() == []
+
+    result = systems.migrate(include_price_lists=False)  # the inactive list is not pushed to: the run goes on
+    assert result["created"] == len(families(systems.mamut))
+    assert not any(f"/prices/{inactive}" in request.path for request in systems.sandbox.write_requests())
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)

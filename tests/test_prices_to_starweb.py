@@ -292,6 +292,29 @@ def test_a_price_list_missing_in_the_shop_or_in_mamut_stops_the_run_before_anyth
     assert_nothing_written(sandbox, staging_store, prices_to_starweb)
 
 
+def test_an_inactive_price_list_stops_the_run_before_anything_is_written_unless_its_entry_allows_it(
+        make_ctx, sandbox, sandbox_api, seeded, staging_store):
+    created = sandbox_api.post("/pricelists", json={"name": "Kampanj", "currencyCode": "SEK"})
+    inactive = created.json()["data"]["pricelistId"]
+    listed = {pricelist["pricelistId"]: pricelist for pricelist in sandbox_api.get("/pricelists").json()["data"]}
+    assert (listed[MASTER]["isActive"], listed[inactive]["isActive"]) == (True, False), "a new list starts inactive"
+    sandbox.reset_requests()
+    entry = {"starweb": inactive, "mamut": "base"}
+
+    with pytest.raises(ShopMappingError, match=rf"shop demo: Starweb price list {inactive} \(Kampanj\) is inactive, "
+                                               rf"so the prices_to_starweb\.pricelists entry "
+                                               rf"\{{starweb: {inactive}, mamut: 'base'\}}.*allow_inactive: true"):
+        prices_to_starweb.extract(make_ctx(prices={"pricelists": [{"starweb": MASTER, "mamut": "base"}, entry]}))
+    assert_nothing_written(sandbox, staging_store, prices_to_starweb)
+
+    allowed = prices_to_starweb.run(make_ctx(prices={"pricelists": [{**entry, "allow_inactive": True}]}))
+
+    skus = shop_skus(sandbox)
+    assert allowed["loaded"] == len(skus)
+    assert {sku: shop_price_of(sandbox, sku, inactive) for sku in skus} == {
+        sku: cents(seeded[sku].price_out) for sku in skus}
+
+
 def test_bad_prices_are_quarantined_with_reasons_the_rest_loads_and_a_fix_loads_them(make_ctx, sandbox, seeded,
                                                                                      mamut_db, staging_store):
     skus = shop_skus(sandbox)

@@ -16,6 +16,7 @@ from starmamut.jobs import prices_to_starweb, products_to_mamut, stock_to_starwe
 from starmamut.jobs.common import JobContext
 from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.mamut.products import ProductRepository
+from starmamut.sandbox.demo_data import WEB_STOCK_LOCATION_ID
 from starmamut.sandbox.server import RecordedRequest
 from starmamut.staging.store import StagingStore
 from tests.fixtures.openapi_contract import assert_request_conforms
@@ -97,6 +98,17 @@ def test_first_run_sets_every_stock_and_a_second_run_sends_nothing(make_ctx, san
     second = stock_to_starweb.run(make_ctx())
     assert sandbox.write_requests() == []
     assert (second["changed"], second["write_requests"], second["unchanged"]) == (0, 0, 2 * len(skus))
+
+
+def test_stock_mapped_by_location_ids_only_moves_to_each_location(make_ctx, sandbox, seeded):
+    stock = {"locations": [{"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]},
+                           {"starweb": STORE, "warehouses": [2]}]}
+
+    stock_to_starweb.run(make_ctx(stock=stock))
+
+    assert_shop_stock_matches(sandbox, seeded, shop_skus(sandbox))  # the e-commerce location is the variant's stock
+    assert {request.path.rsplit("/", 1)[1] for request in stock_writes(sandbox)} == {
+        str(WEB_STOCK_LOCATION_ID), str(STORE)}
 
 
 def test_backorder_status_and_negative_stock_passed_on(make_ctx, sandbox, seeded, mamut_db):

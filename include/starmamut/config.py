@@ -112,6 +112,7 @@ class PricelistMapping(_Strict):
 
     starweb: Annotated[int, Field(ge=1)]
     mamut: str = Field(description="'base' for the article's sales price, else a Mamut price list name")
+    allow_inactive: bool = Field(default=False, description="write even while the Starweb price list is inactive")
 
 
 class PricesToStarwebSettings(_Strict):

@@ -20,8 +20,11 @@ run finds nothing to do; this module adds what a first load needs on top:
   product with other SKUs (a different variant structure) are conflicts: quarantined, never guessed.
 * **Minimal requests.** Reference data and the target catalogue are read once per run; a new product is
   one ``POST`` with its variants inline; prices and stock go Mamut → Starweb through the ledger-based
-  ``prices_to_starweb`` and ``stock_to_starweb`` jobs (one request per value), and Starweb → Mamut inside
-  each chunk from the values the catalogue listing already carried (no extra request).
+  ``prices_to_starweb`` and ``stock_to_starweb`` jobs (one request per value; a new variant carries its own
+  stock inline), and Starweb → Mamut inside each chunk from the values the catalogue listing already carried
+  (no extra request, except one per variant when a stock location other than the e-commerce one is mapped:
+  the listing carries only the variant's own stock). A price-list or stock mapping entry that moved nothing is
+  logged as a warning and listed in the report.
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from starmamut.config import PricelistMapping, PricesToStarwebSettings, ShopConfig, StockLocationMapping
 from starmamut.failpoints import failpoint
 from starmamut.jobs import prices_to_starweb, products_to_mamut, products_to_starweb, stock_to_starweb
 from starmamut.jobs.common import (
@@ -47,6 +51,7 @@ from starmamut.jobs.common import (
     quarantine_on_load,
     variant_ref,
 )
+from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.jobs.products_to_mamut import ShopReference
 from starmamut.jobs.products_to_starweb import AttributeIds, FamilyOutcome, FamilySync, KnownFamilies
 from starmamut.jobs.starweb_binder import VARIANT, variants_of, with_variants
@@ -70,6 +75,7 @@ VALUES = "values"  # payload key of a Starweb product's per-SKU prices and stock
 
 # Verdicts of a staged family once the run has dealt with it (a resumed run skips these).
 SETTLED = frozenset({"created", "updated", "linked", "unchanged", "matched", "conflict", "failed", "quarantined"})
+WRITTEN = frozenset({"created", "updated", "would_created", "would_updated"})  # the families whose values move
 PROGRESS_EVERY_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
@@ -173,12 +179,16 @@ def extract(ctx: JobContext, options: MigrationOptions, batch_id: str) -> list[d
 
 def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str,
                           progress: dict[str, Any]) -> int:
-    """Starweb products page by page (a page's products staged together, then the page counted as done),
-    then the Mamut register's SKUs as the target index."""
+    """The stock mapping checked, Starweb products page by page (a page's products staged together, then the
+    page counted as done), then the Mamut register's SKUs as the target index."""
     store, shop = ctx.store, ctx.shop
     after_mapping = products_to_mamut.transforms_at(ctx, batch_id, "after_mapping")
     with ctx.open_starweb() as client:
         reference = ShopReference.read(client, shop.language)
+        sources = _stock_sources(ctx, client, options)
+        progress = {**progress, "stock_sources": sources}
+        store.set_batch_progress(batch_id, progress)
+        locations = {int(source) for source in sources if source != VARIANT_TARGET}
         include = products_to_mamut.PRODUCT_INCLUDE
 
         # Pages overlap by one on resume: a product deleted meanwhile shifts the next ones a place forward.
@@ -186,16 +196,17 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
         first_products, total_pages = client.products_page(first_page, include)  # says how many pages there are
         pages = range(first_page, total_pages + 1)
 
+        wanted = {sku_key(sku) for sku in ctx.params.skus}
+
         def read_page(page: int) -> list[StagedRow]:
             products = first_products if page == first_page else client.products_page(page, include)[0]
             return [row for product in products
-                    if (row := _staged_product(client, reference, after_mapping, product)) is not None]
+                    if (row := _staged_product(client, reference, after_mapping, product, wanted, locations))
+                    is not None]
 
-        wanted = {sku_key(sku) for sku in ctx.params.skus}
         started = time.monotonic()
         staged = client.map_concurrent(read_page, pages)
         for page, rows in zip(pages, staged, strict=True):
-            rows = [row for row in rows if _holds_any(row, wanted)]
             store.stage_rows(batch_id, options.entity, rows)
             store.index_skus(batch_id, SOURCE, _source_holders(rows))
             store.set_batch_progress(batch_id, {**progress, "pages_done": page})
@@ -214,18 +225,64 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
 
 
 def _staged_product(client: StarwebClient, reference: ShopReference, after_mapping: RecordTransforms,
-                    product: dict[str, Any]) -> StagedRow | None:
-    """One Starweb product as products_to_mamut stages it, plus its per-SKU prices and stock (outside the hash)."""
+                    product: dict[str, Any], wanted: set[str], locations: Collection[int]) -> StagedRow | None:
+    """One Starweb product as products_to_mamut stages it, plus its per-SKU prices and stock (outside the hash);
+    None when a transform drops it or it holds none of the ``wanted`` SKUs (before its stock is read)."""
     variants = variants_of(client, product, include=products_to_mamut.VARIANT_INCLUDE)
     record = after_mapping.apply(reference.normalise(product, variants), source=product)
-    if record is None:
+    if record is None or not _holds_any(record, wanted):
         return None
     values = {variant.get("sku"): {
         "prices": {str(price["pricelistId"]): price.get("priceExVat") for price in children(variant, "prices")},
         "stock": variant.get("stockQuantity"),
+        "stocks": _location_stock(client, product["productId"], variant, locations),
     } for variant in variants}
     return StagedRow(key=str(record["product_id"]), payload={**record, VALUES: values},
                      content_hash=content_hash(record))
+
+
+def _location_stock(client: StarwebClient, product_id: int, variant: Mapping[str, Any],
+                    locations: Collection[int]) -> dict[str, Any]:
+    """A variant's stockQuantity at each mapped stock location other than the e-commerce one, by location id: one
+    request for all of them, made only when one is mapped (the listing carries only the variant's own stock)."""
+    if not locations:
+        return {}
+    return {str(stock["stockLocationId"]): stock.get("stockQuantity")
+            for stock in client.list_variant_stocks(product_id, variant["variantId"])
+            if stock["stockLocationId"] in locations}
+
+
+def _stock_sources(ctx: JobContext, client: StarwebClient, options: MigrationOptions) -> dict[str, dict[str, Any]]:
+    """Starweb → Mamut: where each mapped Starweb stock is read (``variant``: the variant's own stockQuantity, which
+    is the e-commerce location's stock and comes with the listing; else a stock location id), with the Mamut
+    warehouse it goes into (its entry's first) and the entry as the report names it.
+
+    Raises ShopMappingError before anything is written for a stock location the shop lacks, a Starweb stock mapped
+    twice, a warehouse Mamut lacks, or two Starweb stocks going into one warehouse.
+    """
+    if not options.include_stock:
+        return {}
+    shop = ctx.shop.id
+    known = CatalogueReader(ctx.open_mamut()).warehouses()
+    sources: dict[str, dict[str, Any]] = {}
+    for stock in stock_to_starweb.mapped_stocks(shop, client, ctx.shop.stock_to_starweb):
+        mapping, warehouse = _stock_mapping(stock.entry), stock.entry.warehouses[0]
+        if warehouse not in known:
+            listed = ", ".join(f"{key} ({name})" for key, name in sorted(known.items())) or "none"
+            raise ShopMappingError(f"shop {shop}: {mapping} puts Starweb stock into Mamut warehouse {warehouse}, "
+                                   f"which Mamut does not have; Mamut has: {listed}. Nothing was written.")
+        taken = next((source["mapping"] for source in sources.values() if source["warehouse"] == warehouse), None)
+        if taken is not None:
+            raise ShopMappingError(f"shop {shop}: {taken} and {mapping} both put Starweb stock into Mamut warehouse "
+                                   f"{warehouse} (Starweb → Mamut fills the first warehouse of an entry); give each "
+                                   "its own first warehouse. Nothing was written.")
+        source = VARIANT_TARGET if stock.on_variant else str(stock.entry.starweb)
+        sources[source] = {"warehouse": warehouse, "mapping": mapping}
+    return sources
+
+
+def _stock_mapping(entry: StockLocationMapping) -> str:
+    return f"stock_to_starweb.locations entry {{starweb: {entry.starweb}, warehouses: {list(entry.warehouses)}}}"
 
 
 def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, progress: dict[str, Any]) -> int:
@@ -252,6 +309,11 @@ def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: st
             store.index_skus(batch_id, SOURCE, _source_holders(chunk))
     after_mapping.finish()
     with ctx.open_starweb() as client:
+        prices = _pushed_prices(ctx.shop, options)
+        if prices.pricelists:  # the price push comes after the products: its mapping checks come before any write
+            prices_to_starweb.shop_pricelist_currencies(ctx.shop.id, client, prices)
+            prices_to_starweb.check_mamut_price_lists(ctx.shop.id, CatalogueReader(ctx.open_mamut()), prices)
+        inline_stock = _inline_stock_mapping(ctx, client, options)
         store.clear_sku_index(batch_id, TARGET)
         listed = client.map_concurrent(lambda product: with_variants(client, product),
                                        client.iter_products(include=("primaryVariant",)))
@@ -261,17 +323,23 @@ def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: st
             for product_id, variants in listed for variant in variants))
         attributes = AttributeIds(ctx, client)
         attributes.resolve(pairs, FamilyOutcome(key="(attributes)"))  # creates the values the shop lacks
-        statuses = (shop_stock_statuses(ctx.shop.id, client, ctx.shop.stock_to_starweb)
-                    if options.include_stock and _variant_warehouses(ctx) else None)
         store.set_batch_progress(batch_id, {**progress, "attributes": attributes.known(),
-                                            "stock_statuses": statuses and asdict(statuses)})
+                                            "inline_stock": inline_stock})
         return client.stats.requests_sent
 
 
-def _variant_warehouses(ctx: JobContext) -> list[int]:
-    """The Mamut warehouses feeding the variant's own stock (the shop's e-commerce location), if mapped."""
-    return next((list(location.warehouses) for location in ctx.shop.stock_to_starweb.locations
-                 if location.starweb == VARIANT_TARGET), [])
+def _inline_stock_mapping(ctx: JobContext, client: StarwebClient, options: MigrationOptions) -> dict[str, Any] | None:
+    """Mamut → Starweb: the mapped stock a new variant carries in its create request (the variant's own stock,
+    mapped as ``variant`` or as the e-commerce stock location by id): its ledger target, Mamut warehouses and the
+    stock status ids. The whole stock mapping is checked first, so a bad one stops the run before any write."""
+    if not options.include_stock:
+        return None
+    settings = ctx.shop.stock_to_starweb
+    stocks = stock_to_starweb.mapped_stocks(ctx.shop.id, client, settings)
+    statuses = shop_stock_statuses(ctx.shop.id, client, settings)
+    inline = next((stock for stock in stocks if stock.on_variant), None)
+    return inline and {"target": inline.target, "warehouses": list(inline.entry.warehouses),
+                       "statuses": asdict(statuses)}
 
 
 def _source_holders(rows: Sequence[StagedRow]) -> Iterator[SkuHolder]:
@@ -279,9 +347,9 @@ def _source_holders(rows: Sequence[StagedRow]) -> Iterator[SkuHolder]:
             for row in rows for variant in row.payload["variants"])
 
 
-def _holds_any(row: StagedRow, wanted: set[str]) -> bool:
+def _holds_any(record: Mapping[str, Any], wanted: set[str]) -> bool:
     """With a SKU filter (``wanted``, as SKU keys), only families holding one of its SKUs."""
-    return not wanted or any(sku_key(variant["sku"]) in wanted for variant in row.payload["variants"])
+    return not wanted or any(sku_key(variant["sku"]) in wanted for variant in record["variants"])
 
 
 # ------------------------------------------------------------------------------------------------------- chunks
@@ -399,6 +467,7 @@ def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, 
     settings = ctx.shop.products_to_mamut
     write = plan.create + ([row for row, _ in plan.matched] if options.on_conflict == "overwrite" else [])
     existing = {row.key for row, _ in plan.matched}
+    sources = ctx.store.get_batch(batch_id).counts["stock_sources"]
     for rows in chunked(write, 50):
         outcomes: dict[str, tuple[str, str | None]] = {}
         written: list[StagedRow] = []
@@ -417,7 +486,7 @@ def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, 
             outcomes[row.key] = ("updated" if row.key in existing else "created", None)
             written.append(row)
         if not ctx.params.dry_run:
-            _values_into_mamut(ctx, options, repository, written)
+            _values_into_mamut(ctx, options, repository, sources, written)
         _settle(ctx, batch_id, options.entity, outcomes)
         failpoint("initial_product_sync.after_settle")
     if options.on_conflict == "link_and_skip":
@@ -459,25 +528,43 @@ def _key(keys: Mapping[str, int], sku: str) -> str | None:
 
 
 def _values_into_mamut(ctx: JobContext, options: MigrationOptions, repository: ProductRepository,
-                       rows: list[StagedRow]) -> None:
+                       sources: Mapping[str, Mapping[str, Any]], rows: list[StagedRow]) -> None:
     """Price lists and stock of written families, from the values the Starweb listing carried."""
-    price_lists = {str(mapping.starweb): mapping.mamut for mapping in ctx.shop.prices_to_starweb.pricelists
-                   if mapping.mamut != BASE_PRICE}
-    warehouse = next(iter(_variant_warehouses(ctx)), None)  # Starweb's one stock figure goes to the first
     prices: list[ListPrice] = []
     stock: list[StockLevel] = []
-    for row in rows:
-        for sku, values in row.payload[VALUES].items():
-            if options.include_price_lists:
-                prices.extend(ListPrice(sku=sku, price_list=price_lists[pricelist], price=Decimal(str(price)))
-                              for pricelist, price in values["prices"].items()
-                              if pricelist in price_lists and price is not None)
-            if options.include_stock and warehouse is not None and values["stock"] is not None:
-                stock.append(StockLevel(sku=sku, warehouse_id=warehouse, quantity=Decimal(str(values["stock"]))))
+    for _mapping, value in _mamut_values(ctx, options, sources, rows):
+        if isinstance(value, ListPrice):
+            prices.append(value)
+        else:
+            stock.append(value)
     if prices:
         repository.set_list_prices(prices, now=ctx.clock())
     if stock:
         repository.set_stock(stock, now=ctx.clock())
+
+
+def _mamut_values(ctx: JobContext, options: MigrationOptions, sources: Mapping[str, Mapping[str, Any]],
+                  rows: Iterable[StagedRow]) -> Iterator[tuple[str, ListPrice | StockLevel]]:
+    """Each price-list price and stock level the listing carried for these families, with the mapping entry that
+    moves it (the report names the entries that moved nothing)."""
+    price_lists = {str(mapping.starweb): mapping for mapping in ctx.shop.prices_to_starweb.pricelists
+                   if mapping.mamut != BASE_PRICE} if options.include_price_lists else {}
+    for row in rows:
+        for sku, values in row.payload[VALUES].items():
+            for pricelist, price in values["prices"].items():
+                if pricelist in price_lists and price is not None:
+                    mapping = price_lists[pricelist]
+                    yield _pricelist_mapping(mapping), ListPrice(sku=sku, price_list=mapping.mamut,
+                                                                 price=Decimal(str(price)))
+            for source, into in sources.items():
+                quantity = values["stock"] if source == VARIANT_TARGET else values["stocks"].get(source)
+                if quantity is not None:
+                    yield into["mapping"], StockLevel(sku=sku, warehouse_id=into["warehouse"],
+                                                      quantity=Decimal(str(quantity)))
+
+
+def _pricelist_mapping(mapping: PricelistMapping) -> str:
+    return f"prices_to_starweb.pricelists entry {{starweb: {mapping.starweb}, mamut: {mapping.mamut!r}}}"
 
 
 def _report_matched(ctx: JobContext, batch_id: str, options: MigrationOptions, plan: _Plan) -> None:
@@ -503,7 +590,8 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
         def before_create(key: str) -> None:
             store.set_verdicts(batch_id, options.entity, {key: ("creating", None)})
 
-        stock = _inline_stock(ctx, progress, plan.create)
+        inline = progress.get("inline_stock")
+        stock = _inline_stock(ctx, inline, plan.create)
         sync = FamilySync(ctx, client, attributes=attributes, before_create=before_create,
                           variant_extras={sku: {"stockQuantity": quantity, "stockStatusId": status}
                                           for sku, (quantity, status) in stock.items()})
@@ -531,7 +619,7 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
                 outcomes[outcome.key] = ("updated" if outcome.key in matched else "created", None)
             if not ctx.params.dry_run:
                 store.set_ledger(ctx.shop.id, stock_to_starweb.ENTITY, {
-                    (variant["sku"], VARIANT_TARGET): stock_ledger_value(*stock[variant["sku"]])
+                    (variant["sku"], inline["target"]): stock_ledger_value(*stock[variant["sku"]])
                     for key, (verdict, _) in outcomes.items() if verdict == "created"
                     for variant in rows_by_key[key].payload["variants"] if variant["sku"] in stock})
             _settle(ctx, batch_id, options.entity, outcomes)
@@ -543,15 +631,16 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
         return client.stats.requests_sent
 
 
-def _inline_stock(ctx: JobContext, progress: Mapping[str, Any], rows: list[StagedRow]) -> dict[str, tuple[int, int]]:
+def _inline_stock(ctx: JobContext, inline: Mapping[str, Any] | None,
+                  rows: list[StagedRow]) -> dict[str, tuple[int, int]]:
     """``{sku: (stockQuantity, stockStatusId)}`` of the variants about to be created, so the create request
     carries their stock inline instead of stock_to_starweb sending one request per variant afterwards."""
-    if not progress.get("stock_statuses") or not rows:
+    if inline is None or not rows:
         return {}
     settings = ctx.shop.stock_to_starweb
-    statuses = StockStatusIds(**progress["stock_statuses"])
+    statuses = StockStatusIds(**inline["statuses"])
     levels = CatalogueReader(ctx.open_mamut()).iter_stock(
-        {VARIANT_TARGET: _variant_warehouses(ctx)}, subtract_reserved=settings.subtract_reserved,
+        {inline["target"]: inline["warehouses"]}, subtract_reserved=settings.subtract_reserved,
         skus=[variant["sku"] for row in rows for variant in row.payload["variants"]])
     return {level.sku: shop_stock(level.on_hand, use_store=level.use_store, inactive=level.inactive,
                                   negative=settings.negative, statuses=statuses) for level in levels}
@@ -601,11 +690,9 @@ def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices
         return {"skipped": True, "requests": 0}
     shop = ctx.shop
     if job == "prices":
-        mappings = [mapping for mapping in shop.prices_to_starweb.pricelists
-                    if (options.include_prices if mapping.mamut == BASE_PRICE else options.include_price_lists)]
-        shop = shop.model_copy(update={"prices_to_starweb": shop.prices_to_starweb.model_copy(
-            update={"pricelists": mappings})})
-        wanted = bool(mappings)
+        prices = _pushed_prices(shop, options)
+        shop = shop.model_copy(update={"prices_to_starweb": prices})
+        wanted = bool(prices.pricelists)
     else:
         wanted = options.include_stock
     if not wanted:
@@ -617,18 +704,25 @@ def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices
     return module.run(replace(ctx, shop=shop, params=replace(ctx.params, skus=skus or ctx.params.skus)))
 
 
+def _pushed_prices(shop: ShopConfig, options: MigrationOptions) -> PricesToStarwebSettings:
+    """The shop's price mappings the run moves: ``include_prices`` keeps the base price's, ``include_price_lists``
+    the Mamut price lists'."""
+    return shop.prices_to_starweb.model_copy(update={"pricelists": [
+        mapping for mapping in shop.prices_to_starweb.pricelists
+        if (options.include_prices if mapping.mamut == BASE_PRICE else options.include_price_lists)]})
+
+
 def _written_skus(ctx: JobContext, options: MigrationOptions) -> tuple[str, ...] | None:
     """The SKUs of the families the run's batch created or overwrote (or would have, in a dry run); None when
     that is every family it staged, so the push reads Mamut unfiltered instead of by a list of every SKU."""
     batch = _unfinished_batch(ctx, options)
     if batch is None:
         return ()
-    written = {"created", "updated", "would_created", "would_updated"}
     outcomes = set(ctx.store.count_staged(batch.batch_id, options.entity))
-    if outcomes and outcomes <= written:
+    if outcomes and outcomes <= WRITTEN:
         return None
     return tuple(variant["sku"] for row in ctx.store.iter_staged(batch.batch_id, options.entity)
-                 if row.verdict in written for variant in row.payload["variants"])
+                 if row.verdict in WRITTEN for variant in row.payload["variants"])
 
 
 # ------------------------------------------------------------------------------------------------------ report
@@ -652,7 +746,10 @@ def report(ctx: JobContext, options: MigrationOptions, batch_id: str, chunk_resu
     counts: dict[str, Any] = {"direction": options.direction, "families": sum(outcomes.values()),
                               **dict(sorted(outcomes.items())), "requests_this_run": requests,
                               "seconds_since_start": round(seconds, 1)}
-    counts["report_file"] = str(_write_report_file(ctx, options, batch_id, counts))
+    idle = _idle_mappings(ctx, options, batch, outcomes)
+    if idle:
+        counts["mappings_moving_nothing"] = len(idle)
+    counts["report_file"] = str(_write_report_file(ctx, options, batch_id, counts, idle))
     store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
     if not ctx.params.dry_run and not ctx.params.skus:
         job = "products_to_mamut" if options.direction == "starweb_to_mamut" else "products_to_starweb"
@@ -669,8 +766,28 @@ def reports_dir() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", ".")) / "reports"
 
 
-def _write_report_file(ctx: JobContext, options: MigrationOptions, batch_id: str, counts: Mapping[str, Any]) -> Path:
-    """A Markdown report: the counts, then every family that was not migrated, with the reason."""
+def _idle_mappings(ctx: JobContext, options: MigrationOptions, batch: Batch, outcomes: Mapping[str, int]) -> list[str]:
+    """Starweb → Mamut: the price-list and stock mapping entries that move no value into the families the run wrote
+    (judged only when it wrote some), each logged as a warning: the listing carried nothing for such an entry."""
+    if options.direction != "starweb_to_mamut" or not any(outcomes.get(verdict) for verdict in WRITTEN):
+        return []
+    sources = batch.counts["stock_sources"]
+    mappings = [*(_pricelist_mapping(mapping) for mapping in ctx.shop.prices_to_starweb.pricelists
+                  if mapping.mamut != BASE_PRICE and options.include_price_lists),
+                *(source["mapping"] for source in sources.values())]
+    written = (row for row in ctx.store.iter_staged(batch.batch_id, options.entity) if row.verdict in WRITTEN)
+    moved = {mapping for mapping, _ in _mamut_values(ctx, options, sources, written)}
+    idle = [mapping for mapping in mappings if mapping not in moved]
+    for mapping in idle:
+        log.warning("shop %s: the %s moves nothing: the shop holds no value for it on any family the run writes "
+                    "(a wrong id, or an empty price list or stock location)", ctx.shop.id, mapping)
+    return idle
+
+
+def _write_report_file(ctx: JobContext, options: MigrationOptions, batch_id: str, counts: Mapping[str, Any],
+                       idle: Sequence[str]) -> Path:
+    """A Markdown report: the counts, the mapping entries that moved nothing, then every family that was not
+    migrated, with the reason."""
     store = ctx.store
     path = reports_dir() / ctx.shop.id / f"{JOB}-{options.direction}-{batch_id}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -681,6 +798,10 @@ def _write_report_file(ctx: JobContext, options: MigrationOptions, batch_id: str
                   f"on conflict: {options.on_conflict}.\n\n| outcome | count |\n|---|---|\n")
         for key, value in counts.items():
             out.write(f"| {key} | {value} |\n")
+        if idle:
+            out.write(f"\n## mappings moving nothing ({len(idle)})\n\nThe shop holds no value for these on any "
+                      "family the run writes: check the id, or fill the price list or stock location in Starweb.\n\n")
+            out.write("\n".join(f"- {mapping}" for mapping in idle) + "\n")
         for row in store.iter_staged(batch_id, options.entity):
             if row.verdict in held:
                 held[row.verdict].append(f"| {row.key} | {(row.reason or '').replace('|', '/')} |")

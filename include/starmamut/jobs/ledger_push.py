@@ -19,8 +19,8 @@ steps are those of its :class:`PushSpec`. Step by step:
 * report — :func:`report_batch` closes the batch with its counts, requests included.
 
 Checks that concern the whole run (a mapped price list, stock location, stock status or warehouse that does
-not exist, a target mapped twice) are the jobs'; they raise :class:`ShopMappingError` before anything is
-staged or written.
+not exist, an inactive price list, a target mapped twice) are the jobs'; they raise :class:`ShopMappingError`
+before anything is staged or written.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 
 class ShopMappingError(ValueError):
     """The shop's price-list or stock mapping does not fit the shop or Mamut (a price list, stock location,
-    stock status or warehouse that does not exist, or a target mapped twice); raised before anything is
-    staged or written, naming the culprit."""
+    stock status or warehouse that does not exist, an inactive price list, or a target mapped twice); raised
+    before anything is staged or written, naming the culprit."""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ differ from what was last pushed (the ledger) are sent; a full refresh sends eve
 corrects a price changed in the shop by hand. See :mod:`starmamut.jobs.ledger_push` for the engine and
 :mod:`starmamut.mapping.prices_stock` for the rules.
 
-Before anything is staged, the run checks that every mapped Starweb price list exists in the shop and every
-mapped Mamut price list exists in Mamut, and fails naming the first one missing.
+Before anything is staged, the run checks that every mapped Starweb price list exists in the shop and is
+active (unless its entry says ``allow_inactive``: prices in an inactive list reach no buyer) and every mapped
+Mamut price list exists in Mamut, and fails naming the first one that does not fit.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def shop_pricelist_currencies(shop_id: str, client: StarwebClient,
                               settings: PricesToStarwebSettings) -> dict[int, str]:
     """Currency of every mapped Starweb price list (a customer list has its parent's); one request.
 
-    Raises ShopMappingError naming a mapped price list the shop does not have, or one mapped twice.
+    Raises ShopMappingError naming a mapped price list the shop does not have, one that is inactive (unless
+    its entry allows it), or one mapped twice.
     """
     pricelists = {pricelist["pricelistId"]: pricelist for pricelist in client.list_pricelists()}
     currencies: dict[int, str] = {}
@@ -100,6 +102,14 @@ def shop_pricelist_currencies(shop_id: str, client: StarwebClient,
             raise ShopMappingError(
                 f"shop {shop_id}: Starweb price list {entry.starweb} (mapped from Mamut {entry.mamut!r}) does not "
                 f"exist in the shop; the shop has: {known}. Nothing was sent."
+            )
+        if not pricelist.get("isActive") and not entry.allow_inactive:  # the spec's default is false
+            raise ShopMappingError(
+                f"shop {shop_id}: Starweb price list {entry.starweb} ({pricelist.get('name')}) is inactive, so the "
+                f"prices_to_starweb.pricelists entry {{starweb: {entry.starweb}, mamut: {entry.mamut!r}}} would write "
+                "prices no buyer sees (and activating a list resets its prices to 0). Activate the list in Starweb "
+                "and run with full_refresh, map an active one, or set allow_inactive: true on that entry. Nothing "
+                "was sent."
             )
         parent = pricelists.get(pricelist.get("parentPricelistId") or 0, {})
         currencies[entry.starweb] = pricelist.get("currencyCode") or parent.get("currencyCode")

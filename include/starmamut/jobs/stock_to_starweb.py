@@ -13,9 +13,10 @@ shop and every mapped warehouse in Mamut, and fails naming the first one missing
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from starmamut.config import StockToStarwebSettings
+from starmamut.config import StockLocationMapping, StockToStarwebSettings
 from starmamut.jobs.common import JobContext
 from starmamut.jobs.ledger_push import (
     Desired,
@@ -58,7 +59,8 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     settings = ctx.shop.stock_to_starweb
     with ctx.open_starweb() as client:
         statuses = shop_stock_statuses(ctx.shop.id, client, settings)
-        groups = mapped_groups(ctx.shop.id, client, settings)
+        groups = {stock.target: list(stock.entry.warehouses)
+                  for stock in mapped_stocks(ctx.shop.id, client, settings)}
         reader = CatalogueReader(ctx.open_mamut())
         try:
             stock = reader.iter_stock(groups, subtract_reserved=settings.subtract_reserved,
@@ -100,15 +102,24 @@ def shop_stock_statuses(shop_id: str, client: StarwebClient, settings: StockToSt
     )
 
 
-def mapped_groups(shop_id: str, client: StarwebClient, settings: StockToStarwebSettings) -> dict[str, list[int]]:
-    """Mamut warehouses per ledger target, after checking every mapped stock location exists in the shop (one
-    request, only when a location is mapped) and no Starweb stock is mapped twice."""
+@dataclass(frozen=True)
+class MappedStock:
+    """One ``stock_to_starweb.locations`` entry, checked against the shop."""
+
+    entry: StockLocationMapping
+    target: str  # ledger target: ``variant`` or ``location:<id>``
+    on_variant: bool  # the variant's own stock fields show it: ``variant``, or the e-commerce location by its id
+
+
+def mapped_stocks(shop_id: str, client: StarwebClient, settings: StockToStarwebSettings) -> list[MappedStock]:
+    """Every mapped Starweb stock, after checking each mapped stock location exists in the shop (one request,
+    only when a location is mapped by id) and no Starweb stock is mapped twice."""
     locations: dict[int, dict[str, Any]] = {}
     if any(entry.starweb != VARIANT_TARGET for entry in settings.locations):
         locations = {location["stockLocationId"]: location for location in client.list_stock_locations()}
     # The variant's own stock fields are the e-commerce location's stock: one Starweb stock, two names.
     ecommerce = next((lid for lid, location in locations.items() if location.get("ecommerceStockLocation")), None)
-    groups: dict[str, list[int]] = {}
+    stocks: list[MappedStock] = []
     stocks_mapped: set[str] = set()
     for entry in settings.locations:
         if entry.starweb != VARIANT_TARGET and entry.starweb not in locations:
@@ -117,7 +128,8 @@ def mapped_groups(shop_id: str, client: StarwebClient, settings: StockToStarwebS
                 f"shop {shop_id}: Starweb stock location {entry.starweb} (fed by Mamut warehouses "
                 f"{entry.warehouses}) does not exist in the shop; the shop has: {known}. Nothing was sent."
             )
-        stock = VARIANT_TARGET if entry.starweb in (VARIANT_TARGET, ecommerce) else stock_target(entry.starweb)
+        on_variant = entry.starweb in (VARIANT_TARGET, ecommerce)
+        stock = VARIANT_TARGET if on_variant else stock_target(entry.starweb)
         if stock in stocks_mapped:
             same = f" (the variant's own stock is e-commerce stock location {ecommerce})" if ecommerce else ""
             raise ShopMappingError(
@@ -125,8 +137,8 @@ def mapped_groups(shop_id: str, client: StarwebClient, settings: StockToStarwebS
                 f"{same}; map each one once"
             )
         stocks_mapped.add(stock)
-        groups[stock_target(entry.starweb)] = list(entry.warehouses)
-    return groups
+        stocks.append(MappedStock(entry=entry, target=stock_target(entry.starweb), on_variant=on_variant))
+    return stocks
 
 
 def _desired(settings: StockToStarwebSettings, stock: Iterator[StockRow],

@@ -421,6 +421,10 @@ class StarwebClient:
     def iter_variants(self, product_id: int, include: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         return self._iter_pages_without_meta(f"/products/{int(product_id)}/variants", _include(include))
 
+    def list_variant_stocks(self, product_id: int, variant_id: int) -> list[dict[str, Any]]:
+        """A variant's stock at every stock location that holds some (no listing include carries these)."""
+        return self.get(f"/products/{int(product_id)}/variants/{int(variant_id)}/stocks")["data"]
+
     def iter_orders(
         self,
         *,
