@@ -63,8 +63,8 @@ def settings_for(status: dict[str, Any]) -> Settings:
 
 def context_factory(sandbox: Any, gateway: MamutGateway, store: StagingStore) -> MakeContext:
     def make(transitions: dict[str, Any] | None = None, **options: Any) -> JobContext:
-        params = {name: options.pop(name) for name in ("dry_run", "full_refresh", "resync_ids", "since")
-                  if name in options}
+        params = {name: options.pop(name) for name in ("dry_run", "full_refresh", "resync_ids", "since",
+                                                       "accept_quarantine") if name in options}
         settings = settings_for({"transitions": EVERY_STATE if transitions is None else transitions, **options})
         return sandbox_job_context(settings, sandbox, store, gateway, params)
 
@@ -228,14 +228,17 @@ def test_a_misspelt_state_or_final_status_stops_the_run_before_anything_is_stage
     assert staging_store.latest_batches("demo", order_status_to_starweb.JOB) == []
 
 
-def test_too_many_unreportable_orders_stop_the_batch_once(make_ctx, sandbox, staging_store):
+def test_too_many_unreportable_orders_stop_every_run_until_released(make_ctx, sandbox, staging_store):
     with pytest.raises(QualityGateFailed, match="shop demo: 7 of 8 orders"):
         order_status_to_starweb.run(make_ctx({"picked": {"status": "saknas"}}))
     assert sandbox.write_requests() == [] and len(staging_store.open_quarantine("demo", "order_status")) == 7
+    with pytest.raises(QualityGateFailed, match="shop demo: 7 of 8 orders"):  # nobody has acted yet
+        order_status_to_starweb.run(make_ctx({"picked": {"status": "saknas"}}))
+    assert sandbox.write_requests() == []
 
-    held = order_status_to_starweb.run(make_ctx({"picked": {"status": "saknas"}}))  # the owner has been told
+    released = order_status_to_starweb.run(make_ctx({"picked": {"status": "saknas"}}, accept_quarantine=True))
 
-    assert held["quarantined"] == 7 and sandbox.write_requests() == []
+    assert released["quarantined"] == 7  # kept in quarantine, no longer stopping the runs
 
 
 def test_a_required_tracking_number_holds_the_report_until_mamut_has_one(make_ctx, sandbox, mamut_db):
