@@ -33,6 +33,9 @@ PARAMS = {
     "accept_quarantine": Param(False, type="boolean", description="Release a batch stopped at the quality gate: "
                                                                   "keep its failing records quarantined, load the "
                                                                   "rest."),
+    "on_conflict": Param("quarantine", enum=["quarantine", "link_and_skip", "overwrite", "report_only"],
+                         description="A family whose one shop product has other SKUs or axes: quarantine it, link "
+                                     "it and write nothing, overwrite the product, or only list it."),
 }
 
 

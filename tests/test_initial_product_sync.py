@@ -499,7 +499,7 @@ def test_mamut_to_starweb_links_overwrites_or_lists_a_matching_shop_product_and_
         assert link is not None and link.starweb_id == str(mugg)
         assert state.language(mugg, "sv")["name"] == "Kaffemugg Örebro"
         assert shop_price_of(systems.sandbox, "MUGG-ORE", RESELLER) == 55.44
-        assert shop_variants(systems.sandbox)["MUGG-ORE"][0] == mugg, "Mamut's spelling of the SKU wins"
+        assert shop_variants(systems.sandbox)["mugg-ore"][0] == mugg, "the shop's spelling of the SKU stays"
     else:
         assert writes_to(systems.sandbox, mugg) == [], "a matched product is left as it is"
         assert shop_catalogue(systems.sandbox)[frozenset({"mugg-ore"})] == mugg_before
@@ -531,7 +531,8 @@ def test_starweb_to_mamut_links_overwrites_or_lists_a_matching_mamut_article_and
                                 "conflict": 1}
     (entry,) = systems.store.open_quarantine(SHOP, "product")
     assert (entry.key, entry.reasons[0]["check"]) == (str(several), "sku_conflict")
-    assert f"the source has SKUs {', '.join(sorted(shop_skus))}" in entry.reasons[0]["reason"]
+    assert f"shop product {several} has SKUs {', '.join(sorted(shop_skus))}; Mamut family EGEN-FAMILJ has" in \
+        entry.reasons[0]["reason"]
     assert f"| {several} | {entry.reasons[0]['reason']} |" in read_report(result)
     rows = mamut_rows(systems.mamut)
     assert not set(shop_skus[2:]) & set(rows) and f"SW-{several}" not in rows, "a family in conflict is not loaded"

@@ -11,6 +11,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
+from starmamut.config import ProductFieldOwners
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mapping.catalogue import (
     MappingError,
@@ -20,6 +21,7 @@ from starmamut.mapping.catalogue import (
     axis_values,
     create_request,
     desired_state,
+    governed_state,
     live_state,
     normalise_family,
     plan_requests,
@@ -35,6 +37,7 @@ from starmamut.quality.runner import validate_rows
 
 VAT_RATES = vat_rates_by_code({25: 1, 12: 2, 6: 3, 0: 4})
 VALUE_IDS = {("Färg", "Svart"): 5, ("Färg", "Grå"): 21, ("Storlek", "S"): 18, ("Storlek", "M"): 19}
+MAMUT_OWNS_ALL = ProductFieldOwners(ean="mamut", weight="mamut", sku_case="mamut")
 
 
 def hoodie(**main_fields: object) -> MamutProductFamily:
@@ -145,9 +148,14 @@ def pushed(desired: ProductState, product_id: int = 7) -> ProductState:
                          response)
 
 
-def plan(desired: ProductState, current: ProductState, retired: tuple[str, ...] = ()) -> list[tuple[str, str, dict]]:
-    requests = plan_requests(desired, current, language="sv", default_visibility="visible", retired=retired)
+def plan(desired: ProductState, current: ProductState, retired: tuple[str, ...] = (),
+         owners: ProductFieldOwners = MAMUT_OWNS_ALL) -> list[tuple[str, str, dict]]:
+    requests = plan_requests(governed(desired, current, owners), current, language="sv", retired=retired)
     return [(request.method, request.path, request.body) for request in requests]
+
+
+def governed(desired: ProductState, current: ProductState, owners: ProductFieldOwners = MAMUT_OWNS_ALL) -> ProductState:
+    return governed_state(desired, current, owners=owners, default_visibility="visible")
 
 
 def test_an_unchanged_product_needs_no_request() -> None:
@@ -240,13 +248,41 @@ def test_a_shop_product_reads_as_a_state_with_empty_values_as_none() -> None:
     desired = desired_state(normalise_family(single(sku="MUGG", ean=None, weight=None), vat_rates=VAT_RATES),
                             value_ids={})
     assert plan(desired, replace(state, product_id=3))[-1] == (
-        "PATCH", "/products/3/variants/9", {"sku": "MUGG", "isActive": True, "attributeValueLinks": []})
+        "PATCH", "/products/3/variants/9", {"sku": "MUGG", "isActive": True}), "an article without axes keeps links"
+
+
+def test_by_default_an_empty_mamut_ean_or_weight_never_clears_the_shops_and_the_shops_sku_spelling_stays() -> None:
+    shop = VariantState(sku="mugg", variant_id=9, ean="7350012340025", weight=0.4, active=True)
+    current = ProductState(product_id=3, name="Kaffemugg Örebro", vat_rate=6.0, visibility="visible",
+                           variants={"mugg": shop})
+    empty = desired_state(normalise_family(single(ean=None, weight=Decimal(0)), vat_rates=VAT_RATES), value_ids={})
+    assert plan(empty, current, owners=ProductFieldOwners()) == []
+    assert plan(empty, current) == [("PATCH", "/products/3/variants/9", {"sku": "MUGG", "ean": "", "weightInKg": 0})]
+
+    changed = desired_state(normalise_family(single(ean="7350012340018", weight=Decimal("0.5")), vat_rates=VAT_RATES),
+                            value_ids={})
+    assert plan(changed, current, owners=ProductFieldOwners()) == [
+        ("PATCH", "/products/3/variants/9", {"ean": "7350012340018", "weightInKg": 0.5})], "Mamut's values when set"
+
+
+def test_fields_the_shop_owns_are_never_written_to_a_product_it_has() -> None:
+    desired = desired_state(normalise_family(hoodie(vat_code=2, inactive=True), vat_rates=VAT_RATES),
+                            value_ids=VALUE_IDS)
+    current = replace(pushed(desired_state(normalise_family(hoodie(), vat_rates=VAT_RATES), value_ids=VALUE_IDS)),
+                      name="Egen rubrik")
+    owners = ProductFieldOwners(name="shop", ean="shop", weight="shop", visibility="shop", variant_active="shop")
+
+    assert plan(desired, current, owners=owners) == [("PATCH", "/products/7", {"defaultVatRate": "12"})]
+    assert plan(desired, current)[:2] == [
+        ("PATCH", "/products/7", {"defaultVatRate": "12", "visibility": "hidden"}),
+        ("PATCH", "/products/7/languages/sv", {"langCode": "sv", "name": "Hoodie Älvsbyn"})]
 
 
 def _apply_all(current: ProductState, desired: ProductState, retired: tuple[str, ...] = ()) -> ProductState:
     """``current`` after every planned request succeeded (a new variant gets id 900)."""
-    for request in plan_requests(desired, current, language="sv", default_visibility="visible", retired=retired):
-        current = apply_request(current, desired, request, {"variantId": 900})
+    target = governed(desired, current)
+    for request in plan_requests(target, current, language="sv", retired=retired):
+        current = apply_request(current, target, request, {"variantId": 900})
     return current
 
 

@@ -24,11 +24,14 @@ from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap
 from starmamut.sandbox import Sandbox
-from starmamut.sandbox.demo_data import SIZE_VALUE_IDS
+from starmamut.sandbox.demo_data import SIZE_VALUE_IDS, ean13
 from starmamut.staging.store import StagingStore
+from starmamut.starweb.client import StarwebClient
+from starmamut.starweb.errors import StarwebAmbiguousWrite
 from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import MAMUT_BACKENDS, fresh_mock_database
 from tests.fixtures.openapi_contract import assert_request_conforms
+from tests.fixtures.populated_shop import PopulatedShop, add, populate, snapshot, variant_body
 
 VAT_CODES = {25: 1, 12: 2, 6: 3, 0: 4}
 SETTINGS = {
@@ -155,30 +158,20 @@ def test_the_demo_catalogue_becomes_shop_products_and_a_second_run_sends_nothing
 def test_products_already_in_the_shop_are_linked_by_sku_not_duplicated(make_ctx, sandbox, mamut,
                                                                        staging_store) -> None:
     state = sandbox.state
-    book = state.add_product({"visibility": "visible", "defaultVatRate": "25",
+    book = state.add_product({"visibility": "hidden", "defaultVatRate": "25",
                               "languages": [{"langCode": "sv", "name": "Gammal kokbok"}],
-                              "variants": [{"sku": "bok-skane", "attributeValueLinks": [], "weightInKg": 2.0}]})
-    tshirt = state.add_product({"visibility": "hidden", "languages": [{"langCode": "sv", "name": "T-shirt"}],
-                                "variants": [{"sku": size_sku, "attributeValueLinks": [SIZE_VALUE_IDS[size]]}
-                                             for size_sku, size in (("TS-BAS-S", "S"), ("TS-BAS-M", "M"),
-                                                                    ("SHOP-OWN-86", "86"))]})
+                              "variants": [{"sku": "BOK-SKANE", "attributeValueLinks": [], "weightInKg": 2.0}]})
     products_before = len(state.product_ids())
-    ids_before = {variant["sku"]: variant["variantId"] for variant in state.list_variants(tshirt["productId"])}
 
     result = products_to_starweb.run(make_ctx())
 
     assert result["loaded"] == len(families(mamut)) and result["failed"] == 0
-    assert len(state.product_ids()) == products_before + len(families(mamut)) - 2
+    assert len(state.product_ids()) == products_before + len(families(mamut)) - 1
     assert product_of(sandbox, "BOK-SKANE") == book["productId"]
-    assert variant_of(sandbox, "BOK-SKANE")["sku"] == "BOK-SKANE"  # Mamut's spelling wins
-    assert product_of(sandbox, "TS-BAS-L") == tshirt["productId"]
-    ids_after = {variant["sku"]: variant["variantId"] for variant in state.list_variants(tshirt["productId"])}
-    assert {sku: ids_after[sku] for sku in ids_before} == ids_before
-    assert variant_of(sandbox, "SHOP-OWN-86")["isActive"] is True, "a variant Mamut never had is left alone"
-    assert state.product(tshirt["productId"])["visibility"] == "hidden", "the shop decides an active one's visibility"
+    assert state.product(book["productId"])["visibility"] == "hidden", "the shop decides an active one's visibility"
     assert state.language(book["productId"], "sv")["name"] == "Kokbok Smaker från Skåne"
     assert variant_of(sandbox, "BOK-SKANE")["weightInKg"] == 0.9
-    assert staging_store.get_links("demo", "article")["TS-BAS"].starweb_id == str(tshirt["productId"])
+    assert staging_store.get_links("demo", "article")["BOK-SKANE"].starweb_id == str(book["productId"])
 
 
 def test_skus_spread_over_two_shop_products_are_quarantined_and_the_rest_loads(make_ctx, sandbox, mamut,
@@ -191,9 +184,11 @@ def test_skus_spread_over_two_shop_products_are_quarantined_and_the_rest_loads(m
 
     assert (result["failed"], result["loaded"]) == (1, len(families(mamut)) - 1)
     entry = next(entry for entry in staging_store.open_quarantine("demo", "article") if entry.key == "TS-BAS")
-    assert entry.reasons[0]["check"] == "starweb_conflict"
-    assert "TS-BAS-M, TS-BAS-S" in entry.reasons[0]["reason"] and "different Starweb products" in entry.reasons[0][
-        "reason"]
+    assert entry.reasons[0]["check"] == "sku_conflict"
+    reason = entry.reasons[0]["reason"]
+    assert "Mamut family TS-BAS has its SKUs on 2 shop products" in reason and "one family split" in reason
+    for sku in ("TS-BAS-M", "TS-BAS-S"):
+        assert f"shop product {product_of(sandbox, sku)} ({sku})" in reason
     assert sandbox.state.find_variant("TS-BAS-L") is None
 
 
@@ -329,8 +324,9 @@ def test_full_refresh_and_a_sku_resync_put_back_values_changed_in_the_shop_by_ha
     mugg, book = product_of(sandbox, "MUGG-ORE"), product_of(sandbox, "BOK-SKANE")
     sandbox.state.update_language(mugg, "sv", {"name": "Ändrad för hand"})
     sandbox.state.update_product(book, {"defaultVatRate": "25"})
-    ts_l = sandbox.state.find_variant("TS-BAS-L")
-    sandbox.state.update_variant(*ts_l, {"isActive": False, "ean": "7350000000017"})
+    ts_l, kasse = sandbox.state.find_variant("TS-BAS-L"), sandbox.state.find_variant("KASSE-ARE")
+    sandbox.state.update_variant(*ts_l, {"isActive": False})
+    sandbox.state.update_variant(*kasse, {"ean": "7350000000017"})
     sent = len(sandbox.write_requests())
 
     assert products_to_starweb.run(make_ctx())["write_requests"] == 0, "nothing changed in Mamut"
@@ -342,7 +338,8 @@ def test_full_refresh_and_a_sku_resync_put_back_values_changed_in_the_shop_by_ha
 
     assert writes(sandbox, sent + 1) == sorted([
         ("PATCH", f"/products/{book}", {"defaultVatRate": "6"}),
-        ("PATCH", f"/products/{ts_l[0]}/variants/{ts_l[1]}", {"ean": "", "isActive": True}),
+        ("PATCH", f"/products/{ts_l[0]}/variants/{ts_l[1]}", {"isActive": True}),
+        ("PATCH", f"/products/{kasse[0]}/variants/{kasse[1]}", {"ean": "7350012340025"}),
     ])
     assert refreshed["changed"] == len(families(mamut))
     assert_shop_matches_mamut(sandbox, mamut)
@@ -370,7 +367,7 @@ def test_every_request_the_job_sends_follows_the_starweb_spec(make_ctx, sandbox,
     products_to_starweb.run(make_ctx())
     edit(mamut, "MUGG-ORE", lambda family: replace(family, main=replace(family.main, name="Mugg", vat_code=2)))
     edit(mamut, "KASSE-ARE", lambda family: replace(family, main=replace(family.main, inactive=True)))
-    edit_variant(mamut, "TS-BAS-M", ean="7350012340049", weight=None)
+    edit_variant(mamut, "TS-BAS-M", ean="7350012340049", weight=Decimal("0.200"))
     edit(mamut, "TS-BAS", lambda family: replace(family, variants=(*family.variants, replace(
         family.variants[0], sku="TS-BAS-XL", variant_values=("XL", None)))))
     save(mamut, MamutProductFamily(
@@ -388,3 +385,190 @@ def test_every_request_the_job_sends_follows_the_starweb_spec(make_ctx, sandbox,
     for request in sandbox.requests:
         assert_request_conforms(request)
     assert_shop_matches_mamut(sandbox, mamut)
+
+
+# ------------------------------------------------------------------------------- a shop that already has products
+
+
+@pytest.fixture
+def shop(sandbox: Sandbox) -> PopulatedShop:
+    """The sandbox holding what a real shop holds when Mamut is connected (tests/fixtures/populated_shop.py)."""
+    return populate(sandbox.state)
+
+
+def held(store: StagingStore) -> dict[str, dict[str, str]]:
+    """Open quarantine entries of Mamut families: their first reason's check and text."""
+    return {entry.key: entry.reasons[0] for entry in store.open_quarantine("demo", "article")}
+
+
+def test_a_family_that_differs_from_the_shop_product_holding_its_skus_is_a_conflict_and_nothing_is_written(
+        make_ctx, sandbox, mamut, staging_store, shop) -> None:
+    save(mamut, MamutProductFamily(main=MamutArticle(sku="OVERALL-92", name="Overall 92", vat_code=1)))
+    before = snapshot(sandbox.state)
+
+    result = products_to_starweb.run(make_ctx())
+
+    conflicts = {key: reason for key, reason in held(staging_store).items() if reason["check"] == "sku_conflict"}
+    assert set(conflicts) == {"OVERALL-92", "TS-BAS", "HD-ALV"}
+    overall = conflicts["OVERALL-92"]["reason"]
+    assert overall.startswith(f"Mamut family OVERALL-92 has SKUs OVERALL-92; shop product {shop.overall} has "
+                              "OVERALL-104, OVERALL-110")
+    assert "a different variant structure (only the shop product has OVERALL-104" in overall
+    tshirt = conflicts["TS-BAS"]["reason"]
+    assert (f"Mamut family TS-BAS has SKUs TS-BAS-L, TS-BAS-M, TS-BAS-S; shop product {shop.tshirt} has TS-BAS-128, "
+            "TS-BAS-M, TS-BAS-S: a different variant structure (only the shop product has TS-BAS-128; only the "
+            "Mamut family has TS-BAS-L)") == tshirt
+    assert "attribute axes Färg × Storlek in the Mamut family, Färg × Material × Storlek on the shop product" in \
+        conflicts["HD-ALV"]["reason"]
+    after = snapshot(sandbox.state)
+    assert {product: after[product] for product in before if product not in shop.clean_matches} == {
+        product: state for product, state in before.items() if product not in shop.clean_matches}
+    assert result["conflicts"] == 3 and result["failed"] == 3
+    assert staging_store.find_links_by_sku("demo", "article", ["OVERALL-92", "TS-BAS", "HD-ALV"]) == {}
+
+    sandbox.state.delete_variant(shop.tshirt, sandbox.state.find_variant("TS-BAS-128")[1])
+    sandbox.state.add_variant(shop.tshirt, {"sku": "TS-BAS-L", "attributeValueLinks": [SIZE_VALUE_IDS["L"]]})
+    healed = products_to_starweb.run(make_ctx())
+
+    assert "TS-BAS" not in held(staging_store), "SKUs fixed in the shop: the next run takes the product over"
+    assert healed["conflicts"] == 2
+    assert staging_store.get_links("demo", "article")["TS-BAS"].starweb_id == str(shop.tshirt)
+    assert sandbox.state.language(shop.tshirt, "sv")["name"] == "T-shirt Basic"
+
+
+@pytest.mark.parametrize("on_conflict", ["link_and_skip", "overwrite", "report_only"])
+def test_on_conflict_links_overwrites_or_only_lists_a_family_that_differs_from_its_shop_product(
+        make_ctx, sandbox, mamut, staging_store, shop, on_conflict) -> None:
+    save(mamut, MamutProductFamily(main=MamutArticle(sku="OVERALL-92", name="Overall 92", vat_code=1)))
+    products_to_starweb.run(make_ctx())
+    before = snapshot(sandbox.state)[shop.overall]
+    sent = len(sandbox.write_requests())
+
+    result = products_to_starweb.run(make_ctx(on_conflict=on_conflict, skus=["OVERALL-92"]))
+
+    after = snapshot(sandbox.state)[shop.overall]
+    link = staging_store.get_links("demo", "article").get("OVERALL-92")
+    assert ("OVERALL-92" in held(staging_store)) is (on_conflict == "report_only"), "the entry stays until settled"
+    assert (result["conflicts"], result["failed"]) == (int(on_conflict == "report_only"), 0)
+    if on_conflict == "overwrite":
+        assert writes(sandbox, sent) == [
+            ("PATCH", f"/products/{shop.overall}/languages/sv", {"langCode": "sv", "name": "Overall 92"})]
+        assert after["variants"] == before["variants"], "the variants keep their values, links and active flags"
+        assert link is not None and link.starweb_id == str(shop.overall)
+    else:
+        assert writes(sandbox, sent) == [] and after == before
+        assert (link is not None and link.starweb_id == str(shop.overall)) is (on_conflict == "link_and_skip")
+    if on_conflict != "report_only":
+        assert products_to_starweb.run(make_ctx())["conflicts"] == 2, "TS-BAS and HD-ALV, no longer OVERALL-92"
+        assert "OVERALL-92" not in held(staging_store)
+
+
+def test_an_empty_mamut_ean_or_weight_never_clears_the_shops(make_ctx, sandbox, mamut, shop) -> None:
+    products_to_starweb.run(make_ctx())
+    sent = len(sandbox.write_requests())
+    products_to_starweb.run(make_ctx(full_refresh=True))
+
+    assert writes(sandbox, sent) == [], "a full refresh finds nothing to put back either"
+    presentkort = variant_of(sandbox, "PRESENTKORT-500")
+    assert (presentkort["ean"], presentkort["weightInKg"]) == (ean13("735009990100"), 0.02)
+    assert sandbox.state.product(shop.presentkort)["defaultVatRate"] == "0", "what Mamut has is written"
+
+
+def test_a_sku_the_shop_spells_in_other_letter_case_keeps_the_shops_spelling(make_ctx, sandbox, mamut, shop,
+                                                                               staging_store) -> None:
+    products_to_starweb.run(make_ctx())
+
+    assert [variant["sku"] for variant in sandbox.state.list_variants(shop.mugg)] == ["mugg-ore"]
+    assert staging_store.find_link_by_sku("demo", "variant", "MUGG-ORE").starweb_id == variant_ref(
+        *sandbox.state.find_variant("mugg-ore")), "the id map holds Mamut's spelling, which the other jobs look up"
+    sent = len(sandbox.write_requests())
+    assert products_to_starweb.run(make_ctx(full_refresh=True))["write_requests"] == 0
+    assert writes(sandbox, sent) == []
+
+
+def test_a_write_starweb_refuses_quarantines_that_family_naming_it_and_the_field_and_the_batch_goes_on(
+        make_ctx, sandbox, mamut, staging_store) -> None:
+    products_to_starweb.run(make_ctx())
+    tshirt = product_of(sandbox, "TS-BAS-S")
+    sandbox.state.add_variant(tshirt, {"sku": "EGEN-86", "attributeValueLinks": [SIZE_VALUE_IDS["86"]]})
+    edit(mamut, "TS-BAS", lambda family: replace(family, variants=(*family.variants, replace(
+        family.variants[0], sku="TS-BAS-86", variant_values=("86", None)))))
+    edit(mamut, "MUGG-ORE", lambda family: replace(family, main=replace(family.main, name="Kaffemugg Örebro XL")))
+
+    result = products_to_starweb.run(make_ctx())
+
+    reason = held(staging_store)["TS-BAS"]
+    assert reason["check"] == "starweb_rejected"
+    assert reason["reason"].startswith(f"Mamut family TS-BAS: Starweb refused variant TS-BAS-86 (POST /products/"
+                                       f"{tshirt}/variants, field(s) sku, attributeValueLinks, isActive, ")
+    assert "another variant has the same attribute values" in reason["reason"]
+    assert (result["failed"], result["loaded"]) == (1, 1), "the batch goes on"
+    assert sandbox.state.language(product_of(sandbox, "MUGG-ORE"), "sv")["name"] == "Kaffemugg Örebro XL"
+
+
+def test_a_product_post_whose_answer_was_lost_is_looked_up_by_sku_before_it_is_sent_again(
+        make_ctx, sandbox, mamut, staging_store, monkeypatch) -> None:
+    post = StarwebClient.post
+    lost: list[str] = []
+
+    def post_losing_the_first_answer(client: StarwebClient, path: str, json: Any) -> dict[str, Any]:
+        answer = post(client, path, json)
+        if path == "/products" and not lost:
+            lost.append(json["variants"][0]["sku"])
+            raise StarwebAmbiguousWrite(504, "gateway_timeout", None, "POST", path)
+        return answer
+
+    monkeypatch.setattr(StarwebClient, "post", post_losing_the_first_answer)
+    products_before = len(sandbox.state.product_ids())
+
+    result = products_to_starweb.run(make_ctx())
+
+    assert lost and (result["loaded"], result["failed"]) == (len(families(mamut)), 0)
+    assert len(sandbox.state.product_ids()) == products_before + len(families(mamut)), "nothing created twice"
+    assert len([request for request in sandbox.write_requests() if request.path == "/products"]) == len(
+        families(mamut))
+    assert staging_store.find_link_by_sku("demo", "variant", lost[0]).starweb_id == variant_ref(
+        *sandbox.state.find_variant(lost[0]))
+    assert_shop_matches_mamut(sandbox, mamut)
+    assert products_to_starweb.run(make_ctx())["changed"] == 0
+
+
+def test_a_mamut_catalogue_pushed_into_a_shop_with_products_changes_only_the_clean_matches(
+        make_ctx, sandbox, mamut, staging_store, shop) -> None:
+    save(mamut, MamutProductFamily(main=MamutArticle(sku="OVERALL-92", name="Overall 92", vat_code=1)))
+    save(mamut, MamutProductFamily(main=MamutArticle(sku="kasse-are", name="Tygkasse liten", vat_code=1)))
+    add(sandbox.state, "Tygkasse", [variant_body("KASSE-ARE", [], weightInKg=0.1)])  # both Mamut articles' SKU
+    before = snapshot(sandbox.state)
+
+    ctx = make_ctx(dry_run=True)
+    extracted = products_to_starweb.extract(ctx)
+    validated = products_to_starweb.validate(ctx, extracted["batch_id"])
+    dry = products_to_starweb.load(ctx, extracted["batch_id"])  # the load task's result, as the UI shows it
+
+    assert sandbox.write_requests() == [] and snapshot(sandbox.state) == before
+    assert sorted(line.split(":")[0] for line in dry["conflict_reasons"]) == ["HD-ALV", "OVERALL-92", "TS-BAS"]
+    assert validated["quarantined"] == 2, "KASSE-ARE and kasse-are: one shop SKU on two Mamut articles"
+    assert held(staging_store) == {}, "a dry run quarantines nothing"
+
+    result = products_to_starweb.run(make_ctx())
+
+    after = snapshot(sandbox.state)
+    assert {product: after[product] for product in before if product not in shop.clean_matches} == {
+        product: state for product, state in before.items() if product not in shop.clean_matches}, \
+        "no product but the clean matches changed at all"
+    (created,) = set(after) - set(before)
+    assert created == product_of(sandbox, "BOK-SKANE"), "only the family the shop does not have is created"
+    mugg = sandbox.state.find_variant("mugg-ore")
+    book = next(request.body for request in sandbox.write_requests() if request.path == "/products")
+    assert writes(sandbox) == sorted([
+        ("POST", "/products", book),
+        ("PATCH", f"/products/{shop.mugg}/languages/sv", {"langCode": "sv", "name": "Kaffemugg Örebro"}),
+        ("PATCH", f"/products/{mugg[0]}/variants/{mugg[1]}", {"weightInKg": 0.35}),
+        ("PATCH", f"/products/{shop.presentkort}", {"defaultVatRate": "0"}),
+    ]), "the clean matches got exactly Mamut's name, weight and VAT rate"
+    assert set(held(staging_store)) == {"OVERALL-92", "TS-BAS", "HD-ALV", "KASSE-ARE", "kasse-are"}
+    assert {key for key, reason in held(staging_store).items() if reason["check"] == "sku_conflict"} == set(
+        line.split(":")[0] for line in dry["conflict_reasons"]), "the dry run showed what the run held back"
+    assert (result["loaded"], result["conflicts"], result["failed"], result["quarantined"]) == (3, 3, 3, 2)
+    for request in sandbox.requests:
+        assert_request_conforms(request)

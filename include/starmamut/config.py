@@ -164,8 +164,31 @@ class OrderStatusToStarwebSettings(_Strict):
     quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+MamutOwned = Literal["mamut", "mamut_if_set", "shop"]
+"""``mamut``: Mamut's value is written, an empty one clears the shop's; ``mamut_if_set``: Mamut's value is written
+only when Mamut has one, so an empty Mamut value never clears a shop value; ``shop``: never written."""
+
+
+class ProductFieldOwners(_Strict):
+    """Which side owns each field of a product the shop already has. A product the job creates gets every value
+    Mamut has; on an existing one a field the shop owns is never written."""
+
+    name: Literal["mamut", "shop"] = Field(default="mamut", description="product name in the shop's language")
+    descriptions: Literal["shop"] = Field(default="shop", description="descriptions: Mamut holds none, never written")
+    ean: MamutOwned = Field(default="mamut_if_set", description="each variant's EAN")
+    weight: MamutOwned = Field(default="mamut_if_set", description="each variant's weight (a Mamut 0 is empty)")
+    visibility: Literal["mamut", "shop"] = Field(
+        default="mamut", description="mamut: hidden while all its articles are inactive, shown when one is again")
+    sku_case: Literal["mamut", "shop"] = Field(
+        default="shop", description="spelling of a SKU the shop holds in other letter case (matched regardless)")
+    variant_active: Literal["mamut", "shop"] = Field(
+        default="mamut", description="each variant's isActive (Mamut's inactive articles, variants gone from Mamut)")
+
+
 class ProductsToStarwebSettings(_Strict):
     new_product_visibility: Literal["hidden", "visible"] = "hidden"
+    field_owners: ProductFieldOwners = Field(default_factory=ProductFieldOwners,
+                                             description="which side owns each field of a product the shop has")
     overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
     quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
 

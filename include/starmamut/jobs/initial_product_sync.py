@@ -17,7 +17,8 @@ run finds nothing to do; this module adds what a first load needs on top:
   product is *matched* and handled as the run's ``on_conflict`` option says: ``link_and_skip`` links it
   and leaves the target as it is, ``overwrite`` links it and writes the source's values, ``report_only``
   only lists it. A SKU on two source families, SKUs spread over several target products, or a target
-  product with other SKUs (a different variant structure) are conflicts: quarantined, never guessed.
+  product with other SKUs (a different variant structure) are conflicts, judged as the regular product jobs
+  judge them (:mod:`starmamut.catalogue_conflicts`): quarantined, never guessed.
 * **Minimal requests.** Reference data and the target catalogue are read once per run; a new product is
   one ``POST`` with its variants inline; prices and stock go Mamut → Starweb through the ledger-based
   ``prices_to_starweb`` and ``stock_to_starweb`` jobs (one request per value; a new variant carries its own
@@ -38,6 +39,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from starmamut.catalogue_conflicts import CHECK as CONFLICT_CHECK
+from starmamut.catalogue_conflicts import MAMUT_TO_SHOP, SHOP_TO_MAMUT, SkuConflict, check_structure, locate
 from starmamut.config import PricelistMapping, PricesToStarwebSettings, ShopConfig, StockLocationMapping
 from starmamut.failpoints import failpoint
 from starmamut.jobs import prices_to_starweb, products_to_mamut, products_to_starweb, stock_to_starweb
@@ -385,7 +388,7 @@ def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str
     _settle(ctx, batch_id, options.entity, {key: ("unchanged", None) for key in plan.unchanged})
     _settle(ctx, batch_id, options.entity, {key: ("conflict", reason) for key, reason in plan.conflicts.items()})
     for key, reason in plan.conflicts.items():
-        quarantine_on_load(ctx, batch_id, options.entity, key, "sku_conflict", reason)
+        quarantine_on_load(ctx, batch_id, options.entity, key, CONFLICT_CHECK, reason)
     _log_progress(ctx, options, batch_id, chunk, len(pending), started)
     return {"families": len(pending), "requests": requests}
 
@@ -417,6 +420,7 @@ def _plan(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[
     target_holders = store.holders_by_sku(batch_id, TARGET, all_skus)
     target_products = store.holders_by_key(
         batch_id, TARGET, {holder.key for holders in target_holders.values() for holder in holders})
+    sides = SHOP_TO_MAMUT if options.direction == "starweb_to_mamut" else MAMUT_TO_SHOP
     for row in rows:
         link = links.get(row.key)
         # A link this batch made is a write cut off before its outcome was recorded: planned again, it is
@@ -425,26 +429,19 @@ def _plan(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[
                 and (link.synced_at is None or link.synced_at < started_at)):
             plan.unchanged.append(row.key)
             continue
-        shared = {sku: sorted(holder.key for holder in source_holders[sku] if holder.key != row.key)
-                  for sku in sorted(skus[row.key]) if len(source_holders.get(sku, ())) > 1}
-        if shared:
-            plan.conflicts[row.key] = "; ".join(
-                f"SKU {source_holders[sku][0].sku} is also on source product {', '.join(others)}"
-                for sku, others in shared.items()) + ": one SKU on two products"
+        ours = [variant["sku"] for variant in row.payload["variants"]]
+        try:
+            product = locate(row.key, ours, targets=target_holders, sources=source_holders, sides=sides)
+            if product is not None:
+                check_structure(row.key, ours, product, [holder.sku for holder in target_products[product]],
+                                sides=sides)
+        except SkuConflict as conflict:
+            plan.conflicts[row.key] = str(conflict)
             continue
-        holders = sorted({holder.key for sku in skus[row.key] for holder in target_holders.get(sku, ())})
-        if not holders:
+        if product is None:
             plan.create.append(row)
-        elif len(holders) > 1:
-            plan.conflicts[row.key] = (f"its SKUs are on {len(holders)} target products ({', '.join(holders)}): "
-                                       "one family split over several products")
-        elif {holder.sku_key for holder in target_products[holders[0]]} != skus[row.key]:
-            theirs = sorted(holder.sku for holder in target_products[holders[0]])
-            ours = sorted(variant["sku"] for variant in row.payload["variants"])
-            plan.conflicts[row.key] = (f"a different variant structure: the source has SKUs {', '.join(ours)}, "
-                                       f"target product {holders[0]} has {', '.join(theirs)}")
         else:
-            plan.matched.append((row, target_products[holders[0]]))
+            plan.matched.append((row, target_products[product]))
     return plan
 
 
@@ -594,7 +591,8 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
         stock = _inline_stock(ctx, inline, plan.create)
         sync = FamilySync(ctx, client, attributes=attributes, before_create=before_create,
                           variant_extras={sku: {"stockQuantity": quantity, "stockStatusId": status}
-                                          for sku, (quantity, status) in stock.items()})
+                                          for sku, (quantity, status) in stock.items()},
+                          on_conflict="quarantine")  # _plan matched exactly; what else differs is a conflict
         _place_interrupted(ctx, sync, plan.create)
         work = plan.create + ([row for row, _ in plan.matched] if options.on_conflict == "overwrite" else [])
         sync.place({variant["sku"]: matched[row.key] for row in work if row.key in matched
@@ -613,7 +611,7 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
             for outcome in done:
                 if outcome.problem is not None:
                     check, reason = outcome.problem
-                    outcomes[outcome.key] = ("failed", reason)
+                    outcomes[outcome.key] = ("conflict" if outcome.conflict else "failed", reason)
                     quarantine_on_load(ctx, batch_id, options.entity, outcome.key, check, reason)
                     continue
                 outcomes[outcome.key] = ("updated" if outcome.key in matched else "created", None)

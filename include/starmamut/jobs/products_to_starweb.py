@@ -4,6 +4,13 @@ A Mamut family (a main article with its variants, or a single article) becomes o
 variants carry the article numbers as SKUs. Matching goes by the id map, then by SKU in the shop
 (:mod:`starmamut.jobs.starweb_binder`), so products that already exist are linked, never duplicated.
 
+A shop product the job did not make is taken over only when it is exactly the family: the same SKUs (letter
+case aside) on the same attribute axes. Anything else is a SKU conflict (:mod:`starmamut.catalogue_conflicts`):
+the family is quarantined naming both sides and nothing is written for it, until the SKUs are fixed on either
+side or a run is triggered with ``on_conflict`` (``link_and_skip``, ``overwrite`` or ``report_only``). On a
+product the shop already has, the shop's ``field_owners`` say which fields Mamut may write: by default an empty
+Mamut EAN or weight never clears the shop's, and the shop's spelling of a SKU is kept.
+
 Change detection has two levels. A family whose staged content hash equals the one last pushed is skipped
 without a request. A changed family is compared field by field with what was last pushed (kept in the
 ledger), and only differing values are sent. A full refresh (or a re-sync of given SKUs) compares with what
@@ -14,7 +21,10 @@ Prices and stock are not sent: a new variant starts at price 0 in every price li
 the prices and stock jobs fill it in; ``new_product_visibility: hidden`` keeps it out of sight until then.
 
 Crash safety: a created product is linked in the id map right after Starweb answers; a crash in between is
-healed by the retry, which finds the product by its SKUs and only records the link.
+healed by the retry, which finds the product by its SKUs and only records the link. A product or variant POST
+whose answer was lost (:class:`~starmamut.starweb.errors.StarwebAmbiguousWrite`) is looked up by SKU before it
+is sent again. A write Starweb refuses for one family's data quarantines that family, naming it, the variant
+and the fields sent, and the batch goes on.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from typing import Any
 
 import pandas as pd
 
+from starmamut.catalogue_conflicts import CHECK as CONFLICT_CHECK
+from starmamut.catalogue_conflicts import MAMUT_TO_SHOP, OnConflict, SkuConflict, check_structure, locate
 from starmamut.config import TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
@@ -44,7 +56,7 @@ from starmamut.jobs.common import (
     run_steps,
     variant_ref,
 )
-from starmamut.jobs.starweb_binder import VARIANT, bind_variants_by_sku, variants_of
+from starmamut.jobs.starweb_binder import VARIANT, bind_variants_by_sku, locate_variants, variants_of
 from starmamut.mamut.catalogue import CatalogueReader, FamilySnapshot
 from starmamut.mapping.catalogue import (
     MappingError,
@@ -54,6 +66,7 @@ from starmamut.mapping.catalogue import (
     axis_values,
     create_request,
     desired_state,
+    governed_state,
     live_state,
     normalise_family,
     plan_requests,
@@ -66,9 +79,9 @@ from starmamut.mapping.catalogue import (
     vat_rates_by_code,
 )
 from starmamut.mapping.products import children, content_hash, language_name
-from starmamut.staging.store import Link, StagedRow
+from starmamut.staging.store import Link, SkuHolder, StagedRow
 from starmamut.starweb.client import StarwebClient
-from starmamut.starweb.errors import StarwebAuthError, StarwebError, StarwebNotFound, StarwebRateLimited
+from starmamut.starweb.errors import StarwebAmbiguousWrite, StarwebError, StarwebNotFound
 from starmamut.transforms import RecordTransforms
 
 JOB = "products_to_starweb"
@@ -136,13 +149,14 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Create or update the changed valid families in Starweb, sending only what differs.
 
     A dry run reads what it needs (the SKU lookups, the shop's products on a full refresh) and logs every
-    write it would send; its result lists the first of them.
+    write it would send; its result lists the first of them. Every result lists the first SKU conflicts.
     """
     shop, store, params = ctx.shop, ctx.store, ctx.params
     counts = {"changed": 0, "loaded": 0, "unchanged": 0, "created_products": 0, "updated_products": 0,
-              "quarantined_on_load": 0, "write_requests": 0, "requests": 0}
+              "quarantined_on_load": 0, "conflicts": 0, "write_requests": 0, "requests": 0}
     would = {"would_write_requests": 0, "would_create_products": 0}
     planned: list[str] = []
+    conflicts: list[str] = []  # "<family>: <reason>"
     settled: list[str] = []
     before_load = transforms_at(ctx, batch_id, "before_load")
     with ctx.open_starweb() as client:
@@ -167,9 +181,15 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                         would["would_create_products"] += request.kind == "new_product"
                         if len(planned) < PLANNED_IN_RESULT:
                             planned.append(request.describe())
+                if outcome.conflict is not None:
+                    counts["conflicts"] += 1
+                    if len(conflicts) < PLANNED_IN_RESULT:
+                        conflicts.append(f"{outcome.key}: {outcome.conflict}")
                 if outcome.problem is not None:
                     quarantine_on_load(ctx, batch_id, ENTITY, outcome.key, *outcome.problem)
                     counts["quarantined_on_load"] += 1
+                    continue
+                if outcome.conflict is not None:  # on_conflict report_only: listed and left as it is
                     continue
                 counts["loaded"] += 1
                 if outcome.planned:
@@ -178,11 +198,11 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
         counts["requests"] = client.stats.requests_sent
     counts.update(before_load.finish())
     if params.dry_run:
-        return {**counts, **would, "planned": planned}
+        return {**counts, **would, "planned": planned, "conflict_reasons": conflicts}
     store.resolve_quarantine(shop.id, ENTITY, settled)
     if not params.skus:
         store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
-    return counts
+    return {**counts, "conflict_reasons": conflicts}
 
 
 def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
@@ -196,6 +216,7 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
         "skipped": extracted["skipped"] + loaded["skipped"],
         "quarantined": validated["quarantined"] + extracted["rejected"],
         "failed": loaded["quarantined_on_load"] + loaded["rejected"],
+        "conflicts": loaded["conflicts"],
         "requests": extracted["requests"] + loaded["requests"],
         "write_requests": loaded["write_requests"],
         "created_products": loaded["created_products"],
@@ -309,22 +330,25 @@ class FamilyOutcome:
     writes: int = 0
     planned: list[PlannedRequest] = field(default_factory=list)
     problem: tuple[str, str] | None = None  # (check, reason) when the family goes to quarantine
+    conflict: str | None = None  # why the family is in a SKU conflict (quarantined, or only listed)
     compared_with_shop: bool = False  # the plan came from what the shop shows, not from the ledger
 
 
-class FamilyConflict(Exception):
-    """The shop holds the family's SKUs in a way this job must not resolve on its own."""
-
-
 class FamilySync:
-    """Syncs one family at a time (called from several threads); shared: the binder's links, the attributes."""
+    """Syncs one family at a time (called from several threads); shared: the binder's links, the attributes.
+
+    ``on_conflict`` (default: the run's Param) says what to do with a family whose one shop product differs
+    from it; the migration passes ``quarantine``, having matched its families already.
+    """
 
     def __init__(self, ctx: JobContext, client: StarwebClient, *, attributes: AttributeIds | None = None,
                  before_create: Callable[[str], None] | None = None,
-                 variant_extras: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 variant_extras: Mapping[str, Mapping[str, Any]] | None = None,
+                 on_conflict: OnConflict | None = None) -> None:
         self._ctx = ctx
         self._client = client
         self._settings = ctx.shop.products_to_starweb
+        self._on_conflict = on_conflict or ctx.params.on_conflict
         self._language = ctx.shop.language
         self._attributes = attributes or AttributeIds(ctx, client)
         self._before_create = before_create  # told the family's key right before its product is created
@@ -347,7 +371,7 @@ class FamilySync:
             try:
                 self._sync(row, known, outcome, refresh=False)
             except StarwebError as exc:
-                if outcome.compared_with_shop or not _refused(exc):
+                if outcome.compared_with_shop or not exc.is_record_level:
                     raise
                 # The shop changed since the last push (a product or variant deleted, a field set by hand that
                 # rules out the change): compare with what the shop has now, recreating what is gone.
@@ -356,23 +380,27 @@ class FamilySync:
                 self._sync(row, known, outcome, refresh=True)
         except MappingError as exc:
             outcome.problem = ("mapping", str(exc))
-        except FamilyConflict as exc:
-            outcome.problem = ("starweb_conflict", str(exc))
+        except SkuConflict as exc:
+            outcome.conflict = str(exc)
+            if exc.resolvable and self._on_conflict == "report_only":
+                log.warning("shop %s: %s (on_conflict report_only: listed, nothing written)", self._ctx.shop.id, exc)
+            else:
+                outcome.problem = (CONFLICT_CHECK, str(exc))
         except StarwebError as exc:
-            if not _refused(exc):
+            if not exc.is_record_level:
                 raise
-            outcome.problem = ("starweb_rejected", f"Starweb refused the product: {exc}")
+            outcome.problem = ("starweb_rejected", _refusal(row.key, exc, outcome.planned))
         return outcome
 
     def _sync(self, row: StagedRow, known: KnownFamilies, outcome: FamilyOutcome, *, refresh: bool) -> None:
         record = row.payload
-        desired = desired_state(record, value_ids=self._attributes.resolve(axis_values(record), outcome))
         pushed = known.pushed.get(row.key)
         product_id = self._product_id(record, known)
         current = None
         if product_id is not None:
+            own = pushed is not None and pushed.product_id == product_id  # this job pushed the family there
             placed = _placed(pushed)
-            stale_ledger = pushed is None or pushed.product_id != product_id or any(
+            stale_ledger = not own or any(
                 sku_key(variant["sku"]) not in placed and variant["sku"] in self._bound
                 for variant in record["variants"]
             )
@@ -383,45 +411,70 @@ class FamilySync:
                     self._retire_vanished(pushed, current)
             else:
                 current = pushed
+            if current is not None and not own and not self._take_over(row, current):
+                return
+        desired = desired_state(record, value_ids=self._attributes.resolve(axis_values(record), outcome))
         if current is None:
             outcome.compared_with_shop = True
             self._create(row, desired, outcome)
             return
-        retired = [key for key in (pushed.variants if pushed else {}) if key not in desired.variants]
+        target = governed_state(desired, current, owners=self._settings.field_owners,
+                                default_visibility=self._settings.new_product_visibility)
+        retired = [] if self._settings.field_owners.variant_active == "shop" else [
+            key for key in (pushed.variants if pushed else {}) if key not in desired.variants]
         state = current
-        for request in plan_requests(desired, current, language=self._language,
-                                     default_visibility=self._settings.new_product_visibility, retired=retired):
+        for request in plan_requests(target, current, language=self._language, retired=retired):
             outcome.planned.append(request)
             if self._ctx.params.dry_run:
                 continue
             try:
-                response = self._send(request)
+                response = self._send(row.key, request)
             except StarwebError:
-                self._remember(row.key, state, content_hash=None)
+                # What reached the shop, of the family's variants only: a variant of the shop's own in the
+                # ledger would pass for one Mamut dropped, and be deactivated.
+                self._remember(row.key, replace(settled_state(state, target, retired), active=state.active),
+                               content_hash=None)
                 raise
             outcome.writes += 1
-            state = apply_request(state, desired, request, response)
+            state = apply_request(state, target, request, response)
             if request.kind == "new_variant" and request.sku:
                 self._link_variants(state, [request.sku])
         if not self._ctx.params.dry_run:
-            final = settled_state(state, desired, retired)
-            self._remember(row.key, final, content_hash=row.content_hash)
-            self._link_variants(final, [variant.sku for variant in final.variants.values()])
+            self._remember(row.key, settled_state(state, target, retired), content_hash=row.content_hash)
+            self._link_variants(state, [variant["sku"] for variant in record["variants"]])
 
     def _product_id(self, record: Mapping[str, Any], known: KnownFamilies) -> int | None:
-        """The family's product: as last pushed or linked, else where the shop holds its SKUs (one product)."""
+        """The family's product: as last pushed or linked, else the one shop product holding its SKUs."""
         linked = known.product_id(record["key"])
-        holders = {self._bound[variant["sku"]] for variant in record["variants"] if variant["sku"] in self._bound}
-        others = holders - {linked} if linked is not None else holders
-        if linked is None and len(others) <= 1:
-            return next(iter(others), None)
-        if others:
-            held = sorted(variant["sku"] for variant in record["variants"]
-                          if variant["sku"] in self._bound and self._bound[variant["sku"]] in others)
-            products = ", ".join(str(product_id) for product_id in sorted(others | ({linked} - {None})))
-            raise FamilyConflict(f"SKUs {', '.join(held)} of {record['key']} are on different Starweb products "
-                                  f"({products}); merge them in the shop or give the articles new numbers")
-        return linked
+        targets = {sku_key(sku): [SkuHolder(key=str(self._bound[sku]), sku=sku, sku_key=sku_key(sku))]
+                   for sku in (variant["sku"] for variant in record["variants"]) if sku in self._bound}
+        found = locate(record["key"], [variant["sku"] for variant in record["variants"]], targets=targets,
+                       sides=MAMUT_TO_SHOP, linked=None if linked is None else str(linked))
+        return None if found is None else int(found)
+
+    def _take_over(self, row: StagedRow, current: ProductState) -> bool:
+        """Whether the family may be written onto a shop product this job did not push it to: only when it is
+        exactly the family (SKUs and attribute axes), else as ``on_conflict`` says. ``link_and_skip`` links it
+        and records the shop's values as pushed, writing nothing: later Mamut changes are compared with those."""
+        record = row.payload
+        try:
+            check_structure(record["key"], [variant["sku"] for variant in record["variants"]],
+                            str(current.product_id), [variant.sku for variant in current.variants.values()],
+                            sides=MAMUT_TO_SHOP, axes=(record["axes"], self._attributes.axes_of(
+                                link for variant in current.variants.values() for link in variant.links)))
+        except SkuConflict as conflict:
+            if self._on_conflict not in ("link_and_skip", "overwrite"):
+                raise
+            log.warning("shop %s: %s; on_conflict %s", self._ctx.shop.id, conflict, self._on_conflict)
+            if self._on_conflict == "link_and_skip":
+                if not self._ctx.params.dry_run:
+                    skus = [variant["sku"] for variant in record["variants"]]
+                    taken = replace(current, variants={key: variant for key, variant in current.variants.items()
+                                                       if key in {sku_key(sku) for sku in skus}})
+                    self._remember(row.key, taken, content_hash=row.content_hash)
+                    self._link_variants(taken, skus)
+                return False
+        return True
 
     def _create(self, row: StagedRow, desired: ProductState, outcome: FamilyOutcome) -> None:
         request = create_request(desired, language=self._language, visibility=self._settings.new_product_visibility)
@@ -433,7 +486,7 @@ class FamilySync:
             return
         if self._before_create is not None:
             self._before_create(row.key)
-        response = self._send(request)
+        response = self._send(row.key, request)
         outcome.writes += 1
         failpoint("products_to_starweb.after_starweb_create")
         state = apply_request(ProductState(), desired, request, response)
@@ -442,12 +495,47 @@ class FamilySync:
         self._remember(row.key, state, content_hash=row.content_hash if complete else None)
         self._link_variants(state, [variant.sku for variant in state.variants.values()])
 
-    def _send(self, request: PlannedRequest) -> dict[str, Any]:
+    def _send(self, key: str, request: PlannedRequest) -> dict[str, Any]:
+        """Send one planned write of family ``key``. A product or variant POST whose answer was lost may have been
+        applied: it is looked up by SKU first, and sent again only if the shop does not have it."""
+        try:
+            return self._write(request)
+        except StarwebAmbiguousWrite as exc:
+            if request.kind not in ("new_product", "new_variant"):
+                raise
+            found = self._find_posted(key, request)
+            if found is None:
+                log.warning("shop %s: %s; the shop does not have it, so it is sent again", self._ctx.shop.id, exc)
+                return self._write(request)
+            log.warning("shop %s: %s; the shop has it, so it was applied: taken as the answer", self._ctx.shop.id,
+                        exc)
+            return found
+
+    def _write(self, request: PlannedRequest) -> dict[str, Any]:
         if request.method == "POST":
             return self._client.post(request.path, request.body).get("data") or {}
         if request.method == "PUT":
             return self._client.put(request.path, request.body).get("data") or {}
         return self._client.patch(request.path, request.body).get("data") or {}
+
+    def _find_posted(self, key: str, request: PlannedRequest) -> dict[str, Any] | None:
+        """The answer a lost product or variant POST would have had, built from the shop's variants holding its
+        SKUs; None when the shop holds none of them. Some of them, or on another product, is a SKU conflict."""
+        skus = [variant["sku"] for variant in request.body["variants"]] if request.kind == "new_product" \
+            else [request.body["sku"]]
+        found = list(locate_variants(self._client, skus))
+        if not found:
+            return None
+        products = {str(product_id) for _, product_id, _ in found}
+        expected = {request.path.split("/")[2]} if request.kind == "new_variant" else products
+        if len(found) < len(skus) or len(products) > 1 or products != expected:
+            held = "; ".join(f"{sku} on shop product {product_id}" for sku, product_id, _ in found)
+            raise SkuConflict(f"Mamut family {key}: after a lost answer to {request.method} {request.path}, the "
+                              f"shop holds {held} of SKUs {', '.join(sorted(skus))}: look at them before the next run")
+        if request.kind == "new_variant":
+            return {"variantId": found[0][2]}
+        return {"productId": found[0][1],
+                "variants": {"data": [{"sku": sku, "variantId": variant_id} for sku, _, variant_id in found]}}
 
     def _read_shop(self, product_id: int, *, active: bool) -> ProductState | None:
         """The product as the shop shows it now; None if the shop no longer has it."""
@@ -477,20 +565,21 @@ class FamilySync:
                           content_hash=content_hash)
 
     def _link_variants(self, state: ProductState, skus: Iterable[str]) -> None:
-        """Link the variants the id map does not yet place right, keeping the Mamut key a link had."""
+        """Link the variants of ``skus`` the id map does not yet place right, keeping the Mamut key a link had.
+        A link carries Mamut's spelling of the SKU (the other jobs look it up by that), whatever the shop's."""
         if state.product_id is None:
             return
         store, shop = self._ctx.store, self._ctx.shop.id
-        variants = {str(variant.variant_id): variant for sku in skus
+        variants = {str(variant.variant_id): sku for sku in skus
                     if (variant := state.variants.get(sku_key(sku))) is not None and variant.variant_id is not None}
         existing = store.get_links(shop, VARIANT, variants)
-        for key, variant in variants.items():
+        for key, sku in variants.items():
             ref = variant_ref(state.product_id, key)
             link = existing.get(key)
-            if link is not None and link.retired_at is None and (link.starweb_id, link.sku) == (ref, variant.sku):
+            if link is not None and link.retired_at is None and (link.starweb_id, link.sku) == (ref, sku):
                 continue
             store.upsert_link(shop, VARIANT, key, starweb_id=ref, mamut_key=link.mamut_key if link else None,
-                              sku=variant.sku, content_hash=None)
+                              sku=sku, content_hash=None)
 
 
     def _retire_vanished(self, pushed: ProductState, current: ProductState | None) -> None:
@@ -520,6 +609,7 @@ class AttributeIds:
         self._language = ctx.shop.language
         self._lock = threading.Lock()
         self._attribute_ids: dict[str, int] | None = None  # folded axis name -> attribute id
+        self._attribute_names: dict[int, str] = {}  # attribute id -> its name as the shop spells it
         self._value_ids: dict[tuple[int, str], int] = {}  # (attribute id, folded value name) -> value id
         self._placeholders = itertools.count(-1, -1)
 
@@ -546,6 +636,19 @@ class AttributeIds:
             return {(axis, value): self._value_id(self._attribute_id(axis, outcome), value, outcome)
                     for axis, value in wanted}
 
+    def axes_of(self, value_ids: Iterable[int]) -> set[str]:
+        """The names of the attributes these value ids belong to: a shop product's axes (a value the shop's
+        list did not hold when read stands for an axis of its own, so it never passes for a known one)."""
+        with self._lock:
+            if self._attribute_ids is None:
+                self._read()
+            assert self._attribute_ids is not None
+            names = {attribute_id: self._attribute_names.get(attribute_id, folded)
+                     for folded, attribute_id in self._attribute_ids.items()}
+            attribute_of = {value_id: attribute_id for (attribute_id, _), value_id in self._value_ids.items()}
+            return {names[attribute_of[value_id]] if value_id in attribute_of
+                    else f"(the attribute of value {value_id})" for value_id in value_ids}
+
     def _read(self) -> None:
         self._attribute_ids = {}
         for attribute in self._client.list_attributes():
@@ -554,6 +657,7 @@ class AttributeIds:
                 continue
             attribute_id = attribute["attributeId"]
             self._attribute_ids.setdefault(name.casefold(), attribute_id)
+            self._attribute_names[attribute_id] = name
             for value in self._client.list_attribute_values(attribute_id):
                 value_name = language_name(children(value, "languages"), self._language)
                 if value_name is not None:
@@ -565,6 +669,7 @@ class AttributeIds:
         if found is None:
             found = self._create(outcome, "/product-attributes", axis, f"new attribute {axis!r}", "attributeId")
             self._attribute_ids[axis.casefold()] = found
+            self._attribute_names[found] = axis
         return found
 
     def _value_id(self, attribute_id: int, value: str, outcome: FamilyOutcome) -> int:
@@ -586,9 +691,14 @@ class AttributeIds:
         return int(created[id_field])
 
 
-def _refused(exc: StarwebError) -> bool:
-    """Starweb answered with a client error (4xx, not found included): the product's data or the shop's state is
-    at fault, not the credentials or the request budget."""
-    if isinstance(exc, StarwebAuthError | StarwebRateLimited):
-        return False
-    return exc.status is not None and 400 <= exc.status < 500
+def _refusal(key: str, exc: StarwebError, planned: list[PlannedRequest]) -> str:
+    """The quarantine reason of a request Starweb refused for one family: the family, the variant or product, the
+    fields sent and Starweb's own words (which usually name the field at fault)."""
+    said = exc.error_description or exc.error or f"HTTP {exc.status}"
+    request = next((request for request in reversed(planned) if (request.method, request.path) == (
+        exc.method, exc.path)), None)
+    if request is None:
+        return f"Mamut family {key}: Starweb refused {exc.method} {exc.path} (HTTP {exc.status}): {said}"
+    what = f"variant {request.sku}" if request.sku else f"its {request.kind.replace('_', ' ')}"
+    return (f"Mamut family {key}: Starweb refused {what} ({request.method} {request.path}, field(s) "
+            f"{', '.join(request.body)}; HTTP {exc.status}): {said}")

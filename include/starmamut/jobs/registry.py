@@ -40,7 +40,7 @@ JOBS: dict[str, JobSpec] = {
             flows=frozenset({"erp"}),
             default_schedule="@hourly",
             summary="Mamut articles with their variants become Starweb products (Mamut governs articles).",
-            params=("dry_run", "full_refresh", "skus", "since", "accept_quarantine"),
+            params=("dry_run", "full_refresh", "skus", "since", "accept_quarantine", "on_conflict"),
         ),
         JobSpec(
             name="prices_to_starweb",

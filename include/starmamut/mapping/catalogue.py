@@ -6,10 +6,11 @@ Three steps, so staging holds something a person can read and every write is exp
    names, axis and value names): this is what is staged, hashed and validated.
 2. ``desired_state`` turns a record into the :class:`ProductState` the shop should have, once the axis
    and value names are resolved to Starweb attribute value ids.
-3. ``plan_requests`` compares the desired state with the current one (what was last pushed, or what the
-   shop shows on a full refresh) and returns only the requests that change something; ``apply_request``
-   advances the current state by one successful request, so a partly failed product records exactly what
-   reached the shop.
+3. ``governed_state`` narrows the desired state to what the job may change on an existing product (the shop's
+   ``field_owners``: fields the shop owns, and empty Mamut values, keep the shop's value); ``plan_requests``
+   compares it with the current one (what was last pushed, or what the shop shows) and returns only the
+   requests that change something; ``apply_request`` advances the current state by one successful request,
+   so a partly failed product records exactly what reached the shop.
 
 Prices and stock are not this mapping's business: a new variant gets no price (the shop starts it at 0)
 and the price and stock jobs fill it in.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
+from starmamut.config import MamutOwned, ProductFieldOwners
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mapping.products import children
 
@@ -58,7 +60,7 @@ class ProductState:
     product_id: int | None = None
     name: str | None = None
     vat_rate: float | None = None
-    visibility: str | None = None
+    visibility: str | None = None  # in a desired state: None until governed_state decides it
     active: bool = True
     variants: dict[str, VariantState] = field(default_factory=dict)
 
@@ -220,15 +222,53 @@ def create_request(desired: ProductState, *, language: str, visibility: Visibili
     return PlannedRequest("new_product", "POST", "/products", body)
 
 
+def governed_state(desired: ProductState, current: ProductState, *, owners: ProductFieldOwners,
+                   default_visibility: Visibility) -> ProductState:
+    """What the job may make of ``current``, an existing product: ``desired`` with each field the shop owns, and
+    each empty Mamut value that must not clear the shop's (``mamut_if_set``), kept as ``current`` has it.
+
+    Visibility, when Mamut owns it: hidden while every article is inactive, shown as a new product would be
+    once one is active again, else as the shop has it (an owner may hide an active product). A family without
+    axes (a single article) leaves a variant's attribute links as they are. A variant the product lacks is new
+    and takes every value Mamut has.
+    """
+    if owners.visibility == "shop":
+        visibility = current.visibility
+    elif not desired.active:
+        visibility = "hidden"
+    elif not current.active:
+        visibility = default_visibility
+    else:
+        visibility = current.visibility
+    variants = {}
+    for key, variant in desired.variants.items():
+        shop = current.variants.get(key)
+        variants[key] = variant if shop is None else replace(
+            variant,
+            sku=shop.sku if owners.sku_case == "shop" else variant.sku,
+            ean=_owned(variant.ean, shop.ean, owners.ean),
+            weight=_owned(variant.weight, shop.weight, owners.weight),
+            active=shop.active if owners.variant_active == "shop" else variant.active,
+            links=variant.links or shop.links,
+        )
+    name = current.name if owners.name == "shop" and current.name is not None else desired.name
+    return replace(desired, name=name, visibility=visibility, variants=variants)
+
+
+def _owned(mamut: Any, shop: Any, owner: MamutOwned) -> Any:
+    """The value to aim for: Mamut's, unless the shop owns the field or Mamut's is empty under ``mamut_if_set``."""
+    return shop if owner == "shop" or (owner == "mamut_if_set" and not mamut) else mamut
+
+
 def plan_requests(
     desired: ProductState,
     current: ProductState,
     *,
     language: str,
-    default_visibility: Visibility,
     retired: Iterable[str] = (),
 ) -> list[PlannedRequest]:
-    """The requests that turn ``current`` into ``desired`` for an existing product, and nothing else.
+    """The requests that turn ``current`` into ``desired`` (a :func:`governed_state`) for an existing product,
+    and nothing else.
 
     ``retired`` are the folded SKUs this job once pushed for the family and Mamut no longer lists: they are
     deactivated, never deleted. Variants of the shop's own that Mamut never had are left alone.
@@ -240,10 +280,8 @@ def plan_requests(
     product_fields: dict[str, Any] = {}
     if current.vat_rate != desired.vat_rate:
         product_fields["defaultVatRate"] = vat_rate_text(desired.vat_rate)
-    if not desired.active and current.visibility != "hidden":
-        product_fields["visibility"] = "hidden"
-    elif desired.active and not current.active and current.visibility != default_visibility:
-        product_fields["visibility"] = default_visibility  # reactivated: shown as a new product would be
+    if desired.visibility is not None and desired.visibility != current.visibility:
+        product_fields["visibility"] = desired.visibility
     if "visibility" in product_fields and current.visibility == "pricelists":
         product_fields["visibilityPricelistIds"] = []  # Starweb allows the list only with "pricelists"
     if product_fields:
@@ -316,8 +354,8 @@ def _variant_body(variant: VariantState, *, new: bool) -> dict[str, Any]:
 
 
 def _variant_changes(desired: VariantState, current: VariantState) -> dict[str, Any]:
-    """The PATCH body for the fields that differ. The spec's PATCH model has no nullable fields, so a
-    cleared EAN is sent as "" and a cleared weight as 0 (both read back as "none")."""
+    """The PATCH body for the fields that differ. The spec's PATCH model has no nullable fields, so an EAN or
+    weight Mamut owns outright (``field_owners``) is cleared as "" and 0 (both read back as "none")."""
     changes: dict[str, Any] = {}
     if desired.sku != current.sku:
         changes["sku"] = desired.sku
