@@ -47,6 +47,7 @@ from starmamut.jobs import prices_to_starweb, products_to_mamut, products_to_sta
 from starmamut.jobs.common import (
     JobContext,
     RunParams,
+    advance_watermark,
     apply_verdicts,
     chunked,
     format_report,
@@ -749,9 +750,8 @@ def report(ctx: JobContext, options: MigrationOptions, batch_id: str, chunk_resu
         counts["mappings_moving_nothing"] = len(idle)
     counts["report_file"] = str(_write_report_file(ctx, options, batch_id, counts, idle))
     store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
-    if not ctx.params.dry_run and not ctx.params.skus:
-        job = "products_to_mamut" if options.direction == "starweb_to_mamut" else "products_to_starweb"
-        store.set_watermark(ctx.shop.id, job, batch.started_at)  # the regular job goes on from here
+    job = "products_to_mamut" if options.direction == "starweb_to_mamut" else "products_to_starweb"
+    advance_watermark(ctx, job, batch.started_at)  # the regular job goes on from here
     log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
     return counts
 

@@ -106,13 +106,6 @@ class PushSpec:
         """Close the batch with its counts (read, changed, loaded, unchanged, quarantined, failed, requests)."""
         return report_batch(ctx, self, batch_id, extracted, validated, loaded)
 
-    def run(self, ctx: JobContext, extract: Callable[[JobContext], dict[str, Any]]) -> dict[str, Any]:
-        """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-        extracted = extract(ctx)
-        validated = self.validate(ctx, extracted["batch_id"])
-        loaded = self.load(ctx, extracted["batch_id"])
-        return self.report(ctx, extracted["batch_id"], extracted, validated, loaded)
-
 
 def stage_changes(ctx: JobContext, spec: PushSpec, client: StarwebClient, desired: Iterable[Desired]) -> dict[str, Any]:
     """Start a batch and stage the values to push (see the module docstring); returns the batch id, counts

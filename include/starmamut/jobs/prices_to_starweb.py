@@ -14,12 +14,13 @@ Mamut price list exists in Mamut, and fails naming the first one that does not f
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
 from starmamut.config import PricesToStarwebSettings
-from starmamut.jobs.common import JobContext, chunked
+from starmamut.jobs.common import JobContext, chunked, run_steps
 from starmamut.jobs.ledger_push import (
     Desired,
     PushSpec,
@@ -78,7 +79,7 @@ report = SPEC.report
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    return SPEC.run(ctx, extract)
+    return run_steps(sys.modules[__name__], ctx)
 
 
 def shop_pricelist_currencies(shop_id: str, client: StarwebClient,

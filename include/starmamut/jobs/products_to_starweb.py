@@ -48,6 +48,7 @@ from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
     JobContext,
     Reasons,
+    advance_watermark,
     apply_verdicts,
     chunked,
     close_batch,
@@ -200,8 +201,7 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     if params.dry_run:
         return {**counts, **would, "planned": planned, "conflict_reasons": conflicts}
     store.resolve_quarantine(shop.id, ENTITY, settled)
-    if not params.skus:
-        store.set_watermark(shop.id, JOB, store.get_batch(batch_id).started_at)
+    advance_watermark(ctx, JOB, store.get_batch(batch_id).started_at)
     return {**counts, "conflict_reasons": conflicts}
 
 

@@ -12,12 +12,13 @@ shop and every mapped warehouse in Mamut, and fails naming the first one missing
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from starmamut.config import StockLocationMapping, StockToStarwebSettings
-from starmamut.jobs.common import JobContext
+from starmamut.jobs.common import JobContext, run_steps
 from starmamut.jobs.ledger_push import (
     Desired,
     PushSpec,
@@ -79,7 +80,7 @@ report = SPEC.report
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    return SPEC.run(ctx, extract)
+    return run_steps(sys.modules[__name__], ctx)
 
 
 def shop_stock_statuses(shop_id: str, client: StarwebClient, settings: StockToStarwebSettings) -> StockStatusIds:
