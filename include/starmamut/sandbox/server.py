@@ -47,6 +47,9 @@ ADMIN_PREFIX = "/_sandbox"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _REDACTED = "<redacted>"
+# The ``*_next`` fault counters in the order they are consumed (one fault per request), with the fault each gives.
+_COUNTED_FAULTS = (("drop_next", "drop"), ("fail_429_next", "429"), ("fail_500_next", "500"),
+                   ("fail_status_next", "status"), ("error_200_next", "error_200"), ("echo_request_next", "echo"))
 
 
 @dataclass
@@ -381,24 +384,13 @@ class Sandbox:
                 faults.slow_next -= 1
                 slow_seconds = faults.slow_ms / 1000
             fault = None
-            if faults.drop_next > 0:
-                faults.drop_next -= 1
-                fault = "drop_after_write" if faults.drop_after_write and method in WRITE_METHODS else "drop"
-            elif faults.fail_429_next > 0:
-                faults.fail_429_next -= 1
-                fault = "429"
-            elif faults.fail_500_next > 0:
-                faults.fail_500_next -= 1
-                fault = "500"
-            elif faults.fail_status_next > 0:
-                faults.fail_status_next -= 1
-                fault = "status"
-            elif faults.error_200_next > 0:
-                faults.error_200_next -= 1
-                fault = "error_200"
-            elif faults.echo_request_next > 0:
-                faults.echo_request_next -= 1
-                fault = "echo"
+            for counter, name in _COUNTED_FAULTS:
+                if getattr(faults, counter) > 0:
+                    setattr(faults, counter, getattr(faults, counter) - 1)
+                    fault = name
+                    break
+            if fault == "drop" and faults.drop_after_write and method in WRITE_METHODS:
+                fault = "drop_after_write"
         if slow_seconds:
             time.sleep(slow_seconds)
         return fault
