@@ -60,6 +60,7 @@ def test_shops_keyed_by_id_with_defaults_and_schedules(tmp_path: Path) -> None:
         (lambda d: d["shops"].update({"Bad Id": {"name": "x", "flow": "ecom", "starweb_conn_id": "c"}}),
          "shop 'Bad Id': field 'id'"),
         (lambda d: d["mamut"].update(vat_codes={}), "field 'mamut.vat_codes'"),
+        (lambda d: d["mamut"].update(timezone="Europe/Stockhlm"), "field 'mamut.timezone'"),
     ],
 )
 def test_errors_name_file_shop_and_field(tmp_path: Path, change, expected: str) -> None:

@@ -85,7 +85,7 @@ def test_families_with_one_or_two_axes_and_single_articles_read_back_as_written(
 
     snapshots, count = statements(mamut_db.gateway, lambda: list(reader.iter_families(batch_size=3)))
 
-    assert snapshots == [FamilySnapshot(family, T1) for family in catalogue()]
+    assert snapshots == [FamilySnapshot(family, T1.replace(tzinfo=dt.UTC)) for family in catalogue()]
     assert [snapshot.family.main.sku for snapshot in snapshots] == ["BOK", "JACKA", "PRESENTKORT", "TS-BAS", "UTGÅTT"]
     assert count == 1  # one streamed statement, however many batches
 
@@ -103,7 +103,8 @@ def test_changed_since_yields_whole_families_with_any_row_edited_at_or_after_it(
 
     changed = list(reader.iter_families(changed_since=T2))
 
-    assert changed == [FamilySnapshot(book_now, T2), FamilySnapshot(jacket_now, T3)]  # T2 itself counts
+    assert changed == [FamilySnapshot(book_now, T2.replace(tzinfo=dt.UTC)),  # T2 itself counts
+                       FamilySnapshot(jacket_now, T3.replace(tzinfo=dt.UTC))]
     assert [s.family.main.sku for s in reader.iter_families(changed_since=T2 + dt.timedelta(seconds=1))] == ["JACKA"]
     assert list(reader.iter_families(changed_since=T3 + dt.timedelta(seconds=1))) == []
     aware = dt.datetime(2026, 5, 3, 10, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))  # = T3 in UTC

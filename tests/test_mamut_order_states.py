@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_each_back_office_step_gives_the_states_of_the_rules(mamut_db: MamutTest
     [order] = OrderStateReader(mamut_db.gateway).iter_shop_orders("a")
 
     assert order.states == expected
-    assert order.order_id == "1001" and order.edit_date == T2 and order.tracking_no is None
+    assert order.order_id == "1001" and order.edit_date == T2.replace(tzinfo=dt.UTC) and order.tracking_no is None
     assert (order.invoice_number is not None) == ("invoiced" in expected or "credited" in expected)
 
 
@@ -80,6 +81,29 @@ def test_changed_since_reads_only_orders_edited_at_or_after_it(mamut_db: MamutTe
     assert states_by_id(reader, "a", changed_since=T2) == {"2": frozenset({"picked"})}
     assert set(states_by_id(reader, "a", changed_since=T1.replace(tzinfo=dt.UTC))) == {"1", "2"}
     assert reader.tracks_changes
+
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+def test_on_the_night_the_clocks_go_back_a_change_after_the_watermark_is_still_read(tmp_path: Path) -> None:
+    """2026-10-25 at 01:00 UTC Swedish clocks go back from 03:00 CEST to 02:00 CET: 02:00-03:00 happens twice,
+    and Mamut stamps EDITDATE in that local time."""
+    schema_map = SchemaMap.load(timezone=STOCKHOLM)
+    watermark = dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.UTC)  # the first 02:30 in Stockholm
+    changed = dt.datetime(2026, 10, 25, 1, 10, tzinfo=dt.UTC)  # 40 minutes later: the second 02:10
+    with fresh_mock_database("sqlite", tmp_path, schema_map=schema_map) as odbc, MamutGateway(odbc, schema_map) as gw:
+        create(gw, web_order("a:1"), now=watermark - dt.timedelta(days=1))
+        create(gw, web_order("a:2"), now=watermark - dt.timedelta(days=1))
+        progress_order(gw, "a:1", "picked", now=changed)
+        with gw.transaction() as tx:
+            stamps = {row["external_id"]: row["edit_date"] for row in tx.select("order", ["external_id", "edit_date"])}
+        reader = OrderStateReader(gw)
+
+        assert stamps["a:1"] == dt.datetime(2026, 10, 25, 2, 10)  # the wall clock, earlier than the mark's 02:30
+        [order] = reader.iter_shop_orders("a", changed_since=watermark)
+        assert order.order_id == "1"
+        assert order.edit_date is not None and order.edit_date <= changed  # an ambiguous time reads as the earlier
 
 
 def test_without_edit_date_or_paid_columns_the_reader_still_works(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starmamut.config import Settings, ShopConfig, config_path, load_settings
 from starmamut.jobs.common import JobContext, RunParams
@@ -78,13 +79,13 @@ def mamut_gateway(settings: Settings) -> MamutGateway:
 
 def configured_schema_map(settings: Settings) -> SchemaMap:
     """The install's schema map named by ``mamut.schema_map`` (the default map when unset)."""
-    return _schema_map(settings.mamut.schema_map)
+    return _schema_map(settings.mamut.schema_map, settings.mamut.timezone)
 
 
 @cache
-def _schema_map(path: str | None) -> SchemaMap:
-    """The install's schema map; a relative path is relative to the config file."""
-    return SchemaMap.load(config_path().parent / path if path else None)
+def _schema_map(path: str | None, timezone: str) -> SchemaMap:
+    """The install's schema map on the Mamut server's wall clock; a relative path is relative to the config file."""
+    return SchemaMap.load(config_path().parent / path if path else None, timezone=ZoneInfo(timezone))
 
 
 def staging_url(settings: Settings) -> str:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -281,6 +282,17 @@ class MamutSettings(_Strict):
     customer_numbers: CustomerNumbers = CustomerNumbers()
     exchange_rate: ExchangeRate = ExchangeRate()
     schema_map: str | None = Field(default=None, description="YAML overriding table/column names")
+    timezone: str = Field(default="Europe/Stockholm",
+                          description="the Mamut server's time zone: Mamut stamps EDITDATE in local time (IANA name)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Stockholm") from None
+        return value
     vat_codes: dict[float, int] = Field(description="VAT rate in percent -> Mamut VATCODE")
 
     @field_validator("vat_codes")

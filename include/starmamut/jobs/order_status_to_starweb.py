@@ -39,7 +39,7 @@ import logging
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -116,7 +116,7 @@ def extract(ctx: JobContext) -> dict[str, Any]:
 
     staged = store.stage_rows(batch_id, ENTITY, to_stage())
     read_from_mark = not params.resync_ids and params.since is None  # else the mark would skip unread orders
-    high_water = newest.replace(tzinfo=UTC).isoformat() if newest is not None and read_from_mark else None
+    high_water = newest.isoformat() if newest is not None and read_from_mark else None
     log.info("shop %s: staged %d of %d order(s) read from Mamut in batch %s", shop.id, staged, counts["read"],
              batch_id)
     return {"batch_id": batch_id, **counts, "changed": staged, "requests": requests, "high_water": high_water}

@@ -71,7 +71,7 @@ class FamilySnapshot:
     """A family as Mamut holds it now, with the change time the caller keeps as its watermark."""
 
     family: MamutProductFamily
-    edited_at: dt.datetime | None  # latest EDITDATE over the main and its variants (naive UTC); None if unmapped
+    edited_at: dt.datetime | None  # latest EDITDATE over the main and its variants (aware UTC); None if unmapped
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class CatalogueReader:
         params: list[Any] = []
         if changed_since is not None and self._has_edit_date:
             conditions.append(f"{family_key} IN (SELECT {self._family_key('c')} FROM {{c}} WHERE {{c.edit_date}} >= ?)")
-            params.append(self._product.column("edit_date").to_param(changed_since, strict=False))
+            params.append(self._product.column("edit_date").since_param(changed_since))
         select = {name: f"p.{name}" for name in ("product_key", *self._article_columns)}
         tables = {"p": PRODUCT, "c": PRODUCT, "s": PRODUCT}
         if self._has_edit_date:
@@ -226,7 +226,7 @@ class CatalogueReader:
                 main=article_from_row(main, main_sku=None),
                 variants=tuple(article_from_row(row, main_sku=main["sku"]) for row in group[1:]),
             ),
-            edited_at=max(edits) if edits else None,
+            edited_at=self._product.column("edit_date").to_utc(max(edits)) if edits else None,
         )
 
     # --- prices ----------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ class OrderState:
     states: frozenset[str]
     tracking_no: str | None
     tracker_type: int | None
-    edit_date: dt.datetime | None  # naive UTC; None where the install has no EDITDATE
+    edit_date: dt.datetime | None  # aware UTC; None where the install has no EDITDATE
 
 
 class OrderStateReader:
@@ -110,7 +110,7 @@ class OrderStateReader:
             if not self.tracks_changes:
                 raise ValueError("orders have no change timestamp in this install (order.edit_date is not mapped)")
             where += " AND {o.edit_date} >= ?"
-            params.append(self._order.column("edit_date").to_param(changed_since, strict=False))
+            params.append(self._order.column("edit_date").since_param(changed_since))
         yield from self._query(prefix, where, params)
 
     def shop_orders(self, shop_id: str, order_ids: Collection[str | int]) -> list[OrderState]:
@@ -151,5 +151,5 @@ class OrderStateReader:
             states=frozenset(rule.name for rule in self._rules if any(is_set(*column) for column in rule.any_of)),
             tracking_no=tracking_no,
             tracker_type=row.get("tracker_type"),
-            edit_date=row.get("edit_date"),
+            edit_date=self._order.column("edit_date").to_utc(row.get("edit_date")) if self.tracks_changes else None,
         )

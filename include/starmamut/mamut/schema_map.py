@@ -10,8 +10,10 @@ The column types also decide how values cross the driver boundary, identically o
 - ``decimal(p,s)`` → :class:`~decimal.Decimal` quantised to ``s`` places (the SQLite3 ODBC driver
   returns floats, psqlODBC and SQL Server return Decimals);
 - ``bit`` → ``bool`` in Python, sent as 0/1 ints (PostgreSQL mock columns are SMALLINT);
-- ``datetime`` → naive UTC :class:`~datetime.datetime` truncated to whole seconds (aware values are
-  converted to UTC; SQL Server ``datetime`` and SQLite cannot hold microseconds exactly);
+- ``datetime`` → naive :class:`~datetime.datetime` on the install's wall clock (``mamut.timezone``: Mamut stamps
+  EDITDATE in the server's local time), truncated to whole seconds (aware values are converted; SQL Server
+  ``datetime`` and SQLite cannot hold microseconds exactly); :meth:`ColumnSpec.to_utc` and
+  :meth:`ColumnSpec.since_param` cross between those and the UTC instants the jobs keep;
 - ``nvarchar(n)``/``char(n)`` → ``str``, at most ``n`` characters on write (SQLite would not check).
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from types import MappingProxyType
@@ -35,6 +37,9 @@ _TABLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]
 _TYPE_PATTERN = re.compile(
     r"^(int|bit|datetime|date|nvarchar\((\d+)\)|char\((\d+)\)|decimal\((\d+),\s*(\d+)\))$"
 )
+
+LONGEST_CLOCK_SHIFT = dt.timedelta(hours=2)
+"""Clocks go back by at most this much at once (one hour in Europe; two covers historical double summer time)."""
 
 TypeKind = Literal["int", "text", "decimal", "bit", "datetime", "date"]
 
@@ -82,6 +87,7 @@ class ColumnSpec:
     default: int | str | None = None
     identity: bool = False
     optional: bool = False
+    timezone: dt.tzinfo = dt.UTC  # the wall clock of a datetime column (the install's mamut.timezone)
 
     @property
     def present(self) -> bool:
@@ -152,7 +158,7 @@ class ColumnSpec:
             if not isinstance(value, dt.datetime):
                 raise ValueError(f"{self.label} takes a datetime, got {value!r}")
             if value.tzinfo is not None:
-                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+                value = value.astimezone(self.timezone).replace(tzinfo=None)
             return value.replace(microsecond=0)
         if isinstance(value, dt.datetime):
             return value.date()
@@ -164,6 +170,27 @@ class ColumnSpec:
         """The canonical value in the shape every driver accepts as a ``?`` parameter (bools as 0/1)."""
         canonical = self.canonical(value, strict=strict)
         return int(canonical) if isinstance(canonical, bool) else canonical
+
+    def to_utc(self, wall_clock: dt.datetime | None) -> dt.datetime | None:
+        """A value read from this datetime column as an aware UTC instant. A wall-clock time in the hour the
+        clocks go back happens twice; the earlier instant is taken, so a watermark from it never passes a change."""
+        if wall_clock is None or wall_clock.tzinfo is not None:
+            return None if wall_clock is None else wall_clock.astimezone(dt.UTC)
+        return wall_clock.replace(tzinfo=self.timezone, fold=0).astimezone(dt.UTC)
+
+    def since_param(self, moment: dt.datetime) -> Any:
+        """The parameter of ``column >= ?`` that finds every row stamped at or after the instant ``moment``.
+
+        Rows carry wall-clock times: when the clocks go back in the hours after ``moment``, rows written after
+        the change carry wall-clock times earlier than ``moment``'s, so the bound moves back by the shift.
+        """
+        wall_clock = self.canonical(moment, strict=False)
+        if moment.tzinfo is not None:
+            later = moment + LONGEST_CLOCK_SHIFT
+            shift = moment.astimezone(self.timezone).utcoffset() - later.astimezone(self.timezone).utcoffset()
+            if shift > dt.timedelta(0):
+                wall_clock -= shift
+        return self.to_param(wall_clock, strict=False)
 
     def _canonical_decimal(self, value: Any, *, strict: bool) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, (Decimal, int, float)):
@@ -230,8 +257,10 @@ class SchemaMap:
         self._tables = MappingProxyType(dict(tables))
 
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> SchemaMap:
-        """The default map, then the install's override file at ``path``, then ``overrides`` on top.
+    def load(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *,
+             timezone: dt.tzinfo = dt.UTC) -> SchemaMap:
+        """The default map, then the install's override file at ``path``, then ``overrides`` on top;
+        ``timezone`` is the wall clock the install's datetime columns hold (``mamut.timezone``).
 
         Both override layers have the shape
         ``{"tables": {table: {"name": ..., "columns": {column: name | None}}}}`` and may only rename
@@ -245,7 +274,7 @@ class SchemaMap:
                 tables = _apply_overrides(tables, yaml.safe_load(handle) or {}, source=str(path))
         if overrides:
             tables = _apply_overrides(tables, overrides, source="overrides")
-        schema_map = cls(tables)
+        schema_map = cls({name: _on_wall_clock(table, timezone) for name, table in tables.items()})
         schema_map._check_constraints()
         return schema_map
 
@@ -279,6 +308,11 @@ class SchemaMap:
 
     def __repr__(self) -> str:
         return f"SchemaMap({', '.join(t.label for t in self._tables.values())})"
+
+
+def _on_wall_clock(table: TableSpec, timezone: dt.tzinfo) -> TableSpec:
+    columns = {name: replace(column, timezone=timezone) for name, column in table.all_columns.items()}
+    return replace(table, all_columns=MappingProxyType(columns))
 
 
 def _parse_default(document: Mapping[str, Any]) -> dict[str, TableSpec]:
