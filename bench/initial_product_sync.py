@@ -90,9 +90,13 @@ MODES = ("paced", "unpaced", "baseline")
 # What fits in ~25 minutes on the 2-core VM; Mamut → Starweb at 100 000 products is ~485 000 requests, more than
 # the machine serves in that time at any scale (see bench/README.md).
 DEFAULT_CASES = (
-    "starweb_to_mamut:paced:10000", "starweb_to_mamut:unpaced:10000", "starweb_to_mamut:baseline:10000",
-    "mamut_to_starweb:paced:2000", "mamut_to_starweb:baseline:2000",
-    "mamut_to_starweb:paced:10000", "mamut_to_starweb:unpaced:10000",
+    "starweb_to_mamut:paced:10000",
+    "starweb_to_mamut:unpaced:10000",
+    "starweb_to_mamut:baseline:10000",
+    "mamut_to_starweb:paced:2000",
+    "mamut_to_starweb:baseline:2000",
+    "mamut_to_starweb:paced:10000",
+    "mamut_to_starweb:unpaced:10000",
     "starweb_to_mamut:paced:100000",
 )
 SDK_THROTTLE_WAIT_SECONDS = 5.0  # Starweb's PHP SDK (ErrorPlugin): on Too Many Requests wait 5 s and resend
@@ -129,7 +133,7 @@ def describe_catalogue(products: int) -> Catalogue:
 
 def axis_value_pairs(links: list[int]) -> list[tuple[str, str]]:
     """The (axis, value) names of a generated variant's links: Storlek alone, or Färg then Storlek."""
-    axes = AXES[-len(links):] if links else ()
+    axes = AXES[-len(links) :] if links else ()
     return [(axis, VALUE_NAMES[value_id]) for axis, value_id in zip(axes, links, strict=True)]
 
 
@@ -166,9 +170,17 @@ def mamut_families(products: int) -> Iterator[tuple[MamutProductFamily, dict[str
         price = Decimal(prices.randint(4900, 99900)) / 100
         stock = {variant["sku"]: variant["stockQuantity"] for variant in body["variants"]}
         articles = [
-            MamutArticle(sku=variant["sku"], name=name, vat_code=vat_code, price_out=price, ean=variant["ean"],
-                         weight=Decimal(str(variant["weightInKg"])), unit="st", inactive=not variant["isActive"],
-                         variant_values=_pair([value for _, value in axis_value_pairs(variant["attributeValueLinks"])]))
+            MamutArticle(
+                sku=variant["sku"],
+                name=name,
+                vat_code=vat_code,
+                price_out=price,
+                ean=variant["ean"],
+                weight=Decimal(str(variant["weightInKg"])),
+                unit="st",
+                inactive=not variant["isActive"],
+                variant_values=_pair([value for _, value in axis_value_pairs(variant["attributeValueLinks"])]),
+            )
             for variant in body["variants"]
         ]
         if len(articles) == 1:
@@ -177,10 +189,19 @@ def mamut_families(products: int) -> Iterator[tuple[MamutProductFamily, dict[str
         links = body["variants"][0]["attributeValueLinks"]
         main_sku = articles[0].sku.rsplit("-", len(links))[0]  # a variant's SKU is the base and a suffix per link
         axes = [axis for axis, _ in axis_value_pairs(links)]
-        main = MamutArticle(sku=main_sku, name=name, vat_code=vat_code, price_out=price, use_store=False,
-                            inactive=all(article.inactive for article in articles), variant_axes=_pair(axes))
-        yield MamutProductFamily(main=main, variants=tuple(replace(article, main_sku=main_sku)
-                                                            for article in articles)), stock
+        main = MamutArticle(
+            sku=main_sku,
+            name=name,
+            vat_code=vat_code,
+            price_out=price,
+            use_store=False,
+            inactive=all(article.inactive for article in articles),
+            variant_axes=_pair(axes),
+        )
+        yield (
+            MamutProductFamily(main=main, variants=tuple(replace(article, main_sku=main_sku) for article in articles)),
+            stock,
+        )
 
 
 def _pair(items: list[str]) -> tuple[str | None, str | None]:
@@ -198,21 +219,46 @@ def seed_mamut(gateway: MamutGateway, products: int) -> None:
         with gateway.transaction() as tx:
             tx.insert_many(PRODUCT, [_article_row(table, family.main) for family, _ in chunk])
             mains = [family.main.sku for family, _ in chunk if family.variants]
-            keys = {row["sku"]: row["product_key"]
-                    for row in tx.select(PRODUCT, ["sku", "product_key"], where_in=("sku", mains))}
-            tx.insert_many(PRODUCT, [_article_row(table, variant, keys[family.main.sku])
-                                     for family, _ in chunk for variant in family.variants])
-        repository.set_stock([StockLevel(sku=sku, warehouse_id=MAMUT_WAREHOUSE, quantity=Decimal(quantity))
-                              for _, stock in chunk for sku, quantity in stock.items()], now=datetime.now(UTC))
+            keys = {
+                row["sku"]: row["product_key"]
+                for row in tx.select(PRODUCT, ["sku", "product_key"], where_in=("sku", mains))
+            }
+            tx.insert_many(
+                PRODUCT,
+                [
+                    _article_row(table, variant, keys[family.main.sku])
+                    for family, _ in chunk
+                    for variant in family.variants
+                ],
+            )
+        repository.set_stock(
+            [
+                StockLevel(sku=sku, warehouse_id=MAMUT_WAREHOUSE, quantity=Decimal(quantity))
+                for _, stock in chunk
+                for sku, quantity in stock.items()
+            ],
+            now=datetime.now(UTC),
+        )
 
 
 def _article_row(table: TableSpec, article: MamutArticle, main_key: int | None = None) -> dict[str, Any]:
     """The article as ``upsert_family`` would insert it (canonical values, mapped columns only)."""
-    raw = {"sku": article.sku, "name": article.name, "vat_code": article.vat_code, "price_out": article.price_out,
-           "ean": article.ean, "weight": article.weight, "unit": article.unit, "inactive": article.inactive,
-           "use_store": article.use_store, "main_product_key": main_key,
-           "variant_value_1": article.variant_values[0], "variant_value_2": article.variant_values[1],
-           "variant_axis_1": article.variant_axes[0], "variant_axis_2": article.variant_axes[1]}
+    raw = {
+        "sku": article.sku,
+        "name": article.name,
+        "vat_code": article.vat_code,
+        "price_out": article.price_out,
+        "ean": article.ean,
+        "weight": article.weight,
+        "unit": article.unit,
+        "inactive": article.inactive,
+        "use_store": article.use_store,
+        "main_product_key": main_key,
+        "variant_value_1": article.variant_values[0],
+        "variant_value_2": article.variant_values[1],
+        "variant_axis_1": article.variant_axes[0],
+        "variant_axis_2": article.variant_axes[1],
+    }
     return {name: table.column(name).canonical(raw[name]) for name in article_columns(table)}
 
 
@@ -253,8 +299,9 @@ class SdkRetryClient(StarwebClient):
         super().__init__(*args, **kwargs)
         self._throttle_wait = throttle_wait
 
-    def _response_failure(self, status: int, error: str | None, description: str | None,
-                          response: httpx.Response) -> _Failure | None:
+    def _response_failure(
+        self, status: int, error: str | None, description: str | None, response: httpx.Response
+    ) -> _Failure | None:
         failure = super()._response_failure(status, error, description, response)
         if failure is not None and failure.exhausted is StarwebRateLimited:
             return replace(failure, retry_after=self._throttle_wait)
@@ -274,8 +321,10 @@ class Case:
     def parse(cls, text: str) -> Case:
         direction, mode, products = text.split(":")
         if direction not in DIRECTIONS or mode not in MODES:
-            raise argparse.ArgumentTypeError(f"case {text!r}: expected DIRECTION:MODE:PRODUCTS with a direction "
-                                             f"of {DIRECTIONS} and a mode of {MODES}")
+            raise argparse.ArgumentTypeError(
+                f"case {text!r}: expected DIRECTION:MODE:PRODUCTS with a direction "
+                f"of {DIRECTIONS} and a mode of {MODES}"
+            )
         return cls(direction, mode, int(products))
 
     def __str__(self) -> str:
@@ -285,10 +334,13 @@ class Case:
 def shop_settings(direction: str) -> Settings:
     """One shop with the default price and stock mappings (base → master list 1, warehouse 1 → variant)."""
     flow = "ecom" if direction == "starweb_to_mamut" else "erp"
-    return Settings.model_validate({
-        "version": 1, "mamut": {"vat_codes": VAT_CODES},
-        "shops": {"bench": {"name": "Bench", "flow": flow, "starweb_conn_id": "unused"}},
-    })
+    return Settings.model_validate(
+        {
+            "version": 1,
+            "mamut": {"vat_codes": VAT_CODES},
+            "shops": {"bench": {"name": "Bench", "flow": flow, "starweb_conn_id": "unused"}},
+        }
+    )
 
 
 def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
@@ -305,8 +357,10 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     try:
         if case.mode != "unpaced":
             admin_url = base_url.removesuffix("/api/v2") + "/_sandbox"
-            httpx.post(f"{admin_url}/faults", json={"rate_limit_per_minute": args.budget,
-                                                     "rate_limit_window_seconds": 60 / args.scale}).raise_for_status()
+            httpx.post(
+                f"{admin_url}/faults",
+                json={"rate_limit_per_minute": args.budget, "rate_limit_window_seconds": 60 / args.scale},
+            ).raise_for_status()
         with tempfile.TemporaryDirectory() as work:
             work_dir = Path(work)
             os.environ["STARMAMUT_REPORTS_DIR"] = str(work_dir / "reports")
@@ -325,19 +379,30 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
                 transport = TalliedTransport(clock, concurrency + 1, tally)
                 if case.mode == "baseline":
                     client: StarwebClient = SdkRetryClient(
-                        credentials, max_concurrency=1, max_retries=SDK_MAX_RETRIES, transport=transport,
-                        throttle_wait=SDK_THROTTLE_WAIT_SECONDS / args.scale)
+                        credentials,
+                        max_concurrency=1,
+                        max_retries=SDK_MAX_RETRIES,
+                        transport=transport,
+                        throttle_wait=SDK_THROTTLE_WAIT_SECONDS / args.scale,
+                    )
                 else:
                     client = StarwebClient(credentials, pacer=pacer, max_concurrency=concurrency, transport=transport)
                 clients.append(client)
                 return client
 
-            ctx = JobContext(settings=settings, shop=settings.shop("bench"), store=store,
-                             open_starweb=open_starweb, open_mamut=lambda: gateway, params=RunParams())
+            ctx = JobContext(
+                settings=settings,
+                shop=settings.shop("bench"),
+                store=store,
+                open_starweb=open_starweb,
+                open_mamut=lambda: gateway,
+                params=RunParams(),
+            )
             setup_seconds = time.perf_counter() - setup_started
             peaks = {"set-up": peak_mib()}
-            result, steps, step_peaks = timed_migration(ctx, MigrationOptions.from_mapping(
-                {"direction": case.direction, "chunk_size": args.chunk_size}))
+            result, steps, step_peaks = timed_migration(
+                ctx, MigrationOptions.from_mapping({"direction": case.direction, "chunk_size": args.chunk_size})
+            )
             peaks |= step_peaks
             gateway.close()
     finally:
@@ -349,17 +414,29 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     api_seconds = clock.seconds
     if case.mode == "baseline":  # one request at a time, so each wait after a 429 is time spent on the API alone
         api_seconds += stats["throttled"] * SDK_THROTTLE_WAIT_SECONDS / args.scale
-    return {"case": str(case), "scale": args.scale, "latency_ms": latency_ms, "concurrency": concurrency,
-            "per_minute": per_minute if case.mode != "unpaced" else None, "setup_seconds": setup_seconds,
-            "steps": steps, "seconds": sum(steps.values()), "api_seconds": api_seconds,
-            "result": {key: value for key, value in result.items() if key != "report_file"},
-            "stats": dict(stats), "clients": len(clients), "routes": dict(sorted(tally.counts.items())),
-            "peak_mib": peak_mib(), "peak_mib_after": peaks,
-            "module_sha256": hashlib.sha256(Path(initial_product_sync.__file__).read_bytes()).hexdigest()[:12]}
+    return {
+        "case": str(case),
+        "scale": args.scale,
+        "latency_ms": latency_ms,
+        "concurrency": concurrency,
+        "per_minute": per_minute if case.mode != "unpaced" else None,
+        "setup_seconds": setup_seconds,
+        "steps": steps,
+        "seconds": sum(steps.values()),
+        "api_seconds": api_seconds,
+        "result": {key: value for key, value in result.items() if key != "report_file"},
+        "stats": dict(stats),
+        "clients": len(clients),
+        "routes": dict(sorted(tally.counts.items())),
+        "peak_mib": peak_mib(),
+        "peak_mib_after": peaks,
+        "module_sha256": hashlib.sha256(Path(initial_product_sync.__file__).read_bytes()).hexdigest()[:12],
+    }
 
 
-def timed_migration(ctx: JobContext, options: MigrationOptions
-                    ) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
+def timed_migration(
+    ctx: JobContext, options: MigrationOptions
+) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
     """``initial_product_sync.run`` step by step, with the wall time of each step and the RSS high-water mark
     after it (which step raises the peak)."""
     steps: dict[str, float] = {}
@@ -374,13 +451,19 @@ def timed_migration(ctx: JobContext, options: MigrationOptions
 
     batch_id = timed("start", lambda: initial_product_sync.start(ctx, options))["batch_id"]
     chunks = timed("extract", lambda: initial_product_sync.extract(ctx, options, batch_id))
-    results = [timed("chunks", lambda chunk=chunk: initial_product_sync.migrate_chunk(ctx, options, chunk))
-               for chunk in chunks]
-    pushed = [timed(f"push {job}", lambda job=job: initial_product_sync.push_values(ctx, options, job))
-              for job in ("prices", "stock")]
+    results = [
+        timed("chunks", lambda chunk=chunk: initial_product_sync.migrate_chunk(ctx, options, chunk)) for chunk in chunks
+    ]
+    pushed = [
+        timed(f"push {job}", lambda job=job: initial_product_sync.push_values(ctx, options, job))
+        for job in ("prices", "stock")
+    ]
     result = timed("report", lambda: initial_product_sync.report(ctx, options, batch_id, results, pushed))
-    values = {job: {key: push[key] for key in ("read", "changed", "loaded", "not_in_shop", "failed", "requests")}
-              for job, push in zip(("prices", "stock"), pushed, strict=True) if not push.get("skipped")}
+    values = {
+        job: {key: push[key] for key in ("read", "changed", "loaded", "not_in_shop", "failed", "requests")}
+        for job, push in zip(("prices", "stock"), pushed, strict=True)
+        if not push.get("skipped")
+    }
     return {**result, **values}, steps, peaks
 
 
@@ -397,38 +480,49 @@ def summarise(run: dict[str, Any], catalogue: Catalogue) -> dict[str, Any]:
     minimum = minimum_for(direction, catalogue)
     on_wire = sum(run["routes"].values())
     throttled = sum(count for route, count in run["routes"].items() if route.endswith(" 429"))
-    summary = {"minimum": minimum, "requests": on_wire, "throttled": throttled,
-               "skus_per_second": catalogue.skus / run["seconds"]}
+    summary = {
+        "minimum": minimum,
+        "requests": on_wire,
+        "throttled": throttled,
+        "skus_per_second": catalogue.skus / run["seconds"],
+    }
     if run["per_minute"]:
         per_second = run["per_minute"] / 60
         floor = minimum / per_second
-        summary |= {"budget_share": (on_wire - throttled) / (run["api_seconds"] * per_second),
-                    "floor_seconds": floor, "wall_vs_floor": run["seconds"] / floor}
+        summary |= {
+            "budget_share": (on_wire - throttled) / (run["api_seconds"] * per_second),
+            "floor_seconds": floor,
+            "wall_vs_floor": run["seconds"] / floor,
+        }
     return summary
 
 
 def describe(run: dict[str, Any], summary: dict[str, Any], catalogue: Catalogue) -> str:
     scale = run["scale"]
     steps = ", ".join(f"{name} {seconds:.1f}" for name, seconds in run["steps"].items())
-    lines = [f"== {run['case']}: {catalogue.products} products, {catalogue.skus} SKUs "
-             f"({catalogue.several_variants} with several variants); latency {run['latency_ms']:g} ms, "
-             f"budget {run['per_minute'] or 'none'}/min, concurrency {run['concurrency']}, scale k={scale}",
-             f"   set-up {run['setup_seconds']:.1f} s; run {run['seconds']:.1f} s ({steps}); "
-             f"waiting for the API {run['api_seconds']:.1f} s; {summary['skus_per_second']:.0f} SKUs/s",
-             f"   requests on the wire {summary['requests']} / minimum {summary['minimum']} "
-             f"({summary['requests'] / summary['minimum']:.4f}); 429s {summary['throttled']}; "
-             f"client stats {run['stats']} over {run['clients']} client(s); "
-             f"job counted {run['result'].get('requests_this_run')}",
-             f"   outcomes {run['result']}",
-             f"   peak RSS {run['peak_mib']:.0f} MiB (after "
-             + ", ".join(f"{name} {mib:.0f}" for name, mib in run["peak_mib_after"].items())
-             + f"); jobs/initial_product_sync.py sha256 {run['module_sha256']}"]
+    lines = [
+        f"== {run['case']}: {catalogue.products} products, {catalogue.skus} SKUs "
+        f"({catalogue.several_variants} with several variants); latency {run['latency_ms']:g} ms, "
+        f"budget {run['per_minute'] or 'none'}/min, concurrency {run['concurrency']}, scale k={scale}",
+        f"   set-up {run['setup_seconds']:.1f} s; run {run['seconds']:.1f} s ({steps}); "
+        f"waiting for the API {run['api_seconds']:.1f} s; {summary['skus_per_second']:.0f} SKUs/s",
+        f"   requests on the wire {summary['requests']} / minimum {summary['minimum']} "
+        f"({summary['requests'] / summary['minimum']:.4f}); 429s {summary['throttled']}; "
+        f"client stats {run['stats']} over {run['clients']} client(s); "
+        f"job counted {run['result'].get('requests_this_run')}",
+        f"   outcomes {run['result']}",
+        f"   peak RSS {run['peak_mib']:.0f} MiB (after "
+        + ", ".join(f"{name} {mib:.0f}" for name, mib in run["peak_mib_after"].items())
+        + f"); jobs/initial_product_sync.py sha256 {run['module_sha256']}",
+    ]
     if "budget_share" in summary:
         outside = run["seconds"] - run["api_seconds"]
-        lines.append(f"   budget share while API-bound {summary['budget_share']:.1%}; wall {run['seconds']:.1f} s = "
-                     f"{summary['wall_vs_floor']:.3f} × floor {summary['floor_seconds']:.1f} s (real time "
-                     f"{summary['floor_seconds'] * scale / 60:.1f} min); outside the API {outside:.1f} s, "
-                     "which does not stretch with k")
+        lines.append(
+            f"   budget share while API-bound {summary['budget_share']:.1%}; wall {run['seconds']:.1f} s = "
+            f"{summary['wall_vs_floor']:.3f} × floor {summary['floor_seconds']:.1f} s (real time "
+            f"{summary['floor_seconds'] * scale / 60:.1f} min); outside the API {outside:.1f} s, "
+            "which does not stretch with k"
+        )
     lines.append("   routes: " + "; ".join(f"{route} ×{count}" for route, count in run["routes"].items()))
     return "\n".join(lines)
 
@@ -436,30 +530,56 @@ def describe(run: dict[str, Any], summary: dict[str, Any], catalogue: Catalogue)
 def table_row(run: dict[str, Any], summary: dict[str, Any], catalogue: Catalogue) -> str:
     direction, mode, _ = run["case"].split(":")
     share = f"{summary['budget_share']:.1%}" if "budget_share" in summary else "—"
-    versus = (f"{run['seconds']:.0f} s / {summary['floor_seconds']:.0f} s ({summary['wall_vs_floor']:.2f}×)"
-              if "floor_seconds" in summary else f"{run['seconds']:.0f} s")
-    return (f"| {direction} | {mode} | {catalogue.products:,} ({catalogue.skus:,}) | {summary['requests']:,} / "
-            f"{summary['minimum']:,} ({summary['requests'] - summary['minimum']:+,}) | {summary['throttled']} | "
-            f"{share} | {versus} | {summary['skus_per_second']:,.0f} | {run['peak_mib']:.0f} MiB |")
+    versus = (
+        f"{run['seconds']:.0f} s / {summary['floor_seconds']:.0f} s ({summary['wall_vs_floor']:.2f}×)"
+        if "floor_seconds" in summary
+        else f"{run['seconds']:.0f} s"
+    )
+    return (
+        f"| {direction} | {mode} | {catalogue.products:,} ({catalogue.skus:,}) | {summary['requests']:,} / "
+        f"{summary['minimum']:,} ({summary['requests'] - summary['minimum']:+,}) | {summary['throttled']} | "
+        f"{share} | {versus} | {summary['skus_per_second']:,.0f} | {run['peak_mib']:.0f} MiB |"
+    )
 
 
 def run_in_subprocess(case: Case, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--worker", str(case), "--scale", str(args.scale),
-               "--latency-ms", str(args.latency_ms), "--budget", str(args.budget),
-               "--concurrency", str(args.concurrency), "--chunk-size", str(args.chunk_size)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        str(case),
+        "--scale",
+        str(args.scale),
+        "--latency-ms",
+        str(args.latency_ms),
+        "--budget",
+        str(args.budget),
+        "--concurrency",
+        str(args.concurrency),
+        "--chunk-size",
+        str(args.chunk_size),
+    ]
     completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, cwd=REPO)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", type=Case.parse, action="append",
-                        help=f"DIRECTION:MODE:PRODUCTS, repeatable (default: {' '.join(DEFAULT_CASES)})")
+    parser.add_argument(
+        "--case",
+        type=Case.parse,
+        action="append",
+        help=f"DIRECTION:MODE:PRODUCTS, repeatable (default: {' '.join(DEFAULT_CASES)})",
+    )
     parser.add_argument("--scale", type=float, default=20.0, help="k: latency ÷ k, budget and windows × k")
     parser.add_argument("--latency-ms", type=float, default=150.0, help="real latency per request")
     parser.add_argument("--budget", type=int, default=1000, help="real requests per minute")
-    parser.add_argument("--concurrency", type=int, default=ShopConfig.model_fields["max_concurrency"].default,
-                        help="paced and unpaced modes (default: the shop config's max_concurrency)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=ShopConfig.model_fields["max_concurrency"].default,
+        help="paced and unpaced modes (default: the shop config's max_concurrency)",
+    )
     parser.add_argument("--chunk-size", type=int, default=MigrationOptions.chunk_size)
     parser.add_argument("--save", type=Path, help="also append each case's raw figures to this file (JSON lines)")
     parser.add_argument("--worker", type=Case.parse, help=argparse.SUPPRESS)
@@ -479,8 +599,10 @@ def main() -> None:
         summary = summarise(run, catalogue)
         print(describe(run, summary, catalogue), flush=True)
         rows.append(table_row(run, summary, catalogue))
-    print("\n| direction | mode | products (SKUs) | requests / minimum | 429s | budget share while API-bound "
-          "| wall / floor | SKUs/s | peak RSS |\n|---|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| direction | mode | products (SKUs) | requests / minimum | 429s | budget share while API-bound "
+        "| wall / floor | SKUs/s | peak RSS |\n|---|---|---|---|---|---|---|---|---|"
+    )
     print("\n".join(rows))
 
 

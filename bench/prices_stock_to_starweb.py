@@ -123,15 +123,28 @@ def seed_mamut(gateway: MamutGateway, skus: list[str]) -> dict[str, int]:
     rng = random.Random(1)
     with gateway.transaction() as tx:
         for chunk in chunked(skus, INSERT_CHUNK):
-            tx.insert_many("product", [{"sku": sku, "name": f"Artikel {sku}", "vat_code": 1,
-                                        "price_out": Decimal(rng.randint(50, 900))} for sku in chunk])
+            tx.insert_many(
+                "product",
+                [
+                    {"sku": sku, "name": f"Artikel {sku}", "vat_code": 1, "price_out": Decimal(rng.randint(50, 900))}
+                    for sku in chunk
+                ],
+            )
         keys = {row["sku"]: row["product_key"] for row in tx.select("product", ["sku", "product_key"])}
         for chunk in chunked(skus, INSERT_CHUNK):
-            tx.insert_many("product_stock", [
-                {"product_key": keys[sku], "warehouse_id": 1, "qty_in_stock": Decimal(rng.randint(0, 50)),
-                 "qty_reserved": Decimal(rng.choice((0, 0, 0, 1))), "qty_ordered": Decimal(0)}
-                for sku in chunk
-            ])
+            tx.insert_many(
+                "product_stock",
+                [
+                    {
+                        "product_key": keys[sku],
+                        "warehouse_id": 1,
+                        "qty_in_stock": Decimal(rng.randint(0, 50)),
+                        "qty_reserved": Decimal(rng.choice((0, 0, 0, 1))),
+                        "qty_ordered": Decimal(0),
+                    }
+                    for sku in chunk
+                ],
+            )
     return keys
 
 
@@ -141,8 +154,11 @@ def change_stock(gateway: MamutGateway, keys: dict[str, int], skus: list[str], s
     with gateway.transaction() as tx:
         for sku in chosen:
             [row] = tx.select("product_stock", ["qty_in_stock"], where={"product_key": keys[sku], "warehouse_id": 1})
-            tx.update("product_stock", {"qty_in_stock": row["qty_in_stock"] + 7},
-                      {"product_key": keys[sku], "warehouse_id": 1})
+            tx.update(
+                "product_stock",
+                {"qty_in_stock": row["qty_in_stock"] + 7},
+                {"product_key": keys[sku], "warehouse_id": 1},
+            )
     return len(chosen)
 
 
@@ -168,17 +184,23 @@ def describe(label: str, run: dict[str, Any], changed: int | None = None) -> str
     outside = run["seconds"] - run["api_seconds"]
     steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in run["steps"].items())
     against = f" against {changed} changed values ({run['write_requests'] / changed:.3f})" if changed else ""
-    return (f"{label}: {run['seconds']:8.2f} s ({steps}); write requests {run['write_requests']}{against}; "
-            f"all requests {run['requests']}; waiting for the API {run['api_seconds']:.2f} s; "
-            f"outside the API {outside:.2f} s ({outside / run['seconds']:.0%})")
+    return (
+        f"{label}: {run['seconds']:8.2f} s ({steps}); write requests {run['write_requests']}{against}; "
+        f"all requests {run['requests']}; waiting for the API {run['api_seconds']:.2f} s; "
+        f"outside the API {outside:.2f} s ({outside / run['seconds']:.0%})"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skus", type=int, default=100_000)
     parser.add_argument("--changed-share", type=float, default=0.01)
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="added to every request after the first run (which binds and pushes at 0 ms)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="added to every request after the first run (which binds and pushes at 0 ms)",
+    )
     parser.add_argument("--budget", type=int, default=0, help="requests per minute; 0 = unpaced")
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
@@ -197,20 +219,38 @@ def main() -> None:
             setup_seconds = time.perf_counter() - setup_started
             store = StagingStore.from_url(f"sqlite:///{work_dir / 'staging.db'}")
             store.migrate()
-            settings = Settings.model_validate({
-                "version": 1, "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
-                "shops": {"bench": {"name": "Bench", "flow": "erp", "starweb_conn_id": "unused",
-                                    "stock_to_starweb": {"locations": [{"starweb": "variant", "warehouses": [1]}]}}},
-            })
+            settings = Settings.model_validate(
+                {
+                    "version": 1,
+                    "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
+                    "shops": {
+                        "bench": {
+                            "name": "Bench",
+                            "flow": "erp",
+                            "starweb_conn_id": "unused",
+                            "stock_to_starweb": {"locations": [{"starweb": "variant", "warehouses": [1]}]},
+                        }
+                    },
+                }
+            )
             pacer = TimedPacer(FilePacer("bench", args.budget, work_dir), clock) if args.budget else None
 
             def open_starweb() -> StarwebClient:
-                return StarwebClient(StarwebCredentials(base_url, "demo.starmamut", "sandbox-secret"), pacer=pacer,
-                                     max_concurrency=args.concurrency,
-                                     transport=TimedTransport(clock, args.concurrency + 1))
+                return StarwebClient(
+                    StarwebCredentials(base_url, "demo.starmamut", "sandbox-secret"),
+                    pacer=pacer,
+                    max_concurrency=args.concurrency,
+                    transport=TimedTransport(clock, args.concurrency + 1),
+                )
 
-            ctx = JobContext(settings=settings, shop=settings.shop("bench"), store=store, open_starweb=open_starweb,
-                             open_mamut=lambda: gateway, params=RunParams())
+            ctx = JobContext(
+                settings=settings,
+                shop=settings.shop("bench"),
+                store=store,
+                open_starweb=open_starweb,
+                open_mamut=lambda: gateway,
+                params=RunParams(),
+            )
             first = timed_run(ctx, clock)
             admin_url = base_url.removesuffix("/api/v2") + "/_sandbox"
             httpx.post(f"{admin_url}/faults", json={"latency_ms": args.latency_ms}).raise_for_status()
@@ -223,10 +263,12 @@ def main() -> None:
         process.wait(timeout=30)
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"workload: {len(skus)} SKUs ({products} generated products), {changed} stock levels changed, "
-          f"latency after the first run {args.latency_ms} ms, budget {args.budget or 'none'}/min, "
-          f"concurrency {args.concurrency}; "
-          f"set-up (sandbox start, Mamut seed) {setup_seconds:.1f} s")
+    print(
+        f"workload: {len(skus)} SKUs ({products} generated products), {changed} stock levels changed, "
+        f"latency after the first run {args.latency_ms} ms, budget {args.budget or 'none'}/min, "
+        f"concurrency {args.concurrency}; "
+        f"set-up (sandbox start, Mamut seed) {setup_seconds:.1f} s"
+    )
     print(describe("first run (bind + push all)", first))
     print(describe("unchanged run", unchanged))
     print(describe(f"{args.changed_share:.0%} changed", measured, changed))

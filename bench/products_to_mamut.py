@@ -46,10 +46,28 @@ def minimum_requests(products: int) -> int:
 
 
 def start_sandbox(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "starmamut.sandbox", "--port", "0", "--seed", "empty",
-               "--generate", str(args.products), "--latency-ms", str(args.latency_ms), "--per-page", str(PER_PAGE)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO,
-                               env={"PYTHONPATH": str(REPO / "include"), "PATH": "/usr/bin:/bin"})
+    command = [
+        sys.executable,
+        "-m",
+        "starmamut.sandbox",
+        "--port",
+        "0",
+        "--seed",
+        "empty",
+        "--generate",
+        str(args.products),
+        "--latency-ms",
+        str(args.latency_ms),
+        "--per-page",
+        str(PER_PAGE),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO / "include"), "PATH": "/usr/bin:/bin"},
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     match = re.search(r"(http://\S+/api/v2)", line)
@@ -81,22 +99,34 @@ def main() -> None:
             create_mock_company_database(odbc)
             store = StagingStore.from_url(f"sqlite:///{work_dir / 'staging.db'}")
             store.migrate()
-            settings = Settings.model_validate({
-                "version": 1, "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
-                "shops": {"bench": {"name": "Bench", "flow": "ecom", "starweb_conn_id": "unused"}},
-            })
+            settings = Settings.model_validate(
+                {
+                    "version": 1,
+                    "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
+                    "shops": {"bench": {"name": "Bench", "flow": "ecom", "starweb_conn_id": "unused"}},
+                }
+            )
             pacer = FilePacer("bench", args.budget, work_dir) if args.budget else None
             clients: list[StarwebClient] = []
 
             def open_starweb() -> StarwebClient:
-                client = StarwebClient(StarwebCredentials(base_url, "demo.starmamut", "sandbox-secret"),
-                                       pacer=pacer, max_concurrency=args.concurrency)
+                client = StarwebClient(
+                    StarwebCredentials(base_url, "demo.starmamut", "sandbox-secret"),
+                    pacer=pacer,
+                    max_concurrency=args.concurrency,
+                )
                 clients.append(client)
                 return client
 
             gateway = MamutGateway(odbc, SchemaMap.load())
-            ctx = JobContext(settings=settings, shop=settings.shop("bench"), store=store,
-                             open_starweb=open_starweb, open_mamut=lambda: gateway, params=RunParams())
+            ctx = JobContext(
+                settings=settings,
+                shop=settings.shop("bench"),
+                store=store,
+                open_starweb=open_starweb,
+                open_mamut=lambda: gateway,
+                params=RunParams(),
+            )
             first, first_seconds = run_once(ctx)
             second, second_seconds = run_once(ctx)
             gateway.close()
@@ -106,12 +136,18 @@ def main() -> None:
 
     minimum = minimum_requests(args.products)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"workload: {args.products} products ({first['created_articles']} Mamut articles), "
-          f"latency {args.latency_ms} ms, budget {args.budget or 'none'}/min, concurrency {args.concurrency}")
-    print(f"first run : {first_seconds:7.2f} s  {args.products / first_seconds:8.1f} products/s  "
-          f"requests {first['requests']} (minimum {minimum}, ratio {first['requests'] / minimum:.3f})")
-    print(f"second run: {second_seconds:7.2f} s  {args.products / second_seconds:8.1f} products/s  "
-          f"requests {second['requests']}  changed {second['changed']}")
+    print(
+        f"workload: {args.products} products ({first['created_articles']} Mamut articles), "
+        f"latency {args.latency_ms} ms, budget {args.budget or 'none'}/min, concurrency {args.concurrency}"
+    )
+    print(
+        f"first run : {first_seconds:7.2f} s  {args.products / first_seconds:8.1f} products/s  "
+        f"requests {first['requests']} (minimum {minimum}, ratio {first['requests'] / minimum:.3f})"
+    )
+    print(
+        f"second run: {second_seconds:7.2f} s  {args.products / second_seconds:8.1f} products/s  "
+        f"requests {second['requests']}  changed {second['changed']}"
+    )
     if args.budget:
         floor = minimum / args.budget * 60
         print(f"floor (minimum requests / budget): {floor:.2f} s; first run at {floor / first_seconds:.0%} of it")

@@ -31,9 +31,18 @@ from starmamut.starweb.client import StarwebClient, StarwebCredentials  # noqa: 
 SETTINGS = {
     "version": 1,
     "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}},
-    "shops": {"demo": {"name": "Demo", "flow": "ecom", "starweb_conn_id": "unused",
-                       "orders_to_mamut": {"eligible_statuses": ["created", "picking", "completed", 5, 6],
-                                           "unknown_sku": "quarantine", "quarantine_threshold": 1.0}}},
+    "shops": {
+        "demo": {
+            "name": "Demo",
+            "flow": "ecom",
+            "starweb_conn_id": "unused",
+            "orders_to_mamut": {
+                "eligible_statuses": ["created", "picking", "completed", 5, 6],
+                "unknown_sku": "quarantine",
+                "quarantine_threshold": 1.0,
+            },
+        }
+    },
 }
 
 
@@ -48,9 +57,14 @@ def main() -> None:
         credentials = StarwebCredentials(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
 
         def ctx() -> JobContext:
-            return JobContext(settings=settings, shop=settings.shop("demo"), store=store,
-                              open_starweb=lambda: StarwebClient(credentials), open_mamut=lambda: gateway,
-                              params=RunParams())
+            return JobContext(
+                settings=settings,
+                shop=settings.shop("demo"),
+                store=store,
+                open_starweb=lambda: StarwebClient(credentials),
+                open_mamut=lambda: gateway,
+                params=RunParams(),
+            )
 
         def run() -> dict[str, Any]:
             return orders_to_mamut.run(ctx())
@@ -64,8 +78,10 @@ def main() -> None:
         gateway.close()
     extra = (with_held["requests"] - none_held["requests"]) / held if held else 0.0
     print(f"orders read: {first['read']}, quarantined on the first run: {held}")
-    print(f"requests, nothing new in the shop: {with_held['requests']} with {held} open entries, "
-          f"{none_held['requests']} with none ({healing['loaded']} orders healed and loaded in between)")
+    print(
+        f"requests, nothing new in the shop: {with_held['requests']} with {held} open entries, "
+        f"{none_held['requests']} with none ({healing['loaded']} orders healed and loaded in between)"
+    )
     print(f"extra requests per open entry: {extra:.2f} (at most 1)")
 
 

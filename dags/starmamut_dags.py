@@ -30,12 +30,17 @@ PARAMS = {
     "resync_ids": Param([], type="array", description="Starweb ids to re-sync (only these are read)."),
     "skus": Param([], type="array", description="Article numbers to sync (only these are read)."),
     "since": Param("", type="string", description="Read from this date/time (ISO 8601) instead of the watermark."),
-    "accept_quarantine": Param(False, type="boolean", description="Release a batch stopped at the quality gate: "
-                                                                  "keep its failing records quarantined, load the "
-                                                                  "rest."),
-    "on_conflict": Param("quarantine", enum=["quarantine", "link_and_skip", "overwrite", "report_only"],
-                         description="A family whose one shop product has other SKUs or axes: quarantine it, link "
-                                     "it and write nothing, overwrite the product, or only list it."),
+    "accept_quarantine": Param(
+        False,
+        type="boolean",
+        description="Release a batch stopped at the quality gate: keep its failing records quarantined, load the rest.",
+    ),
+    "on_conflict": Param(
+        "quarantine",
+        enum=["quarantine", "link_and_skip", "overwrite", "report_only"],
+        description="A family whose one shop product has other SKUs or axes: quarantine it, link "
+        "it and write nothing, overwrite the product, or only list it.",
+    ),
 }
 
 
@@ -106,19 +111,32 @@ def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
 
 
 MIGRATION_PARAMS = {
-    "dry_run": Param(False, type="boolean", description="Report exactly what would be created, linked and skipped; "
-                                                         "write nothing."),
+    "dry_run": Param(
+        False, type="boolean", description="Report exactly what would be created, linked and skipped; write nothing."
+    ),
     "skus": Param([], type="array", description="Only the product families holding these article numbers."),
-    "chunk_size": Param(500, type="integer", minimum=1, maximum=10_000,
-                        description="Product families per chunk task (each chunk is retried on its own)."),
-    "on_conflict": Param("link_and_skip", enum=["link_and_skip", "overwrite", "report_only"],
-                         description="A product the target already has (same SKUs): link it and leave it, "
-                                     "link it and overwrite it, or only list it."),
+    "chunk_size": Param(
+        500,
+        type="integer",
+        minimum=1,
+        maximum=10_000,
+        description="Product families per chunk task (each chunk is retried on its own).",
+    ),
+    "on_conflict": Param(
+        "link_and_skip",
+        enum=["link_and_skip", "overwrite", "report_only"],
+        description="A product the target already has (same SKUs): link it and leave it, "
+        "link it and overwrite it, or only list it.",
+    ),
     "include_prices": Param(True, type="boolean", description="Move the base price."),
     "include_price_lists": Param(True, type="boolean", description="Move the mapped price lists."),
     "include_stock": Param(True, type="boolean", description="Move stock and stock status."),
-    "restart": Param(False, type="boolean", description="Start over instead of resuming an unfinished run with "
-                                                        "the same options (what it moved is found linked)."),
+    "restart": Param(
+        False,
+        type="boolean",
+        description="Start over instead of resuming an unfinished run with "
+        "the same options (what it moved is found linked).",
+    ),
 }
 
 
@@ -135,8 +153,9 @@ reasons, requests; the report file's path is in the task log).
 
 **Trigger again to resume** a run that failed or was stopped: nothing is duplicated or started over.
 
-**Options:** `direction` (which side is the source), {", ".join(f"`{name}` ({param.description})"
-                                                     for name, param in MIGRATION_PARAMS.items())}
+**Options:** `direction` (which side is the source), {
+        ", ".join(f"`{name}` ({param.description})" for name, param in MIGRATION_PARAMS.items())
+    }
 
 Starweb Connection `{shop.starweb_conn_id}` · budget {shop.request_budget_per_minute} requests/min · pool `{shop.pool}`.
 """
@@ -149,8 +168,9 @@ def _migrate(step: str, shop_id: str, *args: Any) -> Any:
 
     params = get_current_context()["params"]
     with errors_name_the_shop(shop_id):
-        return getattr(migration, step)(job_context(shop_id, params), migration.MigrationOptions.from_mapping(params),
-                                        *args)
+        return getattr(migration, step)(
+            job_context(shop_id, params), migration.MigrationOptions.from_mapping(params), *args
+        )
 
 
 def migration_dag(shop: ShopConfig) -> DAG:
@@ -165,9 +185,14 @@ def migration_dag(shop: ShopConfig) -> DAG:
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
-        params={"direction": Param(default_direction, enum=["starweb_to_mamut", "mamut_to_starweb"],
-                                   description="Which side holds the catalogue to move."),
-                **MIGRATION_PARAMS},
+        params={
+            "direction": Param(
+                default_direction,
+                enum=["starweb_to_mamut", "mamut_to_starweb"],
+                description="Which side holds the catalogue to move.",
+            ),
+            **MIGRATION_PARAMS,
+        },
         tags=[f"shop:{shop.id}", f"flow:{shop.flow}", f"job:{MIGRATION}"],
     ) as dag:
 
@@ -182,7 +207,8 @@ def migration_dag(shop: ShopConfig) -> DAG:
         @task(pool=shop.pool, map_index_template="{{ chunk_label }}")
         def migrate_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
             get_current_context()["chunk_label"] = (  # type: ignore[typeddict-unknown-key]
-                f"chunk {chunk['index'] + 1}/{chunk['chunks']}: {chunk['first']} … {chunk['last']}")
+                f"chunk {chunk['index'] + 1}/{chunk['chunks']}: {chunk['first']} … {chunk['last']}"
+            )
             return _migrate("migrate_chunk", shop.id, chunk)
 
         @task(pool=shop.pool)
@@ -194,8 +220,9 @@ def migration_dag(shop: ShopConfig) -> DAG:
             return _migrate("push_values", shop.id, "stock")
 
         @task
-        def report(started: dict[str, Any], chunks: list[dict[str, Any]], prices: dict[str, Any],
-                   stock: dict[str, Any]) -> dict[str, Any]:
+        def report(
+            started: dict[str, Any], chunks: list[dict[str, Any]], prices: dict[str, Any], stock: dict[str, Any]
+        ) -> dict[str, Any]:
             return _migrate("report", shop.id, started["batch_id"], list(chunks), [prices, stock])
 
         started = start()

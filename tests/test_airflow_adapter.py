@@ -14,8 +14,14 @@ def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields) -> None:
 
 
 def test_starweb_credentials_from_host_login_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_conn(monkeypatch, "starweb_x", conn_type="http", host="https://x.starwebserver.se/api/v2/",
-             login="partner.app", password="s3cr3t-value")
+    set_conn(
+        monkeypatch,
+        "starweb_x",
+        conn_type="http",
+        host="https://x.starwebserver.se/api/v2/",
+        login="partner.app",
+        password="s3cr3t-value",
+    )
     credentials = airflow_adapter.starweb_credentials("starweb_x")
     assert credentials.base_url == "https://x.starwebserver.se/api/v2"
     assert credentials.client_id == "partner.app"
@@ -23,8 +29,15 @@ def test_starweb_credentials_from_host_login_password(monkeypatch: pytest.Monkey
 
 
 def test_starweb_base_url_in_extra_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_conn(monkeypatch, "starweb_y", conn_type="http", host="ignored", login="id", password="pw",
-             extra={"base_url": "http://127.0.0.1:8765/api/v2"})
+    set_conn(
+        monkeypatch,
+        "starweb_y",
+        conn_type="http",
+        host="ignored",
+        login="id",
+        password="pw",
+        extra={"base_url": "http://127.0.0.1:8765/api/v2"},
+    )
     assert airflow_adapter.starweb_credentials("starweb_y").base_url == "http://127.0.0.1:8765/api/v2"
 
 
@@ -44,8 +57,14 @@ def test_incomplete_starweb_connection_is_a_clear_error(monkeypatch, fields, mes
 
 
 def test_mamut_odbc_string_adds_login_and_braced_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_conn(monkeypatch, "mamut_x", conn_type="odbc", login="reader", password="p;w}d",
-             extra={"odbc_connection_string": "DRIVER={FreeTDS};Server=mamut;Port=1433;Database=MAMUT_001;"})
+    set_conn(
+        monkeypatch,
+        "mamut_x",
+        conn_type="odbc",
+        login="reader",
+        password="p;w}d",
+        extra={"odbc_connection_string": "DRIVER={FreeTDS};Server=mamut;Port=1433;Database=MAMUT_001;"},
+    )
     odbc = airflow_adapter.mamut_odbc_string("mamut_x")
     assert odbc == "DRIVER={FreeTDS};Server=mamut;Port=1433;Database=MAMUT_001;UID=reader;PWD={p;w}}d};"
 

@@ -309,10 +309,17 @@ def test_celery_executor_runs_the_demo_shop_end_to_end(sandbox, tmp_path: Path) 
         mamut_odbc = stack.enter_context(fresh_mock_database("postgres", tmp_path, seed="reference"))
         endpoints = Endpoints(home, metadata_database, free_port(), REDIS_DB)
         connections = {
-            "AIRFLOW_CONN_STARWEB_DEMO": json.dumps({"conn_type": "starweb", "host": sandbox.base_url,
-                                                     "login": sandbox.client_id, "password": sandbox.client_secret}),
-            "AIRFLOW_CONN_MAMUT_DEFAULT": json.dumps({"conn_type": "mamut_odbc",
-                                                      "extra": {"odbc_connection_string": mamut_odbc}}),
+            "AIRFLOW_CONN_STARWEB_DEMO": json.dumps(
+                {
+                    "conn_type": "starweb",
+                    "host": sandbox.base_url,
+                    "login": sandbox.client_id,
+                    "password": sandbox.client_secret,
+                }
+            ),
+            "AIRFLOW_CONN_MAMUT_DEFAULT": json.dumps(
+                {"conn_type": "mamut_odbc", "extra": {"odbc_connection_string": mamut_odbc}}
+            ),
         }
         config = demo_config(tmp_path / "shops.yaml")
         env = component_environment(
@@ -321,20 +328,34 @@ def test_celery_executor_runs_the_demo_shop_end_to_end(sandbox, tmp_path: Path) 
             {"STARMAMUT_CONFIG": str(config), **connections},
         )
         (home / "auth" / "passwords.json").write_text(json.dumps({"admin": admin_password}))
-        migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
-                                 text=True, timeout=300, stdin=subprocess.DEVNULL)
+        migrate = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
 
         log_dir = tmp_path / "components"
         log_dir.mkdir()
         components = Components(env, log_dir)
         stack.callback(components.stop)
-        components.start("api-server", [*COMPONENTS["airflow-apiserver"], "--host", "127.0.0.1",
-                                        "--port", str(endpoints.api_port)])
+        components.start(
+            "api-server", [*COMPONENTS["airflow-apiserver"], "--host", "127.0.0.1", "--port", str(endpoints.api_port)]
+        )
         components.start("scheduler", COMPONENTS["airflow-scheduler"])
         components.start("dag-processor", COMPONENTS["airflow-dag-processor"])
-        components.start("celery-worker", [*COMPONENTS["airflow-worker"], "--skip-serve-logs",
-                                           "--celery-hostname", f"starmamut-test-{endpoints.api_port}@%h"])
+        components.start(
+            "celery-worker",
+            [
+                *COMPONENTS["airflow-worker"],
+                "--skip-serve-logs",
+                "--celery-hostname",
+                f"starmamut-test-{endpoints.api_port}@%h",
+            ],
+        )
         api = RestApi(endpoints.api_url, components.check_alive)
         stack.callback(api.close)
         try:
@@ -377,12 +398,16 @@ def run_and_check(
 def check_connection_tests(api: RestApi, sandbox: Any, mamut_odbc: str) -> None:
     """The UI's Test button (POST /connections/test) on both connection types, with good and bad settings."""
     wrong_secret = "not-the-" + secrets.token_hex(4)
-    starweb = {"connection_id": "starweb_check", "conn_type": "starweb", "host": sandbox.base_url,
-               "login": sandbox.client_id}
+    starweb = {
+        "connection_id": "starweb_check",
+        "conn_type": "starweb",
+        "host": sandbox.base_url,
+        "login": sandbox.client_id,
+    }
     assert api.call("POST", "/connections/test", json={**starweb, "password": sandbox.client_secret}) == {
         "status": True,
         "message": f"Connected to Starweb shop {sandbox.state.shop()['name']!r} ({sandbox.state.shop()['idCode']})"
-                   f" as {sandbox.client_id!r}",
+        f" as {sandbox.client_id!r}",
     }
     refused = api.call("POST", "/connections/test", json={**starweb, "password": wrong_secret})
     assert refused["status"] is False
@@ -391,14 +416,18 @@ def check_connection_tests(api: RestApi, sandbox: Any, mamut_odbc: str) -> None:
 
     mamut = {"connection_id": "mamut_check", "conn_type": "mamut_odbc", "login": PG_USER}
     odbc_without_user = mamut_odbc.replace(f"Uid={PG_USER};", "")
-    reached = api.call("POST", "/connections/test",
-                       json={**mamut, "extra": json.dumps({"odbc_connection_string": odbc_without_user})})
+    reached = api.call(
+        "POST", "/connections/test", json={**mamut, "extra": json.dumps({"odbc_connection_string": odbc_without_user})}
+    )
     database = odbc_without_user.split("Database=")[1].split(";")[0]
     assert reached["status"] is True, reached["message"]
     assert f"as {PG_USER!r}, database {database!r}; table product (G_PROD) answers" in reached["message"]
     unreachable_odbc = odbc_without_user.replace(f"Port={PG_PORT}", "Port=1")
-    unreachable = api.call("POST", "/connections/test", json={
-        **mamut, "password": wrong_secret, "extra": json.dumps({"odbc_connection_string": unreachable_odbc})})
+    unreachable = api.call(
+        "POST",
+        "/connections/test",
+        json={**mamut, "password": wrong_secret, "extra": json.dumps({"odbc_connection_string": unreachable_odbc})},
+    )
     assert unreachable["status"] is False
     assert unreachable["message"].startswith("Mamut connect failed") and "PWD=***" in unreachable["message"]
     assert wrong_secret not in unreachable["message"]

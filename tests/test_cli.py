@@ -22,8 +22,9 @@ def run_cli(*args: str, config: Path | None = None, cwd: Path = REPO_ROOT) -> su
     env.pop("STARMAMUT_CONFIG", None)
     if config is not None:
         env["STARMAMUT_CONFIG"] = str(config)
-    return subprocess.run([sys.executable, "-m", "starmamut", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "starmamut", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 def test_every_command_and_argument_has_help() -> None:
@@ -58,11 +59,23 @@ def test_summary_with_a_missing_mamut_db_is_one_line_and_creates_nothing(tmp_pat
 
 def test_config_errors_are_named_without_a_traceback(tmp_path: Path) -> None:
     path = tmp_path / "shops.yaml"
-    path.write_text(yaml.safe_dump({
-        "version": 1, "mamut": {"conn_id": "m", "vat_codes": {25: 1}},
-        "shops": {"demo": {"name": "Demo", "flow": "ecom", "starweb_conn_id": "s",
-                           "schedules": {"orders_to_mamut": "*/5 * * *"}}},
-    }), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "mamut": {"conn_id": "m", "vat_codes": {25: 1}},
+                "shops": {
+                    "demo": {
+                        "name": "Demo",
+                        "flow": "ecom",
+                        "starweb_conn_id": "s",
+                        "schedules": {"orders_to_mamut": "*/5 * * *"},
+                    }
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
     for command in ("dags", "pools"):
         result = run_cli(command, config=path)
         assert result.returncode == 1

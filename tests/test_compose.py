@@ -98,8 +98,10 @@ def test_env_example_holds_only_placeholders_for_secrets() -> None:
 
 def test_staging_connection_names_the_database_postgres_creates() -> None:
     staging = json.loads(env_example()["AIRFLOW_CONN_STARMAMUT_STAGING"])
-    created = re.findall(r"CREATE DATABASE (\w+);", "".join(
-        path.read_text() for path in sorted((REPO_ROOT / "docker" / "postgres-init").glob("*.sql"))))
+    created = re.findall(
+        r"CREATE DATABASE (\w+);",
+        "".join(path.read_text() for path in sorted((REPO_ROOT / "docker" / "postgres-init").glob("*.sql"))),
+    )
 
     assert staging["extra"]["sqlalchemy_url"].rsplit("/", 1)[1] in created
     assert "./docker/postgres-init:/docker-entrypoint-initdb.d:ro" in load_compose()["services"]["postgres"]["volumes"]

@@ -14,8 +14,12 @@ VALID = {
     "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2}},
     "shops": {
         "alpha": {"name": "Alpha", "flow": "ecom", "starweb_conn_id": "starweb_alpha"},
-        "beta": {"name": "Beta", "flow": "combo", "starweb_conn_id": "starweb_beta",
-                 "schedules": {"products_to_mamut": "*/30 * * * *"}},
+        "beta": {
+            "name": "Beta",
+            "flow": "combo",
+            "starweb_conn_id": "starweb_beta",
+            "schedules": {"products_to_mamut": "*/30 * * * *"},
+        },
     },
 }
 
@@ -47,18 +51,31 @@ def test_shops_keyed_by_id_with_defaults_and_schedules(tmp_path: Path) -> None:
     [
         (lambda d: d["shops"]["beta"].update(flow="shopify"), "shop 'beta': field 'flow'"),
         (lambda d: d["shops"]["alpha"].pop("starweb_conn_id"), "shop 'alpha': field 'starweb_conn_id'"),
-        (lambda d: d["shops"]["alpha"].update(request_budget_per_minute=0),
-         "shop 'alpha': field 'request_budget_per_minute'"),
-        (lambda d: d["shops"]["alpha"].update(schedules={"prices_to_the_moon": "@daily"}),
-         "shop 'alpha': field 'schedules'"),
-        (lambda d: d["shops"]["beta"].update(products_to_mamut={"main_sku_template": "MAIN"}),
-         "shop 'beta': field 'products_to_mamut.main_sku_template'"),
-        (lambda d: d["shops"]["beta"].update(prices_to_starweb={"pricelists": [
-            {"starweb": 2, "mamut": "Återförsäljare", "allow_inactive": "sometimes"}]}),
-         "shop 'beta': field 'prices_to_starweb.pricelists.0.allow_inactive'"),
+        (
+            lambda d: d["shops"]["alpha"].update(request_budget_per_minute=0),
+            "shop 'alpha': field 'request_budget_per_minute'",
+        ),
+        (
+            lambda d: d["shops"]["alpha"].update(schedules={"prices_to_the_moon": "@daily"}),
+            "shop 'alpha': field 'schedules'",
+        ),
+        (
+            lambda d: d["shops"]["beta"].update(products_to_mamut={"main_sku_template": "MAIN"}),
+            "shop 'beta': field 'products_to_mamut.main_sku_template'",
+        ),
+        (
+            lambda d: d["shops"]["beta"].update(
+                prices_to_starweb={
+                    "pricelists": [{"starweb": 2, "mamut": "Återförsäljare", "allow_inactive": "sometimes"}]
+                }
+            ),
+            "shop 'beta': field 'prices_to_starweb.pricelists.0.allow_inactive'",
+        ),
         (lambda d: d["shops"]["alpha"].update(colour="blue"), "shop 'alpha': field 'colour'"),
-        (lambda d: d["shops"].update({"Bad Id": {"name": "x", "flow": "ecom", "starweb_conn_id": "c"}}),
-         "shop 'Bad Id': field 'id'"),
+        (
+            lambda d: d["shops"].update({"Bad Id": {"name": "x", "flow": "ecom", "starweb_conn_id": "c"}}),
+            "shop 'Bad Id': field 'id'",
+        ),
         (lambda d: d["mamut"].update(vat_codes={}), "field 'mamut.vat_codes'"),
         (lambda d: d["mamut"].update(timezone="Europe/Stockhlm"), "field 'mamut.timezone'"),
     ],
@@ -106,8 +123,9 @@ def test_bad_schedules_name_file_shop_and_job(tmp_path: Path, schedule: str, rea
     assert len(message.splitlines()) == 1, message
 
 
-@pytest.mark.parametrize("schedule", ["@hourly", "@daily", "@once", "@continuous", "*/5 * * * *",
-                                      "0 6-22 * * 1-5", " 15 3 * * sun ", None])
+@pytest.mark.parametrize(
+    "schedule", ["@hourly", "@daily", "@once", "@continuous", "*/5 * * * *", "0 6-22 * * 1-5", " 15 3 * * sun ", None]
+)
 def test_good_schedules_pass(tmp_path: Path, schedule: str | None) -> None:
     data = yaml.safe_load(yaml.safe_dump(VALID))
     data["shops"]["alpha"]["schedules"] = {"orders_to_mamut": schedule}

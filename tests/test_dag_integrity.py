@@ -18,10 +18,18 @@ THREE_SHOPS = {
     "version": 1,
     "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1}},
     "shops": {
-        "se": {"name": "Sverige", "flow": "ecom", "starweb_conn_id": "starweb_se",
-               "extra_jobs": ["order_status_to_starweb"]},
-        "no": {"name": "Norge", "flow": "combo", "starweb_conn_id": "starweb_no",
-               "schedules": {"products_to_mamut": "15 * * * *"}},
+        "se": {
+            "name": "Sverige",
+            "flow": "ecom",
+            "starweb_conn_id": "starweb_se",
+            "extra_jobs": ["order_status_to_starweb"],
+        },
+        "no": {
+            "name": "Norge",
+            "flow": "combo",
+            "starweb_conn_id": "starweb_no",
+            "schedules": {"products_to_mamut": "15 * * * *"},
+        },
         "b2b": {"name": "Grossist", "flow": "erp", "starweb_conn_id": "starweb_b2b"},
     },
 }
@@ -55,11 +63,22 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
     # erp shops do not run products_to_mamut (Mamut governs their articles); every flow transfers orders;
     # an ecom shop reports order status only when it turns the job on
     assert sorted(bag.dag_ids) == [
-        "b2b__initial_product_sync", "b2b__order_status_to_starweb", "b2b__orders_to_mamut", "b2b__prices_to_starweb",
-        "b2b__products_to_starweb", "b2b__stock_to_starweb",
-        "no__initial_product_sync", "no__order_status_to_starweb", "no__orders_to_mamut", "no__prices_to_starweb",
-        "no__products_to_mamut", "no__stock_to_starweb",
-        "se__initial_product_sync", "se__order_status_to_starweb", "se__orders_to_mamut", "se__products_to_mamut",
+        "b2b__initial_product_sync",
+        "b2b__order_status_to_starweb",
+        "b2b__orders_to_mamut",
+        "b2b__prices_to_starweb",
+        "b2b__products_to_starweb",
+        "b2b__stock_to_starweb",
+        "no__initial_product_sync",
+        "no__order_status_to_starweb",
+        "no__orders_to_mamut",
+        "no__prices_to_starweb",
+        "no__products_to_mamut",
+        "no__stock_to_starweb",
+        "se__initial_product_sync",
+        "se__order_status_to_starweb",
+        "se__orders_to_mamut",
+        "se__products_to_mamut",
     ]
     for dag_id, dag in bag.dags.items():
         shop, _, job = dag_id.partition("__")
@@ -83,8 +102,7 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
     assert "since" in bag.dags["se__orders_to_mamut"].params and "since" not in bag.dags["se__products_to_mamut"].params
 
 
-def test_migration_dags_are_manual_chunked_and_pooled(monkeypatch: pytest.MonkeyPatch,
-                                                      three_shop_config: Path) -> None:
+def test_migration_dags_are_manual_chunked_and_pooled(monkeypatch: pytest.MonkeyPatch, three_shop_config: Path) -> None:
     bag = dagbag(monkeypatch, three_shop_config)
     assert bag.import_errors == {}
     for shop in ("se", "no", "b2b"):
@@ -92,9 +110,24 @@ def test_migration_dags_are_manual_chunked_and_pooled(monkeypatch: pytest.Monkey
         assert dag.schedule is None and dag.max_active_runs == 1 and dag.catchup is False
         assert f"shop:{shop}" in dag.tags and "job:initial_product_sync" in dag.tags
         assert [t.task_id for t in dag.topological_sort()] == [
-            "start", "extract", "migrate_chunk", "push_prices", "push_stock", "report"]
-        assert set(dag.params) == {"direction", "dry_run", "skus", "chunk_size", "on_conflict", "include_prices",
-                                   "include_price_lists", "include_stock", "restart"}
+            "start",
+            "extract",
+            "migrate_chunk",
+            "push_prices",
+            "push_stock",
+            "report",
+        ]
+        assert set(dag.params) == {
+            "direction",
+            "dry_run",
+            "skus",
+            "chunk_size",
+            "on_conflict",
+            "include_prices",
+            "include_price_lists",
+            "include_stock",
+            "restart",
+        }
         assert all(f"`{name}`" in dag.doc_md for name in dag.params)
         assert dag.get_task("migrate_chunk").is_mapped and not dag.get_task("extract").is_mapped
         for task_id in ("extract", "migrate_chunk", "push_prices", "push_stock"):
@@ -124,9 +157,14 @@ def test_parsing_imports_no_heavy_modules() -> None:
         "heavy = sorted(m for m in heavy if m in sys.modules);"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(DAGS / "starmamut_dags.py")], capture_output=True,
-                         text=True, check=True, cwd=REPO_ROOT, env={**os.environ,
-                                                                    "PYTHONPATH": str(REPO_ROOT / "include")})
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(DAGS / "starmamut_dags.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "include")},
+    )
     assert out.stdout.strip().splitlines()[-1:] in ([""], []), out.stdout
 
 
@@ -138,8 +176,7 @@ def test_an_optional_job_outside_its_flows_is_a_config_error(monkeypatch: pytest
     assert "shop 'no'" in message and "'products_to_mamut' is not an optional job of flow 'combo'" in message
 
 
-def test_a_bad_shop_is_an_import_error_and_hides_no_other_shop(monkeypatch: pytest.MonkeyPatch,
-                                                                tmp_path: Path) -> None:
+def test_a_bad_shop_is_an_import_error_and_hides_no_other_shop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """One shop's bad cron string names the file, shop and job; the other shops' DAGs still load."""
     config = yaml.safe_load(yaml.safe_dump(THREE_SHOPS))
     config["shops"]["no"]["schedules"] = {"products_to_mamut": "61 * * * *"}
@@ -154,8 +191,9 @@ def test_a_bad_shop_is_an_import_error_and_hides_no_other_shop(monkeypatch: pyte
     assert {"se__orders_to_mamut", "se__initial_product_sync", "b2b__stock_to_starweb"} <= set(bag.dag_ids)
 
 
-def test_a_shop_whose_dags_fail_to_build_hides_no_other_shop(monkeypatch: pytest.MonkeyPatch,
-                                                               three_shop_config: Path) -> None:
+def test_a_shop_whose_dags_fail_to_build_hides_no_other_shop(
+    monkeypatch: pytest.MonkeyPatch, three_shop_config: Path
+) -> None:
     """An exception while building one shop's DAGs is reported with the shop; the others load."""
     from starmamut.jobs import registry
 

@@ -35,27 +35,35 @@ CONFIG = {
     "staging_conn_id": "starmamut_staging",
     "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}},
     "shops": {
-        "demo": {"name": "Demo", "flow": "ecom", "starweb_conn_id": "starweb_demo",
-                 "orders_to_mamut": {"eligible_statuses": ["created", "picking", "completed", 5, 6]},
-                 "extra_jobs": ["order_status_to_starweb"]},
+        "demo": {
+            "name": "Demo",
+            "flow": "ecom",
+            "starweb_conn_id": "starweb_demo",
+            "orders_to_mamut": {"eligible_statuses": ["created", "picking", "completed", 5, 6]},
+            "extra_jobs": ["order_status_to_starweb"],
+        },
         "b2b": {"name": "Grossist", "flow": "erp", "starweb_conn_id": "starweb_demo"},
     },
 }
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda p: f"mamut-{p[0]}-staging-{p[1]}")
-def wired(request, sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shop_config,
-          airflow_db) -> Iterator[dict[str, Any]]:
+def wired(
+    request, sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shop_config, airflow_db
+) -> Iterator[dict[str, Any]]:
     mamut_backend, staging_backend = request.param
     with fresh_mock_database(mamut_backend, tmp_path, seed="demo") as odbc:
         urls = staging_url_for(staging_backend, tmp_path)
         staging_url = next(urls)
         shop_config(CONFIG)
-        monkeypatch.setenv("AIRFLOW_CONN_STARWEB_DEMO",
-                           starweb_connection(sandbox.base_url, sandbox.client_id, sandbox.client_secret))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_STARWEB_DEMO", starweb_connection(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
+        )
         monkeypatch.setenv("AIRFLOW_CONN_MAMUT_DEFAULT", mamut_connection(odbc))
-        monkeypatch.setenv("AIRFLOW_CONN_STARMAMUT_STAGING",
-                           json.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": staging_url}}))
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_STARMAMUT_STAGING",
+            json.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": staging_url}}),
+        )
         gateway = MamutGateway(odbc, SchemaMap.load())
         store = StagingStore.from_url(staging_url)
         try:
@@ -107,8 +115,11 @@ def test_orders_dag_transfers_the_eligible_orders_once(wired, sandbox) -> None:
 @pytest.mark.slow
 def test_erp_shop_dag_publishes_mamut_articles_to_the_shop(wired, sandbox) -> None:
     assert run_dag("b2b__products_to_starweb").state == "success"
-    mamut_skus = {article.sku for snapshot in CatalogueReader(wired["gateway"]).iter_families()
-                  for article in (snapshot.family.variants or (snapshot.family.main,))}
+    mamut_skus = {
+        article.sku
+        for snapshot in CatalogueReader(wired["gateway"]).iter_families()
+        for article in (snapshot.family.variants or (snapshot.family.main,))
+    }
     assert mamut_skus and all(sandbox.state.find_variant(sku) for sku in mamut_skus)
 
 
@@ -149,9 +160,15 @@ def chunk_task_states(run: Any) -> list[str]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        instances = session.query(TaskInstance).filter(
-            TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id,
-            TaskInstance.task_id == "migrate_chunk").all()
+        instances = (
+            session.query(TaskInstance)
+            .filter(
+                TaskInstance.dag_id == run.dag_id,
+                TaskInstance.run_id == run.run_id,
+                TaskInstance.task_id == "migrate_chunk",
+            )
+            .all()
+        )
         return sorted(str(instance.state) for instance in instances)
 
 
@@ -181,10 +198,16 @@ def test_migration_dag_moves_the_shop_catalogue_in_mapped_chunks_then_changes_no
 def test_migration_dag_publishes_mamut_articles_to_the_shop(wired, sandbox) -> None:
     run = run_dag("b2b__initial_product_sync", {"direction": "mamut_to_starweb", "chunk_size": 3})
     assert run.state == "success"
-    mamut_skus = {article.sku for snapshot in CatalogueReader(wired["gateway"]).iter_families()
-                  for article in (snapshot.family.variants or (snapshot.family.main,))}
+    mamut_skus = {
+        article.sku
+        for snapshot in CatalogueReader(wired["gateway"]).iter_families()
+        for article in (snapshot.family.variants or (snapshot.family.main,))
+    }
     (batch,) = wired["store"].latest_batches("b2b", job="initial_product_sync", limit=1)
-    assert batch.counts["created"] == batch.counts["families"] == len(list(CatalogueReader(wired["gateway"])
-                                                                          .iter_families()))
+    assert (
+        batch.counts["created"]
+        == batch.counts["families"]
+        == len(list(CatalogueReader(wired["gateway"]).iter_families()))
+    )
     assert {sku for sku in mamut_skus if not sandbox.state.find_variant(sku)} == set()
     assert wired["store"].open_quarantine("b2b") == []

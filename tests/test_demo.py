@@ -20,12 +20,23 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_demo_syncs_the_demo_shop_and_prints_what_landed(tmp_path) -> None:
-    env = {**os.environ, "STARMAMUT_HOME": str(tmp_path / "airflow"), "STARMAMUT_DEMO_DIR": str(tmp_path / "demo"),
-           "STARMAMUT_SANDBOX_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "STARMAMUT_HOME": str(tmp_path / "airflow"),
+        "STARMAMUT_DEMO_DIR": str(tmp_path / "demo"),
+        "STARMAMUT_SANDBOX_PORT": str(free_port()),
+    }
     env.pop("AIRFLOW_HOME", None)
     env.pop("STARMAMUT_CONFIG", None)
-    done = subprocess.run(["bash", "bin/demo", "--exit-after-sync"], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=600, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["bash", "bin/demo", "--exit-after-sync"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     articles = int(re.search(r"Mamut articles \((\d+)\)", done.stdout).group(1))
     orders = int(re.search(r"Mamut orders \((\d+)\)", done.stdout).group(1))

@@ -62,8 +62,13 @@ def test_both_connection_types_are_registered_with_their_form() -> None:
 
 
 def starweb_fields(sandbox: Any, **overrides: Any) -> dict[str, Any]:
-    return {"conn_type": "starweb", "host": sandbox.base_url, "login": sandbox.client_id,
-            "password": sandbox.client_secret, **overrides}
+    return {
+        "conn_type": "starweb",
+        "host": sandbox.base_url,
+        "login": sandbox.client_id,
+        "password": sandbox.client_secret,
+        **overrides,
+    }
 
 
 def test_starweb_connection_test_obtains_a_token_and_names_the_shop(sandbox, monkeypatch) -> None:

@@ -61,20 +61,33 @@ CHUNK_SIZE = 3  # five chunks of the demo shop, two of Mamut's demo families
 
 def settings_for(direction: str, **sections: Any) -> Settings:
     """The demo shop's settings for a direction; ``sections`` replace whole sections of the shop (e.g. its stock)."""
-    return Settings.model_validate({
-        "version": 1,
-        "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
-        "shops": {SHOP: {
-            "name": "Demo", "flow": FLOWS[direction], "starweb_conn_id": "unused",
-            "products_to_mamut": {"quarantine_threshold": 0.9},
-            "products_to_starweb": {"new_product_visibility": "visible", "quarantine_threshold": 0.9},
-            "prices_to_starweb": {"pricelists": [{"starweb": pricelist, "mamut": source}
-                                                 for pricelist, source in PRICE_SOURCES.items()]},
-            "stock_to_starweb": {"locations": [{"starweb": "variant", "warehouses": STOCK_GROUPS["variant"]},
-                                               {"starweb": STORE, "warehouses": STOCK_GROUPS["store"]}]},
-            **sections,
-        }},
-    })
+    return Settings.model_validate(
+        {
+            "version": 1,
+            "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
+            "shops": {
+                SHOP: {
+                    "name": "Demo",
+                    "flow": FLOWS[direction],
+                    "starweb_conn_id": "unused",
+                    "products_to_mamut": {"quarantine_threshold": 0.9},
+                    "products_to_starweb": {"new_product_visibility": "visible", "quarantine_threshold": 0.9},
+                    "prices_to_starweb": {
+                        "pricelists": [
+                            {"starweb": pricelist, "mamut": source} for pricelist, source in PRICE_SOURCES.items()
+                        ]
+                    },
+                    "stock_to_starweb": {
+                        "locations": [
+                            {"starweb": "variant", "warehouses": STOCK_GROUPS["variant"]},
+                            {"starweb": STORE, "warehouses": STOCK_GROUPS["store"]},
+                        ]
+                    },
+                    **sections,
+                }
+            },
+        }
+    )
 
 
 @dataclass
@@ -92,8 +105,9 @@ class Systems:
         return {"direction": self.direction, "chunk_size": CHUNK_SIZE, **overrides}
 
     def ctx(self, params: Mapping[str, Any]) -> JobContext:
-        return sandbox_job_context(settings_for(self.direction, **self.sections), self.sandbox, self.store,
-                                   self.mamut, params, shop=SHOP)
+        return sandbox_job_context(
+            settings_for(self.direction, **self.sections), self.sandbox, self.store, self.mamut, params, shop=SHOP
+        )
 
     def migrate(self, **overrides: Any) -> dict[str, Any]:
         params = self.params(**overrides)
@@ -126,17 +140,23 @@ def open_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
 
 def outcomes(result: Mapping[str, Any]) -> dict[str, Any]:
     """A run's counts without those that differ between two runs of the same work."""
-    return {key: value for key, value in result.items()
-            if key not in ("requests_this_run", "seconds_since_start", "report_file")}
+    return {
+        key: value
+        for key, value in result.items()
+        if key not in ("requests_this_run", "seconds_since_start", "report_file")
+    }
 
 
 def mamut_tables(gateway: MamutGateway) -> dict[str, list[dict[str, Any]]]:
     """Every article, price-list line and stock row exactly as stored, edit dates included."""
     with gateway.transaction() as transaction:
-        return {table: sorted(transaction.select(table, [column.logical
-                                                         for column in gateway.schema_map.table(table).columns]),
-                              key=repr)
-                for table in ("product", "price_list_line", "product_stock")}
+        return {
+            table: sorted(
+                transaction.select(table, [column.logical for column in gateway.schema_map.table(table).columns]),
+                key=repr,
+            )
+            for table in ("product", "price_list_line", "product_stock")
+        }
 
 
 def mamut_catalogue(gateway: MamutGateway) -> dict[str, Any]:
@@ -144,26 +164,42 @@ def mamut_catalogue(gateway: MamutGateway) -> dict[str, Any]:
     holding the same catalogue); fails on an article number or a line held twice."""
     rows = mamut_rows(gateway)
     sku_of = {row["product_key"]: sku for sku, row in rows.items()}
-    articles = {sku: {**{column: value for column, value in row.items()
-                         if column not in ("product_key", "main_product_key", "reg_date", "edit_date")},
-                      "main_sku": sku_of.get(row["main_product_key"])}
-                for sku, row in rows.items()}
+    articles = {
+        sku: {
+            **{
+                column: value
+                for column, value in row.items()
+                if column not in ("product_key", "main_product_key", "reg_date", "edit_date")
+            },
+            "main_sku": sku_of.get(row["main_product_key"]),
+        }
+        for sku, row in rows.items()
+    }
     with gateway.transaction() as transaction:
-        lists = {row["price_list_id"]: row["name"]
-                 for row in transaction.select("price_list", ["price_list_id", "name"])}
-        lines = [((sku_of[row["product_key"]], lists[row["price_list_id"]], row["min_qty"]), row["price"])
-                 for row in transaction.select("price_list_line", ["price_list_id", "product_key", "min_qty", "price"])]
-        stock = [((sku_of[row["product_key"]], row["warehouse_id"]), (row["qty_in_stock"], row["qty_reserved"]))
-                 for row in transaction.select("product_stock", ["product_key", "warehouse_id", "qty_in_stock",
-                                                                 "qty_reserved"])]
+        lists = {
+            row["price_list_id"]: row["name"] for row in transaction.select("price_list", ["price_list_id", "name"])
+        }
+        lines = [
+            ((sku_of[row["product_key"]], lists[row["price_list_id"]], row["min_qty"]), row["price"])
+            for row in transaction.select("price_list_line", ["price_list_id", "product_key", "min_qty", "price"])
+        ]
+        stock = [
+            ((sku_of[row["product_key"]], row["warehouse_id"]), (row["qty_in_stock"], row["qty_reserved"]))
+            for row in transaction.select(
+                "product_stock", ["product_key", "warehouse_id", "qty_in_stock", "qty_reserved"]
+            )
+        ]
     assert len(dict(lines)) == len(lines) and len(dict(stock)) == len(stock), "a Mamut value row is held twice"
     return {"articles": articles, "price_list_lines": dict(lines), "stock": dict(stock)}
 
 
 def shop_variants(sandbox: Sandbox) -> dict[str, tuple[int, dict[str, Any]]]:
     """Every shop variant by SKU, with its product id; fails on a SKU the shop holds twice."""
-    listed = [(variant["sku"].casefold(), (product_id, variant)) for product_id in sandbox.state.product_ids()
-              for variant in sandbox.state.list_variants(product_id)]
+    listed = [
+        (variant["sku"].casefold(), (product_id, variant))
+        for product_id in sandbox.state.product_ids()
+        for variant in sandbox.state.list_variants(product_id)
+    ]
     assert len(dict(listed)) == len(listed), "a SKU is on two shop variants"
     return {variant["sku"]: (product_id, variant) for _, (product_id, variant) in listed}
 
@@ -179,14 +215,20 @@ def shop_catalogue(sandbox: Sandbox) -> dict[frozenset[str], dict[str, Any]]:
         for listed in state.list_variants(product_id):
             variant = state.variant(product_id, listed["variantId"], ["attributeValues.attribute"])
             variants[variant["sku"]] = {
-                **{field: value for field, value in variant.items()
-                   if field not in ("variantId", "attributeValueLinks", "attributeValues")},
+                **{
+                    field: value
+                    for field, value in variant.items()
+                    if field not in ("variantId", "attributeValueLinks", "attributeValues")
+                },
                 "axes": axis_values(variant),
                 "prices": state.prices(product_id, listed["variantId"], volume=True),
                 "stocks": state.stocks(product_id, listed["variantId"]),
             }
-        product = {field: value for field, value in state.product(product_id).items()
-                   if field not in ("productId", "createdAt", "modifiedAt")}
+        product = {
+            field: value
+            for field, value in state.product(product_id).items()
+            if field not in ("productId", "createdAt", "modifiedAt")
+        }
         catalogue[frozenset(variants)] = {**product, "languages": state.languages(product_id), "variants": variants}
     return catalogue
 
@@ -206,22 +248,28 @@ def assert_mamut_holds_the_shop(systems: Systems, articles_by_products_to_mamut:
     variants = shop_variants(sandbox)
     assert {(row.sku, row.source): row.price for row in reader.iter_prices(list(PRICE_SOURCES.values()))} == {
         (sku, source): Decimal(str(shop_price_of(sandbox, sku, pricelist)))
-        for sku in variants for pricelist, source in PRICE_SOURCES.items()}
-    assert {row.sku: row.on_hand for row in reader.iter_stock({"variant": STOCK_GROUPS["variant"]},
-                                                              subtract_reserved=False)} == {
-        sku: Decimal(str(variant["stockQuantity"])) for sku, (_, variant) in variants.items()}
+        for sku in variants
+        for pricelist, source in PRICE_SOURCES.items()
+    }
+    assert {
+        row.sku: row.on_hand for row in reader.iter_stock({"variant": STOCK_GROUPS["variant"]}, subtract_reserved=False)
+    } == {sku: Decimal(str(variant["stockQuantity"])) for sku, (_, variant) in variants.items()}
 
 
 def assert_shop_holds_mamut(sandbox: Sandbox, mamut: MamutGateway) -> None:
     """One shop product per Mamut family with its SKUs and values, each mapped price list's price and the stock of
     each mapped warehouse group, as the catalogue reader reads them."""
     assert_shop_matches_mamut(sandbox, mamut)
-    assert set(shop_catalogue(sandbox)) == {frozenset(article.sku for article in (family.variants or (family.main,)))
-                                           for family in families(mamut).values()}
+    assert set(shop_catalogue(sandbox)) == {
+        frozenset(article.sku for article in (family.variants or (family.main,))) for family in families(mamut).values()
+    }
     reader = CatalogueReader(mamut)
-    expected_prices = {(row.sku, pricelist): cents(row.price)
-                       for row in reader.iter_prices(list(PRICE_SOURCES.values()))
-                       for pricelist, source in PRICE_SOURCES.items() if source == row.source}
+    expected_prices = {
+        (row.sku, pricelist): cents(row.price)
+        for row in reader.iter_prices(list(PRICE_SOURCES.values()))
+        for pricelist, source in PRICE_SOURCES.items()
+        if source == row.source
+    }
     assert {sku for sku, _ in expected_prices} == sellable_skus(mamut)
     assert {key: shop_price_of(sandbox, *key) for key in expected_prices} == expected_prices
     expected_stocks: dict[str, dict[str, tuple[int, int]]] = {}
@@ -232,15 +280,20 @@ def assert_shop_holds_mamut(sandbox: Sandbox, mamut: MamutGateway) -> None:
 
 def writes_to(sandbox: Sandbox, product_id: int) -> list[tuple[str, str]]:
     """Write requests on one shop product or anything under it."""
-    return [(request.method, request.path) for request in sandbox.write_requests()
-            if request.path == f"/products/{product_id}" or request.path.startswith(f"/products/{product_id}/")]
+    return [
+        (request.method, request.path)
+        for request in sandbox.write_requests()
+        if request.path == f"/products/{product_id}" or request.path.startswith(f"/products/{product_id}/")
+    ]
 
 
 def write_kinds(sandbox: Sandbox) -> list[tuple[str, str]]:
     """Every write request as (method, path with product and variant ids left out): two shops given the same
     catalogue number their products in whatever order the concurrent creates arrive."""
-    return sorted((request.method, re.sub(r"/(products|variants)/\d+", r"/\1/{id}", request.path))
-                  for request in sandbox.write_requests())
+    return sorted(
+        (request.method, re.sub(r"/(products|variants)/\d+", r"/\1/{id}", request.path))
+        for request in sandbox.write_requests()
+    )
 
 
 def page_reads(sandbox: Sandbox, since: int = 0) -> int:
@@ -266,12 +319,13 @@ def assert_resumes(systems: Systems, batch_id: str) -> None:
     """Triggered again with the same options, the run takes up the unfinished batch instead of starting one."""
     params = systems.params()
     assert initial_product_sync.start(systems.ctx(params), MigrationOptions.from_mapping(params)) == {
-        "batch_id": batch_id, "resumed": True}
+        "batch_id": batch_id,
+        "resumed": True,
+    }
 
 
 def assert_one_finished_batch(systems: Systems, batch_id: str) -> None:
-    assert [(batch.batch_id, batch.status) for batch in systems.store.latest_batches(SHOP, JOB)] == [
-        (batch_id, "done")]
+    assert [(batch.batch_id, batch.status) for batch in systems.store.latest_batches(SHOP, JOB)] == [(batch_id, "done")]
 
 
 # ------------------------------------------------------------------------------------------------ pre-existing data
@@ -279,9 +333,14 @@ def assert_one_finished_batch(systems: Systems, batch_id: str) -> None:
 
 def add_matching_shop_product(sandbox: Sandbox) -> int:
     """A shop product with exactly the SKU of Mamut's MUGG-ORE (spelt in lower case), under another name."""
-    return sandbox.state.add_product({"visibility": "visible", "defaultVatRate": "25",
-                                      "languages": [{"langCode": "sv", "name": "Gammal mugg"}],
-                                      "variants": [{"sku": "mugg-ore", "attributeValueLinks": []}]})["productId"]
+    return sandbox.state.add_product(
+        {
+            "visibility": "visible",
+            "defaultVatRate": "25",
+            "languages": [{"langCode": "sv", "name": "Gammal mugg"}],
+            "variants": [{"sku": "mugg-ore", "attributeValueLinks": []}],
+        }
+    )["productId"]
 
 
 def add_matching_mamut_article(systems: Systems) -> str:
@@ -291,7 +350,9 @@ def add_matching_mamut_article(systems: Systems) -> str:
     (variant,) = systems.sandbox.state.list_variants(product_id)
     ProductRepository(systems.mamut).upsert_family(
         MamutProductFamily(MamutArticle(sku=variant["sku"], name="Gammal artikel", vat_code=1, price_out=Decimal(1))),
-        update_price=True, now=datetime.now(UTC))
+        update_price=True,
+        now=datetime.now(UTC),
+    )
     return str(product_id)
 
 
@@ -303,8 +364,7 @@ def read_report(result: Mapping[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
-def test_starweb_to_mamut_makes_mamut_equal_to_the_shop_and_a_second_run_changes_nothing(open_systems,
-                                                                                        backend) -> None:
+def test_starweb_to_mamut_makes_mamut_equal_to_the_shop_and_a_second_run_changes_nothing(open_systems, backend) -> None:
     systems = open_systems(S2M, backend)
     products = len(systems.sandbox.state.product_ids())
 
@@ -326,8 +386,7 @@ def test_starweb_to_mamut_makes_mamut_equal_to_the_shop_and_a_second_run_changes
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
-def test_mamut_to_starweb_makes_the_shop_equal_to_mamut_and_a_second_run_sends_nothing(open_systems,
-                                                                                      backend) -> None:
+def test_mamut_to_starweb_makes_the_shop_equal_to_mamut_and_a_second_run_sends_nothing(open_systems, backend) -> None:
     systems = open_systems(M2S, backend)
     family_count = len(families(systems.mamut))
 
@@ -347,8 +406,9 @@ def test_mamut_to_starweb_makes_the_shop_equal_to_mamut_and_a_second_run_sends_n
     assert len(systems.sandbox.write_requests()) == sent, "neither a second run nor the regular jobs send a write"
 
 
-def test_progress_is_logged_with_done_total_rate_and_eta_and_the_report_counts_the_requests(open_systems,
-                                                                                            caplog) -> None:
+def test_progress_is_logged_with_done_total_rate_and_eta_and_the_report_counts_the_requests(
+    open_systems, caplog
+) -> None:
     systems = open_systems(S2M)
     caplog.set_level(logging.INFO, logger="starmamut.jobs.initial_product_sync")
 
@@ -357,8 +417,10 @@ def test_progress_is_logged_with_done_total_rate_and_eta_and_the_report_counts_t
     lines = [record.getMessage() for record in caplog.records]
     pages = [line for line in lines if re.search(r"extract: page \d+/\d+ \([\d.]+/s, ETA \d+m\d\ds\)", line)]
     assert len(pages) == page_reads(systems.sandbox) == -(-len(systems.sandbox.state.product_ids()) // PER_PAGE)
-    chunks = [re.search(r"chunk (\d+)/(\d+) done: (\d+)/(\d+) families \(\d+ %\), [\d.]+ families/s, ETA", line)
-              for line in lines]
+    chunks = [
+        re.search(r"chunk (\d+)/(\d+) done: (\d+)/(\d+) families \(\d+ %\), [\d.]+ families/s, ETA", line)
+        for line in lines
+    ]
     done = [(int(m[1]), int(m[2]), int(m[3]), int(m[4])) for m in chunks if m]
     families = result["families"]
     assert [(index, total) for index, total, _, _ in done] == [(i, len(done)) for i in range(1, len(done) + 1)]
@@ -380,21 +442,31 @@ def test_mamut_to_starweb_moves_only_the_values_the_include_params_ask_for(open_
         assert {shop_price_of(systems.sandbox, sku, pricelist) for sku in base} == {0}, "price lists left out"
     shown = [shop_stock_of(systems.sandbox, sku) for sku in base]
     assert all(stock["variant"][0] in (None, 0) and "store" not in stock for stock in shown), "stock left out"
-    written = {(request.method, re.sub(r"\d+", "{id}", request.path)) for request in systems.sandbox.write_requests()
-               if not request.path.startswith("/product-attributes")}  # the variant values the shop lacked
+    written = {
+        (request.method, re.sub(r"\d+", "{id}", request.path))
+        for request in systems.sandbox.write_requests()
+        if not request.path.startswith("/product-attributes")
+    }  # the variant values the shop lacked
     assert written == {("POST", "/products"), ("PUT", "/products/{id}/variants/{id}/prices/{id}")}
-    assert {int(request.path.rsplit("/", 1)[1]) for request in systems.sandbox.write_requests()
-            if "/prices/" in request.path} == {MASTER}
+    assert {
+        int(request.path.rsplit("/", 1)[1])
+        for request in systems.sandbox.write_requests()
+        if "/prices/" in request.path
+    } == {MASTER}
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
-@pytest.mark.parametrize(("failpoint", "extract_finished"), [
-    ("initial_product_sync.after_page@2", False),
-    ("initial_product_sync.after_settle@2", True),
-    ("products_to_mamut.after_mamut_commit@5", True),
-])
+@pytest.mark.parametrize(
+    ("failpoint", "extract_finished"),
+    [
+        ("initial_product_sync.after_page@2", False),
+        ("initial_product_sync.after_settle@2", True),
+        ("products_to_mamut.after_mamut_commit@5", True),
+    ],
+)
 def test_starweb_to_mamut_killed_midway_resumes_to_the_state_of_an_uninterrupted_run(
-        open_systems, monkeypatch, backend, failpoint, extract_finished) -> None:
+    open_systems, monkeypatch, backend, failpoint, extract_finished
+) -> None:
     uninterrupted = open_systems(S2M, backend)
     expected = uninterrupted.migrate()
     killed = open_systems(S2M, backend)
@@ -411,14 +483,18 @@ def test_starweb_to_mamut_killed_midway_resumes_to_the_state_of_an_uninterrupted
     assert_one_finished_batch(killed, batch_id)
     assert mamut_catalogue(killed.mamut) == mamut_catalogue(uninterrupted.mamut)
     assert len(mamut_rows(killed.mamut)) == len(mamut_rows(uninterrupted.mamut)), "no article twice"
-    assert {sku: row for sku, row in mamut_rows(killed.mamut).items() if sku in written} == written, \
+    assert {sku: row for sku, row in mamut_rows(killed.mamut).items() if sku in written} == written, (
         "nothing written before the crash is written again"
+    )
     if extract_finished:
         assert settled and page_reads(killed.sandbox, sent) == 0, "a staged catalogue is not read again"
     else:
         assert progress["phase"] == "extract" and not settled
-        assert page_reads(killed.sandbox, sent) == page_reads(uninterrupted.sandbox) - progress["pages_done"] + 1 \
-            < page_reads(uninterrupted.sandbox), "only the page in progress and the unread ones are read"
+        assert (
+            page_reads(killed.sandbox, sent)
+            == page_reads(uninterrupted.sandbox) - progress["pages_done"] + 1
+            < page_reads(uninterrupted.sandbox)
+        ), "only the page in progress and the unread ones are read"
 
 
 def test_restart_abandons_the_unfinished_run_and_still_duplicates_nothing(open_systems, monkeypatch) -> None:
@@ -439,10 +515,12 @@ def test_restart_abandons_the_unfinished_run_and_still_duplicates_nothing(open_s
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
-@pytest.mark.parametrize("failpoint", ["initial_product_sync.after_settle@1",
-                                       "products_to_starweb.after_starweb_create@4"])
-def test_mamut_to_starweb_killed_midway_resumes_to_the_state_of_an_uninterrupted_run(open_systems, monkeypatch,
-                                                                                    backend, failpoint) -> None:
+@pytest.mark.parametrize(
+    "failpoint", ["initial_product_sync.after_settle@1", "products_to_starweb.after_starweb_create@4"]
+)
+def test_mamut_to_starweb_killed_midway_resumes_to_the_state_of_an_uninterrupted_run(
+    open_systems, monkeypatch, backend, failpoint
+) -> None:
     uninterrupted = open_systems(M2S, backend)
     expected = uninterrupted.migrate()
     killed = open_systems(M2S, backend)
@@ -456,31 +534,47 @@ def test_mamut_to_starweb_killed_midway_resumes_to_the_state_of_an_uninterrupted
     assert shop_catalogue(killed.sandbox) == shop_catalogue(uninterrupted.sandbox)
     created = [request for request in killed.sandbox.write_requests() if request.path == "/products"]
     assert len(created) == len(families(killed.mamut)), "no product created twice"
-    assert write_kinds(killed.sandbox) == write_kinds(uninterrupted.sandbox), \
+    assert write_kinds(killed.sandbox) == write_kinds(uninterrupted.sandbox), (
         "the killed and the resumed run together send what one run sends"
+    )
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
 @pytest.mark.parametrize("on_conflict", ["link_and_skip", "overwrite", "report_only"])
 def test_mamut_to_starweb_links_overwrites_or_lists_a_matching_shop_product_and_quarantines_conflicts(
-        open_systems, backend, on_conflict) -> None:
+    open_systems, backend, on_conflict
+) -> None:
     systems = open_systems(M2S, backend)
     state = systems.sandbox.state
     mugg = add_matching_shop_product(systems.sandbox)
-    tshirt = state.add_product({"visibility": "visible", "languages": [{"langCode": "sv", "name": "T-shirt"}],
-                                "variants": [{"sku": sku, "attributeValueLinks": [SIZE_VALUE_IDS[size]]}
-                                             for sku, size in (("TS-BAS-S", "S"), ("TS-BAS-M", "M"))]})["productId"]
+    tshirt = state.add_product(
+        {
+            "visibility": "visible",
+            "languages": [{"langCode": "sv", "name": "T-shirt"}],
+            "variants": [
+                {"sku": sku, "attributeValueLinks": [SIZE_VALUE_IDS[size]]}
+                for sku, size in (("TS-BAS-S", "S"), ("TS-BAS-M", "M"))
+            ],
+        }
+    )["productId"]
     ProductRepository(systems.mamut).upsert_family(  # Mamut's KASSE-ARE in other letters: one SKU on two families
         MamutProductFamily(MamutArticle(sku="kasse-are", name="Tygkasse liten", vat_code=1, price_out=Decimal(9))),
-        update_price=True, now=datetime.now(UTC))
+        update_price=True,
+        now=datetime.now(UTC),
+    )
     mugg_before = shop_catalogue(systems.sandbox)[frozenset({"mugg-ore"})]
     new_families = len(families(systems.mamut)) - 4  # MUGG-ORE matches; TS-BAS, KASSE-ARE and kasse-are conflict
 
     result = systems.migrate(on_conflict=on_conflict)
 
     verdict = {"link_and_skip": "linked", "overwrite": "updated", "report_only": "matched"}[on_conflict]
-    assert outcomes(result) == {"direction": M2S, "families": new_families + 4, "created": new_families,
-                                verdict: 1, "conflict": 3}
+    assert outcomes(result) == {
+        "direction": M2S,
+        "families": new_families + 4,
+        "created": new_families,
+        verdict: 1,
+        "conflict": 3,
+    }
     quarantined = {entry.key: entry.reasons for entry in systems.store.open_quarantine(SHOP, "article")}
     assert set(quarantined) == {"TS-BAS", "KASSE-ARE", "kasse-are"}
     assert all(reason["check"] == "sku_conflict" for reasons in quarantined.values() for reason in reasons)
@@ -491,8 +585,8 @@ def test_mamut_to_starweb_links_overwrites_or_lists_a_matching_shop_product_and_
     assert all(f"| {key} | {reasons[0]['reason']} |" in report for key, reasons in quarantined.items())
     assert writes_to(systems.sandbox, tshirt) == [], "a product in conflict is left alone"
     assert {sku.casefold() for sku in shop_variants(systems.sandbox)} == {
-        sku.casefold() for sku in sellable_skus(systems.mamut) - {"TS-BAS-L", "KASSE-ARE", "kasse-are"}}, \
-        "every SKU once, nothing duplicated, nothing of a family in conflict loaded"
+        sku.casefold() for sku in sellable_skus(systems.mamut) - {"TS-BAS-L", "KASSE-ARE", "kasse-are"}
+    }, "every SKU once, nothing duplicated, nothing of a family in conflict loaded"
     assert len(state.product_ids()) == 2 + new_families
     link = systems.store.get_links(SHOP, "article").get("MUGG-ORE")
     if on_conflict == "overwrite":
@@ -505,39 +599,57 @@ def test_mamut_to_starweb_links_overwrites_or_lists_a_matching_shop_product_and_
         assert shop_catalogue(systems.sandbox)[frozenset({"mugg-ore"})] == mugg_before
         assert (link is not None and link.starweb_id == str(mugg)) is (on_conflict == "link_and_skip")
     assert ("## matched (1)" in report and "| MUGG-ORE | exists as target product" in report) is (
-        on_conflict == "report_only")
+        on_conflict == "report_only"
+    )
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
 @pytest.mark.parametrize("on_conflict", ["link_and_skip", "overwrite", "report_only"])
 def test_starweb_to_mamut_links_overwrites_or_lists_a_matching_mamut_article_and_quarantines_conflicts(
-        open_systems, backend, on_conflict) -> None:
+    open_systems, backend, on_conflict
+) -> None:
     systems = open_systems(S2M, backend)
     state = systems.sandbox.state
     matched = add_matching_mamut_article(systems)
     several = next(product_id for product_id in state.product_ids() if len(state.list_variants(product_id)) > 2)
     shop_skus = [variant["sku"] for variant in state.list_variants(several)]
-    ProductRepository(systems.mamut).upsert_family(MamutProductFamily(  # two of the product's variants only
-        main=MamutArticle(sku="EGEN-FAMILJ", name="Egen familj", vat_code=1, variant_axes=("Storlek", None)),
-        variants=tuple(MamutArticle(sku=sku, name=sku, vat_code=1, main_sku="EGEN-FAMILJ", variant_values=(sku, None))
-                       for sku in shop_skus[:2])), update_price=True, now=datetime.now(UTC))
+    ProductRepository(systems.mamut).upsert_family(
+        MamutProductFamily(  # two of the product's variants only
+            main=MamutArticle(sku="EGEN-FAMILJ", name="Egen familj", vat_code=1, variant_axes=("Storlek", None)),
+            variants=tuple(
+                MamutArticle(sku=sku, name=sku, vat_code=1, main_sku="EGEN-FAMILJ", variant_values=(sku, None))
+                for sku in shop_skus[:2]
+            ),
+        ),
+        update_price=True,
+        now=datetime.now(UTC),
+    )
     before = mamut_tables(systems.mamut)
     products = len(state.product_ids())
 
     result = systems.migrate(on_conflict=on_conflict)
 
     verdict = {"link_and_skip": "linked", "overwrite": "updated", "report_only": "matched"}[on_conflict]
-    assert outcomes(result) == {"direction": S2M, "families": products, "created": products - 2, verdict: 1,
-                                "conflict": 1}
+    assert outcomes(result) == {
+        "direction": S2M,
+        "families": products,
+        "created": products - 2,
+        verdict: 1,
+        "conflict": 1,
+    }
     (entry,) = systems.store.open_quarantine(SHOP, "product")
     assert (entry.key, entry.reasons[0]["check"]) == (str(several), "sku_conflict")
-    assert f"shop product {several} has SKUs {', '.join(sorted(shop_skus))}; Mamut family EGEN-FAMILJ has" in \
-        entry.reasons[0]["reason"]
+    assert (
+        f"shop product {several} has SKUs {', '.join(sorted(shop_skus))}; Mamut family EGEN-FAMILJ has"
+        in entry.reasons[0]["reason"]
+    )
     assert f"| {several} | {entry.reasons[0]['reason']} |" in read_report(result)
     rows = mamut_rows(systems.mamut)
     assert not set(shop_skus[2:]) & set(rows) and f"SW-{several}" not in rows, "a family in conflict is not loaded"
     assert set(rows) == expected_mamut_skus(systems.sandbox) - set(shop_skus) - {f"SW-{several}"} | {
-        "EGEN-FAMILJ", *shop_skus[:2]}, "every SKU once, nothing duplicated"
+        "EGEN-FAMILJ",
+        *shop_skus[:2],
+    }, "every SKU once, nothing duplicated"
     (sku,) = (variant["sku"] for variant in state.list_variants(int(matched)))
     link = systems.store.get_links(SHOP, "product").get(matched)
     if on_conflict == "overwrite":
@@ -549,7 +661,8 @@ def test_starweb_to_mamut_links_overwrites_or_lists_a_matching_mamut_article_and
         assert {sku: row for sku, row in rows.items() if sku in before_rows} == before_rows, "Mamut is left as it is"
         assert sku not in {line_sku for line_sku, _, _ in mamut_catalogue(systems.mamut)["price_list_lines"]}
         assert (link is not None and link.mamut_key == str(rows[sku]["product_key"])) is (
-            on_conflict == "link_and_skip")
+            on_conflict == "link_and_skip"
+        )
 
 
 def test_starweb_to_mamut_links_a_family_mamut_holds_under_its_own_main_article_number(open_systems) -> None:
@@ -557,10 +670,17 @@ def test_starweb_to_mamut_links_a_family_mamut_holds_under_its_own_main_article_
     state = systems.sandbox.state
     several = next(product_id for product_id in state.product_ids() if len(state.list_variants(product_id)) > 2)
     shop_skus = [variant["sku"] for variant in state.list_variants(several)]
-    ProductRepository(systems.mamut).upsert_family(MamutProductFamily(  # every variant, under Mamut's own main
-        main=MamutArticle(sku="EGEN-HEL", name="Egen familj", vat_code=1, variant_axes=("Storlek", None)),
-        variants=tuple(MamutArticle(sku=sku, name=sku, vat_code=1, main_sku="EGEN-HEL", variant_values=(sku, None))
-                       for sku in shop_skus)), update_price=True, now=datetime.now(UTC))
+    ProductRepository(systems.mamut).upsert_family(
+        MamutProductFamily(  # every variant, under Mamut's own main
+            main=MamutArticle(sku="EGEN-HEL", name="Egen familj", vat_code=1, variant_axes=("Storlek", None)),
+            variants=tuple(
+                MamutArticle(sku=sku, name=sku, vat_code=1, main_sku="EGEN-HEL", variant_values=(sku, None))
+                for sku in shop_skus
+            ),
+        ),
+        update_price=True,
+        now=datetime.now(UTC),
+    )
 
     result = systems.migrate(on_conflict="link_and_skip")
 
@@ -574,29 +694,43 @@ def test_starweb_to_mamut_links_a_family_mamut_holds_under_its_own_main_article_
 
 
 def test_starweb_to_mamut_moves_stock_mapped_by_location_id_and_reports_a_mapping_that_moves_nothing(
-        open_systems, caplog) -> None:
+    open_systems, caplog
+) -> None:
     systems = open_systems(S2M)
     state = systems.sandbox.state
     empty = state.seed_stock_location({"languages": [{"langCode": "sv", "name": "Tomt lager"}]})  # no stock in it
     with systems.mamut.transaction() as transaction:
         transaction.insert_many("warehouse", [{"warehouse_id": 3, "description": "Reservlager"}])
     idle = f"stock_to_starweb.locations entry {{starweb: {empty}, warehouses: [3]}}"
-    systems.sections = {"stock_to_starweb": {"locations": [
-        {"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]},  # the e-commerce location, by its id
-        {"starweb": STORE, "warehouses": [2]}, {"starweb": empty, "warehouses": [3]}]}}
+    systems.sections = {
+        "stock_to_starweb": {
+            "locations": [
+                {"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]},  # the e-commerce location, by its id
+                {"starweb": STORE, "warehouses": [2]},
+                {"starweb": empty, "warehouses": [3]},
+            ]
+        }
+    }
     caplog.set_level(logging.WARNING, logger="starmamut.jobs.initial_product_sync")
 
     result = systems.migrate()
 
     variants = shop_variants(systems.sandbox)
     expected = {(sku, 1): Decimal(str(variant["stockQuantity"])) for sku, (_, variant) in variants.items()}
-    expected.update({(sku, 2): Decimal(str(stock["stockQuantity"])) for sku, (product_id, variant) in variants.items()
-                     for stock in state.stocks(product_id, variant["variantId"]) if stock["stockLocationId"] == STORE})
+    expected.update(
+        {
+            (sku, 2): Decimal(str(stock["stockQuantity"]))
+            for sku, (product_id, variant) in variants.items()
+            for stock in state.stocks(product_id, variant["variantId"])
+            if stock["stockLocationId"] == STORE
+        }
+    )
     assert len(expected) > len(variants), "the demo shop has store stock"
     assert {key: on_hand for key, (on_hand, _) in mamut_catalogue(systems.mamut)["stock"].items()} == expected
     stock_reads = [request.path for request in systems.sandbox.requests if "/stocks" in request.path]
-    assert sorted(stock_reads) == sorted(f"/products/{product_id}/variants/{variant['variantId']}/stocks"
-                                         for product_id, variant in variants.values()), "one read per variant"
+    assert sorted(stock_reads) == sorted(
+        f"/products/{product_id}/variants/{variant['variantId']}/stocks" for product_id, variant in variants.values()
+    ), "one read per variant"
     assert result["mappings_moving_nothing"] == 1
     assert [record.levelno for record in caplog.records if idle in record.getMessage()] == [logging.WARNING]
     assert f"- {idle}" in read_report(result)
@@ -604,15 +738,19 @@ def test_starweb_to_mamut_moves_stock_mapped_by_location_id_and_reports_a_mappin
 
 def test_mamut_to_starweb_moves_stock_mapped_by_location_id_with_the_variants_own_stock_inline(open_systems) -> None:
     systems = open_systems(M2S)
-    systems.sections = {"stock_to_starweb": {"locations": [{"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]},
-                                                           {"starweb": STORE, "warehouses": [2]}]}}
+    systems.sections = {
+        "stock_to_starweb": {
+            "locations": [{"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]}, {"starweb": STORE, "warehouses": [2]}]
+        }
+    }
 
     systems.migrate()
 
     assert_shop_holds_mamut(systems.sandbox, systems.mamut)
     writes = systems.sandbox.write_requests()
-    assert not any(request.path.endswith(f"/stocks/{WEB_STOCK_LOCATION_ID}") for request in writes), \
+    assert not any(request.path.endswith(f"/stocks/{WEB_STOCK_LOCATION_ID}") for request in writes), (
         "a new variant carries the e-commerce location's stock in its create request"
+    )
     stock_to_starweb.run(systems.ctx({}))
     assert len(systems.sandbox.write_requests()) == len(writes), "the regular job finds nothing to send"
 
@@ -620,8 +758,11 @@ def test_mamut_to_starweb_moves_stock_mapped_by_location_id_with_the_variants_ow
 def test_mamut_to_starweb_refuses_an_inactive_price_list_before_writing_anything(open_systems) -> None:
     systems = open_systems(M2S)
     inactive = systems.sandbox.state.add_pricelist({"name": "Kampanj", "currencyCode": "SEK"})["pricelistId"]
-    systems.sections = {"prices_to_starweb": {"pricelists": [{"starweb": MASTER, "mamut": "base"},
-                                                             {"starweb": inactive, "mamut": RESELLER_LIST}]}}
+    systems.sections = {
+        "prices_to_starweb": {
+            "pricelists": [{"starweb": MASTER, "mamut": "base"}, {"starweb": inactive, "mamut": RESELLER_LIST}]
+        }
+    }
 
     with pytest.raises(ShopMappingError, match=rf"Starweb price list {inactive} \(Kampanj\) is inactive"):
         systems.migrate()
@@ -634,8 +775,9 @@ def test_mamut_to_starweb_refuses_an_inactive_price_list_before_writing_anything
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
 @pytest.mark.parametrize("direction", [S2M, M2S])
-def test_a_dry_run_writes_nothing_and_counts_exactly_what_a_real_run_then_does(open_systems, backend,
-                                                                               direction) -> None:
+def test_a_dry_run_writes_nothing_and_counts_exactly_what_a_real_run_then_does(
+    open_systems, backend, direction
+) -> None:
     systems = open_systems(direction, backend)
     if direction == S2M:
         add_matching_mamut_article(systems)
@@ -650,26 +792,29 @@ def test_a_dry_run_writes_nothing_and_counts_exactly_what_a_real_run_then_does(o
     assert mamut_tables(systems.mamut) == stored and shop_catalogue(systems.sandbox) == shop_before
     for entity in ("product", "article", "variant"):
         assert systems.store.get_links(SHOP, entity) == {}
-    assert systems.store.get_watermark(SHOP, "products_to_mamut" if direction == S2M else "products_to_starweb") \
-        is None
+    assert systems.store.get_watermark(SHOP, "products_to_mamut" if direction == S2M else "products_to_starweb") is None
     assert "DRY RUN: nothing was written" in read_report(dry)
     assert dry["would_linked"] == 1 and dry["would_created"] == dry["families"] - 1
 
     real = systems.migrate()
 
     assert (real["created"], real["linked"]) == (dry["would_created"], dry["would_linked"])
-    assert [batch.status for batch in systems.store.latest_batches(SHOP, JOB)] == ["done", "dry_run"], \
+    assert [batch.status for batch in systems.store.latest_batches(SHOP, JOB)] == ["done", "dry_run"], (
         "the real run started afresh instead of taking up the dry run's batch"
+    )
     assert len(systems.store.get_links(SHOP, ENTITIES[direction])) == dry["families"]
 
 
-@pytest.mark.parametrize(("params", "named"), [
-    ({}, "direction"),
-    ({"direction": "sideways"}, "direction"),
-    ({"direction": S2M, "on_conflict": "merge"}, "on_conflict"),
-    ({"direction": M2S, "chunk_size": 0}, "chunk_size"),
-    ({"direction": M2S, "chunk_size": "100"}, "chunk_size"),
-])
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({}, "direction"),
+        ({"direction": "sideways"}, "direction"),
+        ({"direction": S2M, "on_conflict": "merge"}, "on_conflict"),
+        ({"direction": M2S, "chunk_size": 0}, "chunk_size"),
+        ({"direction": M2S, "chunk_size": "100"}, "chunk_size"),
+    ],
+)
 def test_bad_params_are_refused_naming_the_param(params, named) -> None:
     with pytest.raises(ValueError, match=rf"^Param '{named}': expected .*, got {params.get(named)!r}"):
         MigrationOptions.from_mapping(params)

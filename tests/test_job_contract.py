@@ -28,7 +28,7 @@ from starmamut.jobs import common
 from starmamut.jobs.common import QualityGateFailed, run_step
 from starmamut.jobs.registry import JOBS
 from starmamut.mamut.mock import progress_demo_orders
-from tests.test_multishop import ThreeShops, mamut_skus, shops  # noqa: F401 (the fixture)
+from tests.test_multishop import ThreeShops, mamut_skus, shops  # the fixture too (see pyproject)
 
 FORCED = "contract_test"
 
@@ -60,7 +60,7 @@ def steps_of(job: str) -> ModuleType:
     return importlib.import_module(JOBS[job].module)
 
 
-def prepare(shops: ThreeShops, job: str) -> str:  # noqa: F811 (the fixture's name)
+def prepare(shops: ThreeShops, job: str) -> str:
     """Run what the job needs first; returns the shop it runs for."""
     world = WORLD[job]
     for step in world.before:
@@ -75,8 +75,9 @@ def fail_every_record(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every job's gate call gets a reason for every record it judges (the job's own checks still run)."""
     real = common.apply_verdicts
 
-    def failing(ctx: Any, batch_id: str, entity: str, keys: Iterable[str], reasons: Mapping[str, Any],
-                **options: Any) -> dict[str, int]:
+    def failing(
+        ctx: Any, batch_id: str, entity: str, keys: Iterable[str], reasons: Mapping[str, Any], **options: Any
+    ) -> dict[str, int]:
         keys = list(keys)
         forced = {key: [{"check": FORCED, "reason": f"{entity} {key} made to fail"}] for key in keys}
         return real(ctx, batch_id, entity, keys, forced, **options)
@@ -87,16 +88,21 @@ def fail_every_record(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.setattr(module, "apply_verdicts", failing)
 
 
-def forced_entries(shops: ThreeShops, shop: str, job: str) -> list[Any]:  # noqa: F811
+def forced_entries(shops: ThreeShops, shop: str, job: str) -> list[Any]:
     entity = steps_of(job).ENTITY
-    return [entry for entry in shops.store.open_quarantine(shop, entity)
-            if any(reason["check"] == FORCED for reason in entry.reasons)]
+    return [
+        entry
+        for entry in shops.store.open_quarantine(shop, entity)
+        if any(reason["check"] == FORCED for reason in entry.reasons)
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("job", sorted(JOBS))
 def test_a_batch_stopped_at_the_gate_stays_stopped_until_released(
-    job: str, shops: ThreeShops, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    job: str,
+    shops: ThreeShops,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shop = prepare(shops, job)
     steps = steps_of(job)
@@ -124,7 +130,9 @@ def test_a_batch_stopped_at_the_gate_stays_stopped_until_released(
 @pytest.mark.slow
 @pytest.mark.parametrize("job", sorted(JOBS))
 def test_quarantined_records_are_read_again_and_heal(
-    job: str, shops: ThreeShops, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    job: str,
+    shops: ThreeShops,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shop = prepare(shops, job)
     steps = steps_of(job)
@@ -138,7 +146,7 @@ def test_quarantined_records_are_read_again_and_heal(
     assert forced_entries(shops, shop, job) == []
 
 
-def manual_params(shops: ThreeShops, job: str, shop: str) -> dict[str, Callable[[], Any]]:  # noqa: F811
+def manual_params(shops: ThreeShops, job: str, shop: str) -> dict[str, Callable[[], Any]]:
     """A value for each manual option that limits a run, as an operator would give it."""
     state = shops.sandboxes[shop].state
     first_id = state.product_ids()[0] if job == "products_to_mamut" else state.order_ids()[0]
@@ -150,13 +158,17 @@ def manual_params(shops: ThreeShops, job: str, shop: str) -> dict[str, Callable[
     }
 
 
-LIMITED_RUNS = [(job, option) for job in sorted(JOBS)
-                for option in ("dry_run", "resync_ids", "skus", "since") if option in JOBS[job].params]
+LIMITED_RUNS = [
+    (job, option)
+    for job in sorted(JOBS)
+    for option in ("dry_run", "resync_ids", "skus", "since")
+    if option in JOBS[job].params
+]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("job", "option"), LIMITED_RUNS)
-def test_only_a_complete_live_read_moves_the_watermark(job: str, option: str, shops: ThreeShops) -> None:  # noqa: F811
+def test_only_a_complete_live_read_moves_the_watermark(job: str, option: str, shops: ThreeShops) -> None:
     shop = prepare(shops, job)
     steps = steps_of(job)
     mark = datetime.now(UTC) - timedelta(days=400)

@@ -103,8 +103,10 @@ def test_changed_since_yields_whole_families_with_any_row_edited_at_or_after_it(
 
     changed = list(reader.iter_families(changed_since=T2))
 
-    assert changed == [FamilySnapshot(book_now, T2.replace(tzinfo=dt.UTC)),  # T2 itself counts
-                       FamilySnapshot(jacket_now, T3.replace(tzinfo=dt.UTC))]
+    assert changed == [
+        FamilySnapshot(book_now, T2.replace(tzinfo=dt.UTC)),  # T2 itself counts
+        FamilySnapshot(jacket_now, T3.replace(tzinfo=dt.UTC)),
+    ]
     assert [s.family.main.sku for s in reader.iter_families(changed_since=T2 + dt.timedelta(seconds=1))] == ["JACKA"]
     assert list(reader.iter_families(changed_since=T3 + dt.timedelta(seconds=1))) == []
     aware = dt.datetime(2026, 5, 3, 10, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))  # = T3 in UTC

@@ -119,10 +119,7 @@ def test_password_never_appears_in_errors_or_repr_for_an_unreachable_server() ->
 def test_driver_message_that_echoes_the_secret_is_redacted() -> None:
     require_postgres()
     # The server names the missing database in its error; here that name is the password itself.
-    odbc = (
-        f"DRIVER={{PostgreSQL Unicode}};Server={PG_HOST};Port={PG_PORT};"
-        f"Database={SECRET};Uid=postgres;Pwd={SECRET};"
-    )
+    odbc = f"DRIVER={{PostgreSQL Unicode}};Server={PG_HOST};Port={PG_PORT};Database={SECRET};Uid=postgres;Pwd={SECRET};"
     ok, status = MamutGateway(odbc, SchemaMap.load(), timeout_seconds=3).test_connection()
     assert not ok
     assert SECRET not in status
@@ -172,9 +169,7 @@ def test_insert_select_update_round_trip_keeps_swedish_text_decimals_and_types(
     assert str(row["weight"]) == "0.125"
 
     with mamut_db.gateway.transaction() as tx:
-        changed = tx.update(
-            "product", {"price_out": Decimal("19.99"), "name": "Sylt"}, where={"sku": "SYLT-ÅÄÖ"}
-        )
+        changed = tx.update("product", {"price_out": Decimal("19.99"), "name": "Sylt"}, where={"sku": "SYLT-ÅÄÖ"})
         untouched = tx.update("product", {"name": "x"}, where={"sku": "NO-SUCH-SKU"})
         [row] = tx.select("product", ["name", "price_out"], where={"sku": "SYLT-ÅÄÖ"})
     assert (changed, untouched) == (1, 0)
@@ -209,14 +204,10 @@ def test_long_in_lists_are_split_into_statements_within_the_parameter_budget(
 ) -> None:
     skus = [f"BULK-{n:05d}" for n in range(1200)]
     with mamut_db.gateway.transaction() as tx:
-        tx.insert_many(
-            "product", [product_row(sku, price_out=Decimal(n) / 100) for n, sku in enumerate(skus)]
-        )
+        tx.insert_many("product", [product_row(sku, price_out=Decimal(n) / 100) for n, sku in enumerate(skus)])
     before = mamut_db.gateway.statements_executed
     with mamut_db.gateway.transaction() as tx:
-        rows = tx.select(
-            "product", ["sku", "price_out"], where={"vat_code": 1}, where_in=("sku", [*skus, "MISSING"])
-        )
+        rows = tx.select("product", ["sku", "price_out"], where={"vat_code": 1}, where_in=("sku", [*skus, "MISSING"]))
     statements = mamut_db.gateway.statements_executed - before
     per_statement = MAX_PARAMS_PER_STATEMENT - 1  # one marker goes to vat_code
     assert statements == -(-1201 // per_statement) == 3
@@ -261,16 +252,12 @@ def test_values_a_column_cannot_hold_are_refused_before_reaching_the_database(
     mamut_db: MamutTestDatabase,
 ) -> None:
     with (
-        pytest.raises(
-            MamutError, match=r"product\.name \(DESCRIPTION\) takes at most 200 characters, got 201"
-        ),
+        pytest.raises(MamutError, match=r"product\.name \(DESCRIPTION\) takes at most 200 characters, got 201"),
         mamut_db.gateway.transaction() as tx,
     ):
         tx.insert("product", product_row("LONG", name="å" * 201))
     with (
-        pytest.raises(
-            MamutError, match=r"product\.weight \(WEIGHT\) holds at most 9 digits before the point"
-        ),
+        pytest.raises(MamutError, match=r"product\.weight \(WEIGHT\) holds at most 9 digits before the point"),
         mamut_db.gateway.transaction() as tx,
     ):
         tx.insert("product", product_row("HEAVY", weight=Decimal("1234567890")))
@@ -362,10 +349,7 @@ def test_reference_tsql_ddl_writes_down_the_sql_server_shape() -> None:
     assert "PK_PRODID int IDENTITY(1,1) NOT NULL" in ddl
     assert "USESTORE bit DEFAULT 1 NOT NULL" in ddl
     assert "VARIANTAXIS1 nvarchar(50) NULL" in ddl
-    assert (
-        "CREATE UNIQUE INDEX UX_G_ORDER_EXTERNALID ON G_ORDER (EXTERNALID) WHERE EXTERNALID IS NOT NULL"
-        in ddl
-    )
+    assert "CREATE UNIQUE INDEX UX_G_ORDER_EXTERNALID ON G_ORDER (EXTERNALID) WHERE EXTERNALID IS NOT NULL" in ddl
     assert "IF NOT EXISTS" not in ddl and "GETDATE()" not in ddl
 
 

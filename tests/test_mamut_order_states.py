@@ -25,15 +25,18 @@ def states_by_id(reader: OrderStateReader, shop: str, changed_since: dt.datetime
     return {order.order_id: order.states for order in reader.iter_shop_orders(shop, changed_since=changed_since)}
 
 
-@pytest.mark.parametrize(("steps", "expected"), [
-    ((), set()),
-    (("picked",), {"picked"}),
-    (("invoiced",), {"invoiced"}),
-    (("invoiced", "paid"), {"invoiced", "paid"}),
-    (("delivered",), {"picked", "invoiced", "delivered"}),
-    (("cancelled",), {"cancelled"}),
-    (("delivered", "credited"), {"picked", "invoiced", "credited"}),
-])
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ((), set()),
+        (("picked",), {"picked"}),
+        (("invoiced",), {"invoiced"}),
+        (("invoiced", "paid"), {"invoiced", "paid"}),
+        (("delivered",), {"picked", "invoiced", "delivered"}),
+        (("cancelled",), {"cancelled"}),
+        (("delivered", "credited"), {"picked", "invoiced", "credited"}),
+    ],
+)
 def test_each_back_office_step_gives_the_states_of_the_rules(mamut_db: MamutTestDatabase, steps, expected) -> None:
     create(mamut_db.gateway, web_order("a:1001"))
     progress_order(mamut_db.gateway, "a:1001", *steps, now=T2)
@@ -49,8 +52,9 @@ def test_delivery_carries_the_tracking_number_and_invoices_once(mamut_db: MamutT
     create(mamut_db.gateway, web_order("a:1001"))
     create(mamut_db.gateway, web_order("a:1002"))
     progress_order(mamut_db.gateway, "a:1002", "invoiced", now=T2)
-    progress_order(mamut_db.gateway, "a:1001", "delivered", now=T2, tracking_no=" 00370712345678901234 ",
-                   tracker_type=1)
+    progress_order(
+        mamut_db.gateway, "a:1001", "delivered", now=T2, tracking_no=" 00370712345678901234 ", tracker_type=1
+    )
     progress_order(mamut_db.gateway, "a:1002", "delivered", now=T2)
 
     orders = {order.order_id: order for order in OrderStateReader(mamut_db.gateway).iter_shop_orders("a")}

@@ -432,8 +432,12 @@ def test_a_gift_delivery_address_lands_on_the_order_not_on_the_customer(mamut_db
     card = customer_card(gateway)
 
     # The mapper builds order and buyer from the same Starweb order: both carry the gift's address.
-    gift = create(gateway, web_order("a:1002", delivery_address=GIFT_ADDRESS),
-                  private_buyer(delivery_address=GIFT_ADDRESS), now=T2)
+    gift = create(
+        gateway,
+        web_order("a:1002", delivery_address=GIFT_ADDRESS),
+        private_buyer(delivery_address=GIFT_ADDRESS),
+        now=T2,
+    )
 
     assert gift.contact_id == first.contact_id and not gift.customer_created
     assert customer_card(gateway) == card
@@ -449,8 +453,14 @@ def test_a_guest_order_with_a_returning_customers_email_leaves_the_customer_unch
     registered = create(gateway, web_order("a:1001"))
     card = customer_card(gateway)
     stranger = home_address(name="Okänd Person", street="Annangatan 5", city="Uppsala")
-    guest = guest_buyer(name="Okänd Person", first_name="Okänd", last_name="Person", phone="070-000 00 00",
-                        invoice_address=stranger, delivery_address=None)
+    guest = guest_buyer(
+        name="Okänd Person",
+        first_name="Okänd",
+        last_name="Person",
+        phone="070-000 00 00",
+        invoice_address=stranger,
+        delivery_address=None,
+    )
 
     result = create(gateway, web_order("a:1002", invoice_address=stranger, delivery_address=None), guest, now=T2)
 
@@ -458,7 +468,8 @@ def test_a_guest_order_with_a_returning_customers_email_leaves_the_customer_unch
     assert customer_card(gateway) == card
     order = next(order for order in orders_in(gateway) if order["external_id"] == "a:1002")
     assert (order["contact_name"], order["delivery_address"]) == (
-        "Okänd Person", "Okänd Person\nAnnangatan 5\n111 22 Uppsala\nSE"
+        "Okänd Person",
+        "Okänd Person\nAnnangatan 5\n111 22 Uppsala\nSE",
     )
 
 
@@ -467,8 +478,13 @@ def test_update_customer_writes_the_orders_buyer_over_the_matched_customer(mamut
     gateway = mamut_db.gateway
     create(gateway, web_order("a:1001"))
 
-    create(gateway, web_order("a:1002", delivery_address=GIFT_ADDRESS), private_buyer(delivery_address=GIFT_ADDRESS),
-           update_customer=True, now=T2)
+    create(
+        gateway,
+        web_order("a:1002", delivery_address=GIFT_ADDRESS),
+        private_buyer(delivery_address=GIFT_ADDRESS),
+        update_customer=True,
+        now=T2,
+    )
 
     delivery = rows(gateway, "address", ["street", "city"], address_type=3)
     assert delivery == [{"street": "Fjällvägen 9", "city": "Kiruna"}]

@@ -54,8 +54,7 @@ def jacket_family(main_sku: str = "JACKA") -> MamutProductFamily:
 def edit_dates(gateway: MamutGateway, skus: tuple[str, ...]) -> dict[str, dt.datetime]:
     with gateway.transaction() as tx:
         return {
-            row["sku"]: row["edit_date"]
-            for row in tx.select("product", ["sku", "edit_date"], where_in=("sku", skus))
+            row["sku"]: row["edit_date"] for row in tx.select("product", ["sku", "edit_date"], where_in=("sku", skus))
         }
 
 
@@ -132,9 +131,7 @@ def test_a_missing_price_keeps_mamuts_price_and_new_rows_start_at_zero(mamut_db:
         MamutProductFamily(MamutArticle("KORT", "Vykort Visby", 1)), update_price=True, now=T2
     )
     assert result.unchanged == ("KORT",)
-    repository.upsert_family(
-        MamutProductFamily(MamutArticle("NYTT", "Nytt kort", 1)), update_price=True, now=T2
-    )
+    repository.upsert_family(MamutProductFamily(MamutArticle("NYTT", "Nytt kort", 1)), update_price=True, now=T2)
     assert repository.fetch_family("KORT").main.price_out == Decimal("12.00")  # type: ignore[union-attr]
     assert repository.fetch_family("NYTT").main.price_out == Decimal("0")  # type: ignore[union-attr]
 
@@ -169,17 +166,12 @@ def test_a_failure_mid_family_leaves_nothing_half_written(mamut_db: MamutTestDat
                 "RETURN NEW; END $$"
             )
             tx.execute_ddl(
-                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD "
-                "FOR EACH ROW EXECUTE FUNCTION reject_boom()"
+                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD FOR EACH ROW EXECUTE FUNCTION reject_boom()"
             )
     family = MamutProductFamily(
-        main=MamutArticle(
-            "BOOM", "Tält Sarek (ny modell)", 1, Decimal("2000.00"), variant_axes=("Storlek", None)
-        ),
+        main=MamutArticle("BOOM", "Tält Sarek (ny modell)", 1, Decimal("2000.00"), variant_axes=("Storlek", None)),
         variants=tuple(
-            MamutArticle(
-                f"BOOM-{n}", f"Tält Sarek {n} personer", 1, Decimal("2000.00"), variant_values=(str(n), None)
-            )
+            MamutArticle(f"BOOM-{n}", f"Tält Sarek {n} personer", 1, Decimal("2000.00"), variant_values=(str(n), None))
             for n in (1, 2, 3, 4)
         ),
     )
@@ -197,9 +189,7 @@ def test_conflicting_structures_raise_mamut_conflict_naming_both_skus(mamut_db: 
 
     steals_variant = MamutProductFamily(
         main=MamutArticle("VÄST", "Dunväst", 1, Decimal("800")),
-        variants=(
-            MamutArticle("JACKA-RÖD-S", "Dunväst Röd S", 1, Decimal("800"), variant_values=("Röd", "S")),
-        ),
+        variants=(MamutArticle("JACKA-RÖD-S", "Dunväst Röd S", 1, Decimal("800"), variant_values=("Röd", "S")),),
     )
     with pytest.raises(
         MamutConflict, match="variant JACKA-RÖD-S belongs to main article JACKA in Mamut, not to VÄST"
@@ -254,9 +244,7 @@ def test_malformed_families_and_unstorable_values_are_refused_naming_the_sku(
     with pytest.raises(ValueError, match="variant A-1 names main B, but its family's main is A"):
         repository.upsert_family(orphan, update_price=True, now=T1)
     too_long = MamutProductFamily(MamutArticle("LÅNG", "Ä" * 201, 1))
-    with pytest.raises(
-        ValueError, match=r"article LÅNG: product\.name \(DESCRIPTION\) takes at most 200 characters"
-    ):
+    with pytest.raises(ValueError, match=r"article LÅNG: product\.name \(DESCRIPTION\) takes at most 200 characters"):
         repository.upsert_family(too_long, update_price=True, now=T1)
     assert repository.keys_by_sku(["DUO", "A", "A-1", "LÅNG"]) == {}
 
@@ -286,9 +274,7 @@ def test_renamed_table_and_columns_work_without_code_changes(backend: str, tmp_p
 def test_optional_columns_mapped_to_null_are_neither_written_nor_read(backend: str, tmp_path: Path) -> None:
     lean = SchemaMap.load(
         overrides={
-            "tables": {
-                "product": {"columns": {"edit_date": None, "reg_date": None, "ean": None, "inactive": None}}
-            }
+            "tables": {"product": {"columns": {"edit_date": None, "reg_date": None, "ean": None, "inactive": None}}}
         }
     )
     with fresh_mock_database(backend, tmp_path, schema_map=lean) as odbc:
@@ -296,9 +282,7 @@ def test_optional_columns_mapped_to_null_are_neither_written_nor_read(backend: s
             repository = ProductRepository(gateway)
             family = jacket_family()
             repository.upsert_family(family, update_price=True, now=T1)
-            changed = dataclasses.replace(
-                family, main=dataclasses.replace(family.main, inactive=True, ean="123")
-            )
+            changed = dataclasses.replace(family, main=dataclasses.replace(family.main, inactive=True, ean="123"))
             assert repository.upsert_family(changed, update_price=True, now=T2).unchanged == family.skus
             fetched = repository.fetch_family("JACKA")
             rows = list(repository.iter_articles())
@@ -314,9 +298,7 @@ def test_variants_need_the_main_link_column(mamut_db: MamutTestDatabase) -> None
     unlinked = SchemaMap.load(overrides={"tables": {"product": {"columns": {"main_product_key": None}}}})
     with MamutGateway(mamut_db.odbc, unlinked) as gateway:
         repository = ProductRepository(gateway)
-        with pytest.raises(
-            SchemaMapError, match=r"family JACKA has variants, but column product\.main_product_key"
-        ):
+        with pytest.raises(SchemaMapError, match=r"family JACKA has variants, but column product\.main_product_key"):
             repository.upsert_family(jacket_family(), update_price=True, now=T1)
         single = MamutProductFamily(MamutArticle("ENKEL", "Enkel artikel", 1, Decimal("5")))
         assert repository.upsert_family(single, update_price=True, now=T1).created == ("ENKEL",)

@@ -20,26 +20,61 @@ from starmamut.mapping.products import MappingError
 
 VAT_CODES = {25.0: 1, 12.0: 2, 6.0: 3, 0.0: 4}
 PER_FOREIGN = ExchangeRateConvention(direction="base_per_foreign", unit=1)
-ADDRESS = {"firstName": "Åsa", "lastName": "Öberg", "address": "Storgatan 1", "postalCode": "111 22",
-           "city": "Stockholm", "countryCode": "SE", "phoneNo": "08-123"}
+ADDRESS = {
+    "firstName": "Åsa",
+    "lastName": "Öberg",
+    "address": "Storgatan 1",
+    "postalCode": "111 22",
+    "city": "Stockholm",
+    "countryCode": "SE",
+    "phoneNo": "08-123",
+}
 
 
 def order(**fields):
     base = {
-        "orderId": 1042, "createdAt": "2026-11-26T10:15:00+01:00", "statusId": 1, "customerId": 7,
-        "currencyCode": "SEK", "baseCurrencyCode": "SEK", "currencyExchangeRate": 1, "currencyPrecision": 2,
+        "orderId": 1042,
+        "createdAt": "2026-11-26T10:15:00+01:00",
+        "statusId": 1,
+        "customerId": 7,
+        "currencyCode": "SEK",
+        "baseCurrencyCode": "SEK",
+        "currencyExchangeRate": 1,
+        "currencyPrecision": 2,
         "discountCode": "SOMMAR",
         "originalCustomerEmail": " asa@example.se ",
-        "items": {"data": [
-            {"itemId": 1, "sku": "LEK-1001", "description": "Trähäst", "quantity": 2, "unitPrice": 100.0,
-             "vatRate": 25, "discount": 10, "discountType": "percent"},
-            {"itemId": 2, "sku": "BOK-1", "description": "Bok", "quantity": 1, "unitPrice": 200.0,
-             "vatRate": 6, "discount": 20, "discountType": "amount"},
-        ]},
+        "items": {
+            "data": [
+                {
+                    "itemId": 1,
+                    "sku": "LEK-1001",
+                    "description": "Trähäst",
+                    "quantity": 2,
+                    "unitPrice": 100.0,
+                    "vatRate": 25,
+                    "discount": 10,
+                    "discountType": "percent",
+                },
+                {
+                    "itemId": 2,
+                    "sku": "BOK-1",
+                    "description": "Bok",
+                    "quantity": 1,
+                    "unitPrice": 200.0,
+                    "vatRate": 6,
+                    "discount": 20,
+                    "discountType": "amount",
+                },
+            ]
+        },
         "addresses": {"data": {"customerInvoice": ADDRESS, "customerDelivery": {**ADDRESS, "address": "Gränd 2"}}},
         "customer": {"data": {"customerId": 7, "type": "person", "email": "old@example.se"}},
-        "shippingMethodName": "PostNord", "shippingCost": 49.0, "shippingVatRate": 25,
-        "paymentMethodName": "Faktura", "paymentFee": 29.0, "paymentVatRate": 25,
+        "shippingMethodName": "PostNord",
+        "shippingCost": 49.0,
+        "shippingVatRate": 25,
+        "paymentMethodName": "Faktura",
+        "paymentFee": 29.0,
+        "paymentVatRate": 25,
     }
     record = normalise_order({**base, **fields})
     sums = order_sums(record)  # the shop's totals as the spec defines them, unless a test gives its own
@@ -50,20 +85,36 @@ def order(**fields):
 
 
 def check_row(record: dict, tolerance_per_line: float = 0.01) -> dict:
-    return order_check_row(record, tolerance_per_line=tolerance_per_line, known_skus={"LEK-1001", "BOK-1", "A"},
-                           known_currencies={"SEK", "EUR", "NOK"})
+    return order_check_row(
+        record,
+        tolerance_per_line=tolerance_per_line,
+        known_skus={"LEK-1001", "BOK-1", "A"},
+        known_currencies={"SEK", "EUR", "NOK"},
+    )
 
 
 def map_order(record: dict, rates: ExchangeRateConvention = PER_FOREIGN, known_skus: set[str] | None = None):
-    return mamut_order(record, shop_id="demo", document="order", vat_codes=VAT_CODES,
-                       known_skus={"LEK-1001"} if known_skus is None else known_skus, shipping_sku="FRAKT",
-                       payment_fee_sku="AVGIFT", rates=rates)
+    return mamut_order(
+        record,
+        shop_id="demo",
+        document="order",
+        vat_codes=VAT_CODES,
+        known_skus={"LEK-1001"} if known_skus is None else known_skus,
+        shipping_sku="FRAKT",
+        payment_fee_sku="AVGIFT",
+        rates=rates,
+    )
 
 
 def test_normalise_flattens_addresses_customer_and_lines() -> None:
     record = order()
-    assert record["customer"] == {"starweb_id": 7, "type": "person", "email": "asa@example.se", "org_no": None,
-                                  "vat_no": None}
+    assert record["customer"] == {
+        "starweb_id": 7,
+        "type": "person",
+        "email": "asa@example.se",
+        "org_no": None,
+        "vat_no": None,
+    }
     assert record["invoice_address"]["street"] == "Storgatan 1"
     assert record["delivery_address"]["street"] == "Gränd 2"
     assert [line["sku"] for line in record["lines"]] == ["LEK-1001", "BOK-1"]
@@ -78,8 +129,14 @@ def test_sums_with_percent_and_amount_discounts_shipping_and_fee() -> None:
 def spec_example(**fields) -> dict:
     """An order with the totals of the spec's OrderModel example: 622.4 ex VAT + 155.6 VAT = 778 to pay."""
     example = {"totalAmount": 622.4, "totalVat": 155.6, "amountToPay": 778.0}
-    return order(items={"data": [{"sku": "A", "description": "a", "quantity": 1, "unitPrice": 576.0, "vatRate": 25}]},
-                 shippingCost=23.2, shippingVatRate=25, paymentFee=23.2, paymentVatRate=25, **{**example, **fields})
+    return order(
+        items={"data": [{"sku": "A", "description": "a", "quantity": 1, "unitPrice": 576.0, "vatRate": 25}]},
+        shippingCost=23.2,
+        shippingVatRate=25,
+        paymentFee=23.2,
+        paymentVatRate=25,
+        **{**example, **fields},
+    )
 
 
 def test_the_spec_examples_totals_reconcile_ex_vat_vat_and_to_pay() -> None:
@@ -106,9 +163,17 @@ def test_an_amount_the_spec_does_not_model_fails_the_amount_to_pay() -> None:
 
 
 def test_zero_vat_export_order_reconciles_with_equal_amount_and_amount_to_pay() -> None:
-    export = order(items={"data": [{"sku": "A", "description": "a", "quantity": 2, "unitPrice": 440.3, "vatRate": 0}]},
-                   shippingCost=99.0, shippingVatRate=0, paymentFee=0, currencyCode="NOK", currencyExchangeRate=0.97,
-                   totalAmount=979.6, totalVat=0.0, amountToPay=979.6)
+    export = order(
+        items={"data": [{"sku": "A", "description": "a", "quantity": 2, "unitPrice": 440.3, "vatRate": 0}]},
+        shippingCost=99.0,
+        shippingVatRate=0,
+        paymentFee=0,
+        currencyCode="NOK",
+        currencyExchangeRate=0.97,
+        totalAmount=979.6,
+        totalVat=0.0,
+        amountToPay=979.6,
+    )
     row = check_row(export)
     assert row["vat_sum"] == 0 and max(row["net_excess"], row["vat_excess"], row["gross_excess"]) <= 0
     assert map_order(export).total_incl_vat == Decimal("979.60")
@@ -116,9 +181,15 @@ def test_zero_vat_export_order_reconciles_with_equal_amount_and_amount_to_pay() 
 
 def test_tolerance_is_per_charged_row_and_at_least_one_unit_of_the_currencys_last_decimal() -> None:
     assert check_row(order(), tolerance_per_line=0.02)["tolerance"] == pytest.approx(0.08)  # 2 items, shipping, fee
-    whole_units = order(currencyPrecision=0, items={"data": [
-        {"sku": "A", "description": "a", "quantity": 1, "unitPrice": 99.6, "vatRate": 25}]},
-        shippingCost=0, paymentFee=0, totalAmount=100.0, totalVat=25.0, amountToPay=125.0)  # rounded per row
+    whole_units = order(
+        currencyPrecision=0,
+        items={"data": [{"sku": "A", "description": "a", "quantity": 1, "unitPrice": 99.6, "vatRate": 25}]},
+        shippingCost=0,
+        paymentFee=0,
+        totalAmount=100.0,
+        totalVat=25.0,
+        amountToPay=125.0,
+    )  # rounded per row
     row = check_row(whole_units)
     assert row["tolerance"] == 1.0 and max(row["net_excess"], row["vat_excess"], row["gross_excess"]) <= 0
 
@@ -129,16 +200,24 @@ def test_check_row_flags_unknown_skus() -> None:
 
 
 def test_mamut_order_lines_discount_line_shipping_fee_and_free_text() -> None:
-    mapped = mamut_order(order(), shop_id="demo", document="invoice", vat_codes=VAT_CODES,
-                         known_skus={"LEK-1001"}, shipping_sku="FRAKT", payment_fee_sku="AVGIFT", rates=PER_FOREIGN)
+    mapped = mamut_order(
+        order(),
+        shop_id="demo",
+        document="invoice",
+        vat_codes=VAT_CODES,
+        known_skus={"LEK-1001"},
+        shipping_sku="FRAKT",
+        payment_fee_sku="AVGIFT",
+        rates=PER_FOREIGN,
+    )
     assert mapped.external_id == "demo:1042" and mapped.document == "invoice"
     assert mapped.order_date == date(2026, 11, 26)
     assert mapped.reference == "Starweb 1042 · rabattkod SOMMAR"
     described = [(line.sku, line.quantity, line.unit_price, line.discount_pct, line.vat_code) for line in mapped.lines]
     assert described == [
         ("LEK-1001", Decimal(2), Decimal("100.0"), Decimal(10), 1),
-        (None, Decimal(1), Decimal("200.0"), Decimal(0), 3),      # unknown SKU: a free-text line
-        (None, Decimal(1), Decimal("-20"), Decimal(0), 3),        # the amount discount as its own line
+        (None, Decimal(1), Decimal("200.0"), Decimal(0), 3),  # unknown SKU: a free-text line
+        (None, Decimal(1), Decimal("-20"), Decimal(0), 3),  # the amount discount as its own line
         ("FRAKT", Decimal(1), Decimal("49.0"), Decimal(0), 1),
         ("AVGIFT", Decimal(1), Decimal("29.0"), Decimal(0), 1),
     ]
@@ -151,8 +230,13 @@ def test_the_mamut_total_incl_vat_is_amount_to_pay() -> None:
 
 
 def test_export_order_with_zero_vat_maps_to_the_zero_code() -> None:
-    record = order(items={"data": [{"sku": "A", "description": "a", "quantity": 1, "unitPrice": 10, "vatRate": 0}]},
-                   shippingVatRate=0, paymentFee=0, currencyCode="NOK", currencyExchangeRate=0.97)
+    record = order(
+        items={"data": [{"sku": "A", "description": "a", "quantity": 1, "unitPrice": 10, "vatRate": 0}]},
+        shippingVatRate=0,
+        paymentFee=0,
+        currencyCode="NOK",
+        currencyExchangeRate=0.97,
+    )
     mapped = map_order(record, known_skus={"A"})
     assert {line.vat_code for line in mapped.lines} == {4}
     assert [line.sku for line in mapped.lines] == ["A", "FRAKT"]  # no fee line for a zero fee
@@ -190,8 +274,14 @@ def test_exchange_rate_convention_is_checked_when_built() -> None:
 
 
 def test_the_order_keeps_its_own_invoice_and_delivery_address() -> None:
-    gift = {"firstName": "Mormor", "lastName": "Berg", "address": "Fjällvägen 9", "postalCode": "981 31",
-            "city": "Kiruna", "countryCode": "SE"}
+    gift = {
+        "firstName": "Mormor",
+        "lastName": "Berg",
+        "address": "Fjällvägen 9",
+        "postalCode": "981 31",
+        "city": "Kiruna",
+        "countryCode": "SE",
+    }
     mapped = map_order(order(addresses={"data": {"customerInvoice": ADDRESS, "customerDelivery": gift}}))
     assert mapped.invoice_address == MamutAddress("Åsa Öberg", "Storgatan 1", "111 22", "Stockholm", "SE")
     assert mapped.delivery_address == MamutAddress("Mormor Berg", "Fjällvägen 9", "981 31", "Kiruna", "SE")
@@ -203,11 +293,18 @@ def test_unknown_vat_rate_names_the_order_and_field() -> None:
 
 
 def test_company_buyer_is_named_by_company_and_guest_has_no_external_id() -> None:
-    company = order(addresses={"data": {"customerInvoice": {**ADDRESS, "companyName": "Lekbolaget AB"}}},
-                    originalCustomerVatNo="SE556677889901", originalCustomerNationalIdNo="556677-8899")
+    company = order(
+        addresses={"data": {"customerInvoice": {**ADDRESS, "companyName": "Lekbolaget AB"}}},
+        originalCustomerVatNo="SE556677889901",
+        originalCustomerNationalIdNo="556677-8899",
+    )
     customer = mamut_customer(company, shop_id="demo")
     assert (customer.name, customer.is_company, customer.vat_no, customer.org_no) == (
-        "Lekbolaget AB", True, "SE556677889901", "556677-8899")
+        "Lekbolaget AB",
+        True,
+        "SE556677889901",
+        "556677-8899",
+    )
     assert customer.external_id == "demo:7" and customer.delivery_address is None
     guest = mamut_customer(order(customerId=None, customer=None), shop_id="demo")
     assert (guest.name, guest.external_id, guest.starweb_customer_id) == ("Åsa Öberg", None, None)

@@ -46,9 +46,13 @@ from tests.test_products_to_mamut import expected_mamut_skus
 
 EXAMPLE = REPO_ROOT / "config" / "examples" / "three_shops.yaml"
 SHOPS = ("webshop", "grossist", "kombo")
-JOBS = {"products_to_mamut": products_to_mamut, "products_to_starweb": products_to_starweb,
-        "prices_to_starweb": prices_to_starweb, "stock_to_starweb": stock_to_starweb,
-        "orders_to_mamut": orders_to_mamut}
+JOBS = {
+    "products_to_mamut": products_to_mamut,
+    "products_to_starweb": products_to_starweb,
+    "prices_to_starweb": prices_to_starweb,
+    "stock_to_starweb": stock_to_starweb,
+    "orders_to_mamut": orders_to_mamut,
+}
 STANDARD, RESELLER = 1, 2  # the demo shops' standard and reseller price lists
 CHARGES = {None, "FRAKT", "AVGIFT"}  # order lines that are not articles
 PURCHASE_ORDER = "PO-4711"
@@ -76,19 +80,31 @@ class ThreeShops:
 
         def open_starweb() -> StarwebClient:
             pacer = pacer_from_url(self.settings.request_pacer_url, shop.pacer_key, shop.request_budget_per_minute)
-            return StarwebClient(airflow_adapter.starweb_credentials(shop.starweb_conn_id), pacer=pacer,
-                                 max_concurrency=shop.max_concurrency, backoff_base=0.01, backoff_cap=0.05)
+            return StarwebClient(
+                airflow_adapter.starweb_credentials(shop.starweb_conn_id),
+                pacer=pacer,
+                max_concurrency=shop.max_concurrency,
+                backoff_base=0.01,
+                backoff_cap=0.05,
+            )
 
-        return JobContext(settings=self.settings, shop=shop, store=self.store, open_starweb=open_starweb,
-                          open_mamut=lambda: self.gateway, params=RunParams.from_mapping(params))
+        return JobContext(
+            settings=self.settings,
+            shop=shop,
+            store=self.store,
+            open_starweb=open_starweb,
+            open_mamut=lambda: self.gateway,
+            params=RunParams.from_mapping(params),
+        )
 
     def run(self, shop_id: str, job: str) -> dict[str, Any]:
         return JOBS[job].run(self.ctx(shop_id))
 
     def refuse_credentials(self, shop_id: str) -> None:
         sandbox = self.sandboxes[shop_id]
-        self.monkeypatch.setenv(connection_env(shop_id),
-                                starweb_connection(sandbox.base_url, sandbox.client_id, "not-the-secret"))
+        self.monkeypatch.setenv(
+            connection_env(shop_id), starweb_connection(sandbox.base_url, sandbox.client_id, "not-the-secret")
+        )
 
     def pacer_state(self, shop_id: str) -> Path:
         """Where the shop's budget lives (the file pacer's schedule, one file per pacer key)."""
@@ -118,8 +134,9 @@ def shops(tmp_path: Path, staging_store: StagingStore, monkeypatch: pytest.Monke
         gateway = MamutGateway(odbc, SchemaMap.load())
         stack.callback(gateway.close)
         for shop, sandbox in sandboxes.items():
-            monkeypatch.setenv(connection_env(shop),
-                               starweb_connection(sandbox.base_url, sandbox.client_id, sandbox.client_secret))
+            monkeypatch.setenv(
+                connection_env(shop), starweb_connection(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
+            )
         settings = Settings.model_validate(example_settings(tmp_path))
         yield ThreeShops(settings, sandboxes, odbc, gateway, staging_store, monkeypatch)
 
@@ -130,8 +147,11 @@ def mamut_skus(gateway: MamutGateway) -> set[str]:
 
 def sellable_skus(gateway: MamutGateway) -> set[str]:
     """Mamut's articles as a shop sells them: the variants of a family, or the single article."""
-    return {article.sku for snapshot in CatalogueReader(gateway).iter_families()
-            for article in (snapshot.family.variants or (snapshot.family.main,))}
+    return {
+        article.sku
+        for snapshot in CatalogueReader(gateway).iter_families()
+        for article in (snapshot.family.variants or (snapshot.family.main,))
+    }
 
 
 def shop_variant_skus(sandbox: Sandbox) -> set[str]:
@@ -151,22 +171,33 @@ def shop_stock(sandbox: Sandbox, sku: str) -> int:
     return sandbox.state.variant(*located)["stockQuantity"]
 
 
-def set_mamut_price_and_stock(gateway: MamutGateway, sku: str, price: Decimal,
-                              stock: dict[int, tuple[int, int]]) -> None:
+def set_mamut_price_and_stock(
+    gateway: MamutGateway, sku: str, price: Decimal, stock: dict[int, tuple[int, int]]
+) -> None:
     """The article's sales price and, per warehouse, (on hand, reserved)."""
     with gateway.transaction() as tx:
         tx.update("product", {"price_out": price}, where={"sku": sku})
         (article,) = tx.select("product", ["product_key"], where={"sku": sku})
-        present = {row["warehouse_id"] for row in tx.select("product_stock", ["warehouse_id"],
-                                                             where={"product_key": article["product_key"]})}
+        present = {
+            row["warehouse_id"]
+            for row in tx.select("product_stock", ["warehouse_id"], where={"product_key": article["product_key"]})
+        }
         for warehouse, (on_hand, reserved) in stock.items():
             values = {"qty_in_stock": Decimal(on_hand), "qty_reserved": Decimal(reserved)}
             if warehouse in present:
-                tx.update("product_stock", values,
-                          where={"product_key": article["product_key"], "warehouse_id": warehouse})
+                tx.update(
+                    "product_stock", values, where={"product_key": article["product_key"], "warehouse_id": warehouse}
+                )
             else:
-                tx.insert("product_stock", {"product_key": article["product_key"], "warehouse_id": warehouse,
-                                            "qty_ordered": Decimal(0), **values})
+                tx.insert(
+                    "product_stock",
+                    {
+                        "product_key": article["product_key"],
+                        "warehouse_id": warehouse,
+                        "qty_ordered": Decimal(0),
+                        **values,
+                    },
+                )
 
 
 def active_variant_sku(sandbox: Sandbox) -> str:
@@ -197,8 +228,13 @@ def test_three_shops_on_one_mamut_each_get_their_own_data_and_nothing_leaks(shop
     sellable = sellable_skus(shops.gateway)
     assert {sku for sku in sellable if not sku.startswith("W-")} <= shop_variant_skus(grossist)
     assert not any(sku.startswith("W-") for sku in shop_variant_skus(grossist))
-    assert published["skipped"] == len({snapshot.family.main.sku for snapshot in CatalogueReader(
-        shops.gateway).iter_families() if snapshot.family.main.sku.startswith("W-")})
+    assert published["skipped"] == len(
+        {
+            snapshot.family.main.sku
+            for snapshot in CatalogueReader(shops.gateway).iter_families()
+            if snapshot.family.main.sku.startswith("W-")
+        }
+    )
     assert web.write_requests() == [] and kombo.write_requests() == []  # no products pushed to those shops
 
     # One Mamut article published to two shops, each with its own price list, rounding and warehouses.
@@ -269,14 +305,19 @@ def flood_quarantine(shops: ThreeShops) -> None:
         state.update_order(order_id, {"originalCustomerEmail": "ingen e-post"})
 
 
-@pytest.mark.parametrize(("break_kombo", "error", "message"), [
-    (stop, StarwebUnavailable, "ConnectError"),
-    (throttle, StarwebRateLimited, "Too Many Requests"),
-    (refuse, StarwebAuthError, "invalid_client"),
-    (flood_quarantine, QualityGateFailed, "shop kombo:"),
-], ids=["down", "rate-limiting", "bad-credentials", "quarantine-storm"])
+@pytest.mark.parametrize(
+    ("break_kombo", "error", "message"),
+    [
+        (stop, StarwebUnavailable, "ConnectError"),
+        (throttle, StarwebRateLimited, "Too Many Requests"),
+        (refuse, StarwebAuthError, "invalid_client"),
+        (flood_quarantine, QualityGateFailed, "shop kombo:"),
+    ],
+    ids=["down", "rate-limiting", "bad-credentials", "quarantine-storm"],
+)
 def test_a_broken_shop_fails_alone_and_the_others_sync_in_the_same_period(
-        shops: ThreeShops, break_kombo: Callable[[ThreeShops], None], error: type[Exception], message: str) -> None:
+    shops: ThreeShops, break_kombo: Callable[[ThreeShops], None], error: type[Exception], message: str
+) -> None:
     break_kombo(shops)
 
     with pytest.raises(error, match=message):
@@ -304,8 +345,9 @@ def test_each_shop_paces_its_requests_under_its_own_budget(shops: ThreeShops) ->
 
 
 @pytest.mark.slow
-def test_dag_runs_fail_only_the_shop_whose_connection_is_refused(shops: ThreeShops, tmp_path: Path, shop_config,
-                                                                  airflow_db, capfd) -> None:
+def test_dag_runs_fail_only_the_shop_whose_connection_is_refused(
+    shops: ThreeShops, tmp_path: Path, shop_config, airflow_db, capfd
+) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     staging = json.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": f"sqlite:///{tmp_path / 'dags.db'}"}})
@@ -323,17 +365,21 @@ def test_dag_runs_fail_only_the_shop_whose_connection_is_refused(shops: ThreeSho
             task.retries = 0  # Airflow's retries would only repeat the same refusal, minutes later
         runs[shop] = dag.test()
 
-    assert {shop: run.state for shop, run in runs.items()} == {"kombo": "failed", "webshop": "success",
-                                                              "grossist": "success"}
+    assert {shop: run.state for shop, run in runs.items()} == {
+        "kombo": "failed",
+        "webshop": "success",
+        "grossist": "success",
+    }
     states = {ti.task_id: ti.state for ti in runs["kombo"].get_task_instances()}
     assert states["extract"] == "failed" and states["load"] != "success"
     log = capfd.readouterr().out
-    failure = log[log.index("Task failed with exception"):]
+    failure = log[log.index("Task failed with exception") :]
     assert "StarwebAuthError: Starweb POST /token failed (HTTP 400): invalid_client" in failure
     assert "shop kombo (flow combo): Starweb Connection 'starweb_kombo'" in failure
     assert "Marking run <DagRun kombo__orders_to_mamut" in failure and log.count("Task failed with exception") == 1
     for shop in ("webshop", "grossist"):
         assert set(mamut_orders(shops.gateway, f"{shop}:")) == {
-            f"{shop}:{order_id}" for order_id in eligible_orders(shops.sandboxes[shop])}
+            f"{shop}:{order_id}" for order_id in eligible_orders(shops.sandboxes[shop])
+        }
     assert mamut_orders(shops.gateway, "kombo:") == {}
     assert all(shops.pacer_state(shop).exists() for shop in SHOPS)  # the tasks paced each shop under its own key

@@ -42,8 +42,12 @@ SWITCHES_ON = {"onOrderStatusChangeSendEmail": True, "onOrderStatusChangeProcess
 # What the shop must receive for DEMO_ORDER_PROGRESS under EVERY_STATE; 1001 is completed in the shop already.
 EXPECTED_PATCHES = {
     1002: {"statusId": COMPLETED, **SWITCHES_ON, "shippingTrackingNo": "JJD000390007771234", "shippingTrackerType": 2},
-    1003: {"statusId": COMPLETED, **SWITCHES_ON, "shippingTrackingNo": "JVGL0620000012345678",
-           "shippingTrackerType": 3},
+    1003: {
+        "statusId": COMPLETED,
+        **SWITCHES_ON,
+        "shippingTrackingNo": "JVGL0620000012345678",
+        "shippingTrackerType": 3,
+    },
     1004: {"statusId": CANCELED, **SWITCHES_OFF},
     1005: {"statusId": CANCELED, **SWITCHES_ON},
     1006: {"statusId": PICKING, **SWITCHES_OFF},
@@ -55,16 +59,25 @@ MakeContext = Callable[..., JobContext]
 
 
 def settings_for(status: dict[str, Any]) -> Settings:
-    shop = {"name": "Demo", "flow": "combo", "starweb_conn_id": "unused",
-            "orders_to_mamut": {"eligible_statuses": ELIGIBLE}, "order_status_to_starweb": status}
-    return Settings.model_validate({"version": 1, "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}},
-                                    "shops": {"demo": shop}})
+    shop = {
+        "name": "Demo",
+        "flow": "combo",
+        "starweb_conn_id": "unused",
+        "orders_to_mamut": {"eligible_statuses": ELIGIBLE},
+        "order_status_to_starweb": status,
+    }
+    return Settings.model_validate(
+        {"version": 1, "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}}, "shops": {"demo": shop}}
+    )
 
 
 def context_factory(sandbox: Any, gateway: MamutGateway, store: StagingStore) -> MakeContext:
     def make(transitions: dict[str, Any] | None = None, **options: Any) -> JobContext:
-        params = {name: options.pop(name) for name in ("dry_run", "full_refresh", "resync_ids", "since",
-                                                       "accept_quarantine") if name in options}
+        params = {
+            name: options.pop(name)
+            for name in ("dry_run", "full_refresh", "resync_ids", "since", "accept_quarantine")
+            if name in options
+        }
         settings = settings_for({"transitions": EVERY_STATE if transitions is None else transitions, **options})
         return sandbox_job_context(settings, sandbox, store, gateway, params)
 
@@ -122,7 +135,8 @@ def test_each_demo_change_reaches_the_shop_as_one_patch_with_the_configured_fiel
         had = before[order_id]  # tracking the order had stays unless the PATCH brings a number
         assert (change.tracking_no, change.tracker_type) == (
             body.get("shippingTrackingNo", had["shippingTrackingNo"] or None),
-            body.get("shippingTrackerType", had.get("shippingTrackerType")))
+            body.get("shippingTrackerType", had.get("shippingTrackerType")),
+        )
     # Klarna: the delivered order's reserved payment is captured, the cancelled order's is cancelled.
     assert (changes[1003].payment_status_before, changes[1003].payment_status_after) == ("reserved", "captured")
     assert (changes[1005].payment_status_before, changes[1005].payment_status_after) == ("reserved", "cancelled")
@@ -172,16 +186,21 @@ def test_a_crash_between_patch_and_ledger_then_retry_sends_each_change_once(make
 
 
 def test_unmapped_state_unknown_status_or_tracker_quarantines_that_order_naming_shop_order_and_state(
-        make_ctx, sandbox, mamut_db, staging_store):
-    progress_order(mamut_db.gateway, "demo:1002", now=datetime.now(UTC), tracking_no="JJD000390007771234",
-                   tracker_type=99)
+    make_ctx, sandbox, mamut_db, staging_store
+):
+    progress_order(
+        mamut_db.gateway, "demo:1002", now=datetime.now(UTC), tracking_no="JJD000390007771234", tracker_type=99
+    )
     without_credit = {state: transition for state, transition in EVERY_STATE.items() if state != "credited"}
     first = order_status_to_starweb.run(make_ctx({**without_credit, "cancelled": {"status": "avbruten"}}))
 
     reasons = {entry.key: entry.reasons for entry in staging_store.open_quarantine("demo", "order_status")}
     assert set(reasons) == {"1002", "1004", "1005"} and first["quarantined"] == 3
     assert {key: [reason["check"] for reason in entry] for key, entry in reasons.items()} == {
-        "1002": ["tracker_ok"], "1004": ["unmapped_ok"], "1005": ["status_ok"]}
+        "1002": ["tracker_ok"],
+        "1004": ["unmapped_ok"],
+        "1005": ["status_ok"],
+    }
     texts = {key: entry[0]["reason"] for key, entry in reasons.items()}
     for key, text in texts.items():
         assert text.startswith(f"shop demo: order {key} (Mamut order "), text
@@ -193,8 +212,13 @@ def test_unmapped_state_unknown_status_or_tracker_quarantines_that_order_naming_
     assert held["changed"] == held["quarantined"] == 3 and held["loaded"] == 0  # held orders alone pass the gate
 
     # The owner maps both states and fixes the carrier in Mamut: the quarantined orders go through.
-    progress_order(mamut_db.gateway, "demo:1002", now=datetime.now(UTC) + timedelta(seconds=1),
-                   tracking_no="JJD000390007771234", tracker_type=2)
+    progress_order(
+        mamut_db.gateway,
+        "demo:1002",
+        now=datetime.now(UTC) + timedelta(seconds=1),
+        tracking_no="JJD000390007771234",
+        tracker_type=2,
+    )
     fixed = order_status_to_starweb.run(make_ctx())
 
     assert fixed["loaded"] == 3 and staging_store.open_quarantine("demo", "order_status") == []
@@ -203,8 +227,9 @@ def test_unmapped_state_unknown_status_or_tracker_quarantines_that_order_naming_
 
 
 def test_a_status_starweb_refuses_is_quarantined_with_starwebs_reason(make_ctx, sandbox, staging_store):
-    custom = sandbox.state.add_order_status(
-        {"languages": {"data": [{"langCode": "sv", "name": "Betald i Mamut"}]}})["statusId"]
+    custom = sandbox.state.add_order_status({"languages": {"data": [{"langCode": "sv", "name": "Betald i Mamut"}]}})[
+        "statusId"
+    ]
     ctx = make_ctx({**EVERY_STATE, "paid": {"status": custom}})
     extracted = order_status_to_starweb.extract(ctx)
     order_status_to_starweb.validate(ctx, extracted["batch_id"])
@@ -247,13 +272,19 @@ def test_a_required_tracking_number_holds_the_report_until_mamut_has_one(make_ct
     assert waiting["awaiting_tracking"] == 2  # 1001 and 1009 were delivered without a parcel number
     assert {1001, 1009}.isdisjoint(status_patches(sandbox))
 
-    progress_order(mamut_db.gateway, "demo:1009", now=datetime.now(UTC) + timedelta(seconds=1),
-                   tracking_no="00370712345678909999", tracker_type=1)
+    progress_order(
+        mamut_db.gateway,
+        "demo:1009",
+        now=datetime.now(UTC) + timedelta(seconds=1),
+        tracking_no="00370712345678909999",
+        tracker_type=1,
+    )
     later = order_status_to_starweb.run(make_ctx({"delivered": {**DELIVERED, "require_tracking": True}}))
 
     assert later["loaded"] == 1 and later["awaiting_tracking"] == 1
-    assert status_patches(sandbox)[1009] == [{"statusId": COMPLETED, **SWITCHES_ON,
-                                              "shippingTrackingNo": "00370712345678909999", "shippingTrackerType": 1}]
+    assert status_patches(sandbox)[1009] == [
+        {"statusId": COMPLETED, **SWITCHES_ON, "shippingTrackingNo": "00370712345678909999", "shippingTrackerType": 1}
+    ]
 
 
 @pytest.mark.parametrize("allow_backwards", [False, True])
@@ -271,8 +302,7 @@ def test_going_backwards_is_reported_only_where_the_shop_allows_it(make_ctx, san
     assert result["behind"] == (0 if allow_backwards else 1)
 
 
-def test_deleted_orders_and_orders_in_a_final_status_are_recorded_and_never_retried(make_ctx, sandbox,
-                                                                                       staging_store):
+def test_deleted_orders_and_orders_in_a_final_status_are_recorded_and_never_retried(make_ctx, sandbox, staging_store):
     sandbox.state.delete_order(1003)
     sandbox.state.set_order_status(1005, "completed", send_email=False)  # final: the cancellation cannot apply
     sandbox.reset_requests()
@@ -300,8 +330,9 @@ def test_dry_run_reads_but_sends_and_records_nothing(make_ctx, sandbox, staging_
 
     assert sandbox.write_requests() == [] and sandbox.state.status_changes == []
     assert result["would_send"] == len(EXPECTED_PATCHES)
-    assert sorted(result["planned"]) == sorted(f"PATCH /orders/{order_id} {body}"
-                                               for order_id, body in EXPECTED_PATCHES.items())
+    assert sorted(result["planned"]) == sorted(
+        f"PATCH /orders/{order_id} {body}" for order_id, body in EXPECTED_PATCHES.items()
+    )
     assert staging_store.get_ledger("demo", order_status_to_starweb.ENTITY) == {}
     assert staging_store.get_watermark("demo", order_status_to_starweb.JOB) is None
     assert order_status_to_starweb.run(make_ctx())["loaded"] == len(EXPECTED_PATCHES)
@@ -347,4 +378,3 @@ def test_without_a_change_timestamp_changes_are_found_by_their_fingerprint(sandb
     assert second["read"] == 8 and second["unchanged"] == 7 and second["loaded"] == 1
     assert status_patches(sandbox)[1006] == [EXPECTED_PATCHES[1006], {"statusId": COMPLETED, **SWITCHES_ON}]
     assert staging_store.get_watermark("demo", order_status_to_starweb.JOB) is None
-

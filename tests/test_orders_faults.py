@@ -19,11 +19,12 @@ from starmamut.jobs import orders_to_mamut
 from starmamut.jobs.common import JobContext
 from starmamut.sandbox.errors import bad_request
 from starmamut.starweb.errors import StarwebClockSkew, StarwebIncompleteListing
-from tests.test_orders_to_mamut import eligible_orders, make_ctx, mamut_orders  # noqa: F401 (the fixture)
+from tests.test_orders_to_mamut import eligible_orders, make_ctx, mamut_orders  # the fixture too (see pyproject)
 
 
-def render_order_as(sandbox: Any, monkeypatch: pytest.MonkeyPatch, order_id: int,
-                    change: Callable[[dict[str, Any]], None]) -> None:
+def render_order_as(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch, order_id: int, change: Callable[[dict[str, Any]], None]
+) -> None:
     """From now on the shop sends order ``order_id`` changed by ``change`` wherever it renders it."""
     state = sandbox.state
     render = state._render_order
@@ -38,12 +39,17 @@ def render_order_as(sandbox: Any, monkeypatch: pytest.MonkeyPatch, order_id: int
 
 
 def open_reasons(ctx: JobContext) -> dict[str, str]:
-    return {entry.key: "; ".join(reason["reason"] for reason in entry.reasons)
-            for entry in ctx.store.open_quarantine(ctx.shop.id, orders_to_mamut.ENTITY)}
+    return {
+        entry.key: "; ".join(reason["reason"] for reason in entry.reasons)
+        for entry in ctx.store.open_quarantine(ctx.shop.id, orders_to_mamut.ENTITY)
+    }
 
 
 def test_an_unreadable_amount_quarantines_that_order_naming_the_field_and_the_rest_load(
-    make_ctx: Callable[..., JobContext], sandbox: Any, mamut_db: Any, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    make_ctx: Callable[..., JobContext],
+    sandbox: Any,
+    mamut_db: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     expected = eligible_orders(sandbox)
     bad = min(expected)
@@ -64,7 +70,10 @@ def test_an_unreadable_amount_quarantines_that_order_naming_the_field_and_the_re
 
 
 def test_an_order_without_modified_at_neither_stops_the_run_nor_is_left_behind(
-    make_ctx: Callable[..., JobContext], sandbox: Any, mamut_db: Any, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    make_ctx: Callable[..., JobContext],
+    sandbox: Any,
+    mamut_db: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     expected = eligible_orders(sandbox)
     odd = max(expected)
@@ -79,7 +88,10 @@ def test_an_order_without_modified_at_neither_stops_the_run_nor_is_left_behind(
 
 
 def test_a_refused_write_back_quarantines_the_order_without_failing_the_run(
-    make_ctx: Callable[..., JobContext], sandbox: Any, mamut_db: Any, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    make_ctx: Callable[..., JobContext],
+    sandbox: Any,
+    mamut_db: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     expected = eligible_orders(sandbox)
     refused = min(expected)
@@ -106,7 +118,9 @@ def test_a_refused_write_back_quarantines_the_order_without_failing_the_run(
 
 
 def test_a_listing_shorter_than_its_total_fails_the_extract_and_moves_no_watermark(
-    make_ctx: Callable[..., JobContext], sandbox: Any, mamut_db: Any  # noqa: F811
+    make_ctx: Callable[..., JobContext],
+    sandbox: Any,
+    mamut_db: Any,
 ) -> None:
     sandbox.faults.listing_short_by = 1
 
@@ -119,7 +133,9 @@ def test_a_listing_shorter_than_its_total_fails_the_extract_and_moves_no_waterma
 
 
 def test_a_worker_clock_far_from_starwebs_stops_the_run_before_reading(
-    make_ctx: Callable[..., JobContext], sandbox: Any, mamut_db: Any  # noqa: F811
+    make_ctx: Callable[..., JobContext],
+    sandbox: Any,
+    mamut_db: Any,
 ) -> None:
     sandbox.faults.clock_skew_seconds = 20 * 60  # more than half the 30-minute overlap
 

@@ -24,21 +24,29 @@ ELIGIBLE = ["created", "picking", "completed", 5, 6]
 
 
 def settings_for(mamut: dict[str, Any] | None = None, **orders: Any) -> Settings:
-    shop = {"name": "Demo", "flow": "ecom", "starweb_conn_id": "unused",
-            "orders_to_mamut": {"eligible_statuses": ELIGIBLE, **orders}}
-    return Settings.model_validate({
-        "version": 1,
-        "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}, **(mamut or {})},
-        "shops": {"demo": shop, "other": dict(shop, name="Other")},
-    })
+    shop = {
+        "name": "Demo",
+        "flow": "ecom",
+        "starweb_conn_id": "unused",
+        "orders_to_mamut": {"eligible_statuses": ELIGIBLE, **orders},
+    }
+    return Settings.model_validate(
+        {
+            "version": 1,
+            "mamut": {"vat_codes": {25: 1, 12: 2, 6: 3, 0: 4, 25.5: 5}, **(mamut or {})},
+            "shops": {"demo": shop, "other": dict(shop, name="Other")},
+        }
+    )
 
 
 @pytest.fixture
 def make_ctx(sandbox: Any, mamut_db: Any, staging_store: StagingStore) -> Iterator[Callable[..., JobContext]]:
-    def make(shop: str = "demo", orders: dict[str, Any] | None = None, mamut: dict[str, Any] | None = None,
-             **params: Any) -> JobContext:
-        return sandbox_job_context(settings_for(mamut, **(orders or {})), sandbox, staging_store, mamut_db.gateway,
-                                   params, shop=shop)
+    def make(
+        shop: str = "demo", orders: dict[str, Any] | None = None, mamut: dict[str, Any] | None = None, **params: Any
+    ) -> JobContext:
+        return sandbox_job_context(
+            settings_for(mamut, **(orders or {})), sandbox, staging_store, mamut_db.gateway, params, shop=shop
+        )
 
     products_to_mamut.run(make())  # the catalogue first, so order lines find their articles
     yield make
@@ -69,8 +77,11 @@ def test_demo_orders_land_with_lines_totals_and_no_duplicate_customers(make_ctx,
         assert mamut["total_gross"] == Decimal(str(order["amountToPay"])).quantize(Decimal("0.01"))
         item_skus = [item["sku"] for item in order["items"]["data"]]
         assert [line["sku"] for line in mamut["lines"] if line["sku"] not in (None, "FRAKT", "AVGIFT")] == item_skus
-        extra = (order["shippingCost"] > 0) + (order["paymentFee"] > 0) + sum(
-            1 for item in order["items"]["data"] if item["discountType"] == "amount" and item["discount"])
+        extra = (
+            (order["shippingCost"] > 0)
+            + (order["paymentFee"] > 0)
+            + sum(1 for item in order["items"]["data"] if item["discountType"] == "amount" and item["discount"])
+        )
         assert len(mamut["lines"]) == len(item_skus) + extra
     # one Mamut customer per distinct buyer: the returning customer and the company's two orders share one
     with mamut_db.gateway.transaction() as tx:
@@ -94,8 +105,11 @@ def test_export_foreign_currency_and_b2b_orders(make_ctx, sandbox, mamut_db):
     assert landed[f"demo:{euro['orderId']}"]["exchange_rate"] == sek_per(euro, unit=1)
     company = next(o for o in eligible_orders(sandbox).values() if o.get("originalCustomerVatNo"))
     with mamut_db.gateway.transaction() as tx:
-        (contact,) = tx.select("contact", ["name", "vat_number", "org_number"],
-                               where={"contact_key": landed[f"demo:{company['orderId']}"]["contact_key"]})
+        (contact,) = tx.select(
+            "contact",
+            ["name", "vat_number", "org_number"],
+            where={"contact_key": landed[f"demo:{company['orderId']}"]["contact_key"]},
+        )
     customer = state.customer(company["customerId"])
     assert contact["vat_number"] == customer["vatNo"] and contact["name"].endswith("AB")
 
@@ -105,13 +119,15 @@ def sek_per(order: dict[str, Any], *, unit: int) -> Decimal:
     return (unit / Decimal(str(order["currencyExchangeRate"]))).quantize(Decimal("0.000001"))
 
 
-@pytest.mark.parametrize(("exchange_rate", "expected"), [
-    ({}, lambda order: sek_per(order, unit=1)),  # the default: SEK per 1 EUR / NOK (≈ 11.49 per EUR)
-    ({"unit": 100}, lambda order: sek_per(order, unit=100)),
-    ({"direction": "foreign_per_base", "unit": 1}, lambda order: Decimal(str(order["currencyExchangeRate"]))),
-])
-def test_exchange_rates_land_in_the_configured_direction_and_unit(make_ctx, sandbox, mamut_db, exchange_rate,
-                                                                   expected):
+@pytest.mark.parametrize(
+    ("exchange_rate", "expected"),
+    [
+        ({}, lambda order: sek_per(order, unit=1)),  # the default: SEK per 1 EUR / NOK (≈ 11.49 per EUR)
+        ({"unit": 100}, lambda order: sek_per(order, unit=100)),
+        ({"direction": "foreign_per_base", "unit": 1}, lambda order: Decimal(str(order["currencyExchangeRate"]))),
+    ],
+)
+def test_exchange_rates_land_in_the_configured_direction_and_unit(make_ctx, sandbox, mamut_db, exchange_rate, expected):
     orders_to_mamut.run(make_ctx(mamut={"exchange_rate": exchange_rate}))
     landed = mamut_orders(mamut_db.gateway)
     by_currency: dict[str, set[Decimal]] = {}
@@ -135,8 +151,10 @@ def test_an_orders_own_addresses_land_on_the_order_and_leave_the_customer_alone(
     assert customer_card(mamut_db.gateway) == card
     landed = mamut_orders(mamut_db.gateway)
     guest, gift = landed[f"demo:{guest_order['orderId']}"], landed[f"demo:{gift_order['orderId']}"]
-    assert (guest["contact_name"], guest["delivery_address"]) == ("Okänd Gäst", "Okänd Gäst\nGästvägen 1\n"
-                                                                                "753 20 Uppsala\nSE")
+    assert (guest["contact_name"], guest["delivery_address"]) == (
+        "Okänd Gäst",
+        "Okänd Gäst\nGästvägen 1\n753 20 Uppsala\nSE",
+    )
     assert gift["delivery_address"] == "Mormor Berg\nFjällvägen 9\n981 31 Kiruna\nSE"
     assert guest["contact_key"] == gift["contact_key"]  # both belong to the returning customer
 
@@ -149,8 +167,10 @@ def test_update_customer_from_order_writes_each_orders_buyer_over_the_customer(m
 
     contact_key = mamut_orders(mamut_db.gateway)[f"demo:{gift_order['orderId']}"]["contact_key"]
     with mamut_db.gateway.transaction() as tx:
-        streets = {row["address_type"]: row["street"] for row in tx.select(
-            "address", ["address_type", "street"], where={"source_key": contact_key})}
+        streets = {
+            row["address_type"]: row["street"]
+            for row in tx.select("address", ["address_type", "street"], where={"source_key": contact_key})
+        }
     assert streets[3] == "Fjällvägen 9"
 
 
@@ -160,30 +180,65 @@ def _guest_and_gift_orders(sandbox: Any) -> tuple[dict[str, Any], dict[str, Any]
     expected = eligible_orders(sandbox)
     returning = next(o for o in expected.values() if o.get("customerId") and o["currencyCode"] == "SEK")
     template = state.order(returning["orderId"], includes=("items", "addresses"))
-    items = [{key: item[key] for key in ("sku", "description", "quantity", "unitPrice", "vatRate")}
-             for item in template["items"]["data"]]
+    items = [
+        {key: item[key] for key in ("sku", "description", "quantity", "unitPrice", "vatRate")}
+        for item in template["items"]["data"]
+    ]
     email = state.customer(returning["customerId"])["email"]
-    stranger = {"firstName": "Okänd", "lastName": "Gäst", "address": "Gästvägen 1", "postalCode": "753 20",
-                "city": "Uppsala", "countryCode": "SE"}
-    gift = {"firstName": "Mormor", "lastName": "Berg", "address": "Fjällvägen 9", "postalCode": "981 31",
-            "city": "Kiruna", "countryCode": "SE"}
+    stranger = {
+        "firstName": "Okänd",
+        "lastName": "Gäst",
+        "address": "Gästvägen 1",
+        "postalCode": "753 20",
+        "city": "Uppsala",
+        "countryCode": "SE",
+    }
+    gift = {
+        "firstName": "Mormor",
+        "lastName": "Berg",
+        "address": "Fjällvägen 9",
+        "postalCode": "981 31",
+        "city": "Kiruna",
+        "countryCode": "SE",
+    }
     base = {"statusId": template["statusId"], "currencyCode": "SEK", "isComplete": True, "items": items}
-    guest = state.add_order({**base, "originalCustomerEmail": email.upper(),
-                             "addresses": {"customerInvoice": stranger, "customerDelivery": stranger}})
+    guest = state.add_order(
+        {
+            **base,
+            "originalCustomerEmail": email.upper(),
+            "addresses": {"customerInvoice": stranger, "customerDelivery": stranger},
+        }
+    )
     invoice = template["addresses"]["data"]["customerInvoice"]
-    gift_order = state.add_order({**base, "customerId": returning["customerId"], "originalCustomerEmail": email,
-                                  "addresses": {"customerInvoice": invoice, "customerDelivery": gift}})
+    gift_order = state.add_order(
+        {
+            **base,
+            "customerId": returning["customerId"],
+            "originalCustomerEmail": email,
+            "addresses": {"customerInvoice": invoice, "customerDelivery": gift},
+        }
+    )
     return guest, gift_order
 
 
 def test_an_amount_no_order_row_shows_is_quarantined_with_its_reason(make_ctx, sandbox, mamut_db, staging_store):
     state = sandbox.state
     template = state.order(min(eligible_orders(sandbox)), includes=("items", "addresses"))
-    items = [{key: item[key] for key in ("sku", "description", "quantity", "unitPrice", "vatRate")}
-             for item in template["items"]["data"]]
-    gift_card = state.add_order({"statusId": template["statusId"], "currencyCode": "SEK", "isComplete": True,
-                                 "originalCustomerEmail": "presentkort@example.se", "items": items,
-                                 "addresses": template["addresses"]["data"]}, unitemised_amount=-100.0)
+    items = [
+        {key: item[key] for key in ("sku", "description", "quantity", "unitPrice", "vatRate")}
+        for item in template["items"]["data"]
+    ]
+    gift_card = state.add_order(
+        {
+            "statusId": template["statusId"],
+            "currencyCode": "SEK",
+            "isComplete": True,
+            "originalCustomerEmail": "presentkort@example.se",
+            "items": items,
+            "addresses": template["addresses"]["data"],
+        },
+        unitemised_amount=-100.0,
+    )
 
     result = orders_to_mamut.run(make_ctx())
 
@@ -206,8 +261,9 @@ def test_reruns_and_overlapping_windows_change_nothing(make_ctx, mamut_db):
 
 
 @pytest.mark.parametrize("failpoint", ["orders_to_mamut.after_mamut_commit@2", "orders_to_mamut.after_write_back@2"])
-def test_crash_mid_load_then_retry_creates_no_duplicate(make_ctx, sandbox, mamut_db, staging_store, monkeypatch,
-                                                        failpoint):
+def test_crash_mid_load_then_retry_creates_no_duplicate(
+    make_ctx, sandbox, mamut_db, staging_store, monkeypatch, failpoint
+):
     ctx = make_ctx()
     extracted = orders_to_mamut.extract(ctx)
     orders_to_mamut.validate(ctx, extracted["batch_id"])
@@ -234,8 +290,13 @@ def test_write_back_sends_exactly_the_configured_fields(make_ctx, sandbox, mamut
     assert len(patches) == len(landed)
     for patch in patches:
         invoice_no = landed[f"demo:{patch.path.rsplit('/', 1)[1]}"]["invoice_number"]
-        assert patch.body == {"externalId": str(invoice_no), "externalIdType": "mamut_invoice", "statusId": picking,
-                              "onOrderStatusChangeSendEmail": False, "onOrderStatusChangeProcessPayment": False}
+        assert patch.body == {
+            "externalId": str(invoice_no),
+            "externalIdType": "mamut_invoice",
+            "statusId": picking,
+            "onOrderStatusChangeSendEmail": False,
+            "onOrderStatusChangeProcessPayment": False,
+        }
     changes = [c for c in sandbox.state.status_changes if c.to_status_id == picking]
     assert changes and not any(c.send_email or c.process_payment for c in changes)
 
@@ -243,10 +304,18 @@ def test_write_back_sends_exactly_the_configured_fields(make_ctx, sandbox, mamut
 def test_bad_orders_are_quarantined_then_go_through_once_fixed(make_ctx, sandbox, mamut_db, staging_store):
     state = sandbox.state
     template = state.order(min(eligible_orders(sandbox)), includes=("items", "addresses"))
-    items = [{key: item[key] for key in ("sku", "description", "quantity", "unitPrice", "vatRate")}
-             for item in template["items"]["data"]]
-    base = {"statusId": template["statusId"], "currencyCode": "SEK", "originalCustomerEmail": "ny@example.se",
-            "isComplete": True, "items": items, "addresses": template["addresses"]["data"]}
+    items = [
+        {key: item[key] for key in ("sku", "description", "quantity", "unitPrice", "vatRate")}
+        for item in template["items"]["data"]
+    ]
+    base = {
+        "statusId": template["statusId"],
+        "currencyCode": "SEK",
+        "originalCustomerEmail": "ny@example.se",
+        "isComplete": True,
+        "items": items,
+        "addresses": template["addresses"]["data"],
+    }
     unknown_sku = state.add_order({**base, "items": [dict(items[0], sku="FINNS-INTE")]})
     wrong_total = state.add_order(base, total_override=1.0)
     no_address = state.add_order({**base, "addresses": {}})
@@ -254,8 +323,10 @@ def test_bad_orders_are_quarantined_then_go_through_once_fixed(make_ctx, sandbox
 
     result = orders_to_mamut.run(make_ctx(orders={"unknown_sku": "quarantine"}))
 
-    quarantined = {entry.key: " ".join(r["reason"] for r in entry.reasons)
-                   for entry in staging_store.open_quarantine("demo", "order")}
+    quarantined = {
+        entry.key: " ".join(r["reason"] for r in entry.reasons)
+        for entry in staging_store.open_quarantine("demo", "order")
+    }
     assert set(quarantined) == bad and result["quarantined"] == 3
     assert "FINNS-INTE" in quarantined[str(unknown_sku["orderId"])]
     assert "but totalAmount is 1.00" in quarantined[str(wrong_total["orderId"])]

@@ -34,8 +34,13 @@ from tests.fixtures.openapi_contract import assert_request_conforms
 
 MASTER, RESELLER, EURO = 1, 2, 3
 RESELLER_LIST, EURO_LIST = "Återförsäljare SEK", "Euro EUR"
-PRICES = {"pricelists": [{"starweb": MASTER, "mamut": "base"}, {"starweb": RESELLER, "mamut": RESELLER_LIST},
-                         {"starweb": EURO, "mamut": EURO_LIST}]}
+PRICES = {
+    "pricelists": [
+        {"starweb": MASTER, "mamut": "base"},
+        {"starweb": RESELLER, "mamut": RESELLER_LIST},
+        {"starweb": EURO, "mamut": EURO_LIST},
+    ]
+}
 STOCK = {"locations": [{"starweb": "variant", "warehouses": [1]}, {"starweb": 2, "warehouses": [2]}]}
 NOT_IN_SHOP_SKU = "ENDAST-MAMUT"
 CENT = Decimal("0.01")
@@ -56,15 +61,25 @@ class SeededArticle:
 
 
 def shop_skus(sandbox: Any) -> list[str]:
-    return [variant["sku"] for product_id in sandbox.state.product_ids()
-            for variant in sandbox.state.list_variants(product_id)]
+    return [
+        variant["sku"]
+        for product_id in sandbox.state.product_ids()
+        for variant in sandbox.state.list_variants(product_id)
+    ]
 
 
 def seed_mamut(gateway: Any, skus: list[str], *, lines: bool = True) -> dict[str, SeededArticle]:
     """An article per SKU (prices with 4 decimals, one on a half cent), price-list lines and stock rows."""
-    rows = [{"sku": sku, "name": f"Artikel {sku}", "vat_code": 1,
-             "price_out": Decimal(f"{40 + index * 7}.{(index * 1237) % 10000:04d}"), "use_store": index != 3}
-            for index, sku in enumerate(skus)]
+    rows = [
+        {
+            "sku": sku,
+            "name": f"Artikel {sku}",
+            "vat_code": 1,
+            "price_out": Decimal(f"{40 + index * 7}.{(index * 1237) % 10000:04d}"),
+            "use_store": index != 3,
+        }
+        for index, sku in enumerate(skus)
+    ]
     rows[0]["price_out"] = Decimal("99.9950")  # rounds half up to 100.00
     with gateway.transaction() as tx:
         tx.insert_many("product", rows)
@@ -73,25 +88,44 @@ def seed_mamut(gateway: Any, skus: list[str], *, lines: bool = True) -> dict[str
     seeded: dict[str, SeededArticle] = {}
     for index, row in enumerate(rows):
         seeded[row["sku"]] = SeededArticle(
-            sku=row["sku"], product_key=keys[row["sku"]], price_out=row["price_out"],
+            sku=row["sku"],
+            product_key=keys[row["sku"]],
+            price_out=row["price_out"],
             reseller=(row["price_out"] * Decimal("0.7")).quantize(Decimal("0.0001")),
             euro=(row["price_out"] / 11).quantize(Decimal("0.0001")),
             on_hand=(Decimal(index % 9) + (Decimal("0.5") if index % 5 == 0 else 0), Decimal(index % 4)),
-            reserved=Decimal(1) if index % 3 == 0 else Decimal(0), use_store=row["use_store"])
+            reserved=Decimal(1) if index % 3 == 0 else Decimal(0),
+            use_store=row["use_store"],
+        )
     with gateway.transaction() as tx:
         if lines:
-            tx.insert_many("price_list_line", [
-                {"price_list_id": list_ids[name], "product_key": article.product_key, "min_qty": Decimal(1),
-                 "price": price}
+            tx.insert_many(
+                "price_list_line",
+                [
+                    {
+                        "price_list_id": list_ids[name],
+                        "product_key": article.product_key,
+                        "min_qty": Decimal(1),
+                        "price": price,
+                    }
+                    for article in seeded.values()
+                    for name, price in ((RESELLER_LIST, article.reseller), (EURO_LIST, article.euro))
+                ],
+            )
+        tx.insert_many(
+            "product_stock",
+            [
+                {
+                    "product_key": article.product_key,
+                    "warehouse_id": warehouse,
+                    "qty_in_stock": article.on_hand[warehouse - 1],
+                    "qty_reserved": article.reserved if warehouse == 1 else Decimal(0),
+                    "qty_ordered": Decimal(0),
+                }
                 for article in seeded.values()
-                for name, price in ((RESELLER_LIST, article.reseller), (EURO_LIST, article.euro))
-            ])
-        tx.insert_many("product_stock", [
-            {"product_key": article.product_key, "warehouse_id": warehouse,
-             "qty_in_stock": article.on_hand[warehouse - 1],
-             "qty_reserved": article.reserved if warehouse == 1 else Decimal(0), "qty_ordered": Decimal(0)}
-            for article in seeded.values() for warehouse in (1, 2)
-        ])
+                for warehouse in (1, 2)
+            ],
+        )
     return seeded
 
 
@@ -111,22 +145,33 @@ def assert_shop_prices_match(sandbox: Any, seeded: dict[str, SeededArticle], sku
         assert {pl: shop_price_of(sandbox, sku, pl) for pl in expected} == expected, sku
 
 
-def settings_for(flow: str = "erp", prices: dict[str, Any] | None = None,
-                 stock: dict[str, Any] | None = None) -> Settings:
-    return Settings.model_validate({
-        "version": 1,
-        "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
-        "shops": {"demo": {"name": "Demo", "flow": flow, "starweb_conn_id": "unused",
-                           "prices_to_starweb": prices or PRICES, "stock_to_starweb": stock or STOCK}},
-    })
+def settings_for(
+    flow: str = "erp", prices: dict[str, Any] | None = None, stock: dict[str, Any] | None = None
+) -> Settings:
+    return Settings.model_validate(
+        {
+            "version": 1,
+            "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
+            "shops": {
+                "demo": {
+                    "name": "Demo",
+                    "flow": flow,
+                    "starweb_conn_id": "unused",
+                    "prices_to_starweb": prices or PRICES,
+                    "stock_to_starweb": stock or STOCK,
+                }
+            },
+        }
+    )
 
 
 def context_factory(sandbox: Any, mamut_db: Any, staging_store: StagingStore) -> Callable[..., JobContext]:
     """JobContext factory: ``make(flow=..., prices=..., stock=..., **run_params)`` (shared with the stock tests)."""
-    def make(flow: str = "erp", prices: dict[str, Any] | None = None, stock: dict[str, Any] | None = None,
-             **params: Any) -> JobContext:
-        return sandbox_job_context(settings_for(flow, prices, stock), sandbox, staging_store, mamut_db.gateway,
-                                   params)
+
+    def make(
+        flow: str = "erp", prices: dict[str, Any] | None = None, stock: dict[str, Any] | None = None, **params: Any
+    ) -> JobContext:
+        return sandbox_job_context(settings_for(flow, prices, stock), sandbox, staging_store, mamut_db.gateway, params)
 
     return make
 
@@ -141,8 +186,9 @@ def seeded(sandbox: Any, mamut_db: Any) -> dict[str, SeededArticle]:
     return seed_mamut(mamut_db.gateway, [*shop_skus(sandbox), NOT_IN_SHOP_SKU])
 
 
-def crash_load_after_request(job: ModuleType, ctx: JobContext,
-                             monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], dict[str, Any]]:
+def crash_load_after_request(
+    job: ModuleType, ctx: JobContext, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Extract and validate, then let the load die right after its 20th request, before that value's ledger
     entry (as a worker killed there); returns what extract and validate returned, for the retry."""
     extracted = job.extract(ctx)
@@ -169,12 +215,19 @@ def price_writes(sandbox: Any) -> list[RecordedRequest]:
 
 
 def test_prices_are_rounded_half_up_and_incl_vat_lists_are_converted_to_ex_vat() -> None:
-    assert shop_price(Decimal("99.995"), (), incl_vat=False, vat_rate=None, rounding="cents") == \
-        {"price": "100.00", "volume": []}
+    assert shop_price(Decimal("99.995"), (), incl_vat=False, vat_rate=None, rounding="cents") == {
+        "price": "100.00",
+        "volume": [],
+    }
     assert shop_price(Decimal("99.5"), (), incl_vat=False, vat_rate=None, rounding="whole")["price"] == "100"
     assert shop_price(Decimal("99.5000"), (), incl_vat=False, vat_rate=None, rounding="none")["price"] == "99.5"
-    incl = shop_price(Decimal("125.00"), [(Decimal("10.000"), Decimal("100.00"))], incl_vat=True,
-                      vat_rate=Decimal(25), rounding="cents")
+    incl = shop_price(
+        Decimal("125.00"),
+        [(Decimal("10.000"), Decimal("100.00"))],
+        incl_vat=True,
+        vat_rate=Decimal(25),
+        rounding="cents",
+    )
     assert incl == {"price": "100.00", "volume": [["10", "80.00"]]}
     assert shop_price(Decimal("10"), (), incl_vat=True, vat_rate=Decimal(12), rounding="none")["price"] == "8.9286"
     assert shop_price(Decimal("125"), (), incl_vat=True, vat_rate=None, rounding="cents") is None
@@ -234,15 +287,26 @@ def test_first_run_sets_every_price_list_and_a_second_run_sends_nothing(make_ctx
     assert second["not_in_shop"] == 1
 
 
-def test_an_article_the_shop_lacked_gets_its_prices_once_a_products_job_links_it(make_ctx, sandbox, seeded,
-                                                                                 staging_store):
+def test_an_article_the_shop_lacked_gets_its_prices_once_a_products_job_links_it(
+    make_ctx, sandbox, seeded, staging_store
+):
     prices_to_starweb.run(make_ctx())
-    created = sandbox.state.add_product({"languages": [{"langCode": "sv", "name": "Ny i butiken"}],
-                                         "variants": [{"sku": NOT_IN_SHOP_SKU, "attributeValueLinks": []}]})
+    created = sandbox.state.add_product(
+        {
+            "languages": [{"langCode": "sv", "name": "Ny i butiken"}],
+            "variants": [{"sku": NOT_IN_SHOP_SKU, "attributeValueLinks": []}],
+        }
+    )
     variant_id = created["variants"]["data"][0]["variantId"]
-    staging_store.upsert_link("demo", "variant", str(variant_id), starweb_id=f"{created['productId']}:{variant_id}",
-                              mamut_key=str(seeded[NOT_IN_SHOP_SKU].product_key), sku=NOT_IN_SHOP_SKU,
-                              content_hash=None)
+    staging_store.upsert_link(
+        "demo",
+        "variant",
+        str(variant_id),
+        starweb_id=f"{created['productId']}:{variant_id}",
+        mamut_key=str(seeded[NOT_IN_SHOP_SKU].product_key),
+        sku=NOT_IN_SHOP_SKU,
+        content_hash=None,
+    )
     sandbox.reset_requests()
 
     result = prices_to_starweb.run(make_ctx())
@@ -252,8 +316,9 @@ def test_an_article_the_shop_lacked_gets_its_prices_once_a_products_job_links_it
     assert not any(request.path == "/products" for request in sandbox.requests)
 
 
-def test_a_changed_price_is_the_only_write_and_a_hand_edit_waits_for_a_full_refresh(make_ctx, sandbox, seeded,
-                                                                                     mamut_db):
+def test_a_changed_price_is_the_only_write_and_a_hand_edit_waits_for_a_full_refresh(
+    make_ctx, sandbox, seeded, mamut_db
+):
     prices_to_starweb.run(make_ctx())
     sku, edited_by_hand = shop_skus(sandbox)[5], shop_skus(sandbox)[6]
     with mamut_db.gateway.transaction() as tx:
@@ -277,23 +342,31 @@ def test_a_changed_price_is_the_only_write_and_a_hand_edit_waits_for_a_full_refr
 @pytest.mark.parametrize(
     ("prices", "named"),
     [
-        ({"pricelists": [{"starweb": MASTER, "mamut": "base"}, {"starweb": 99, "mamut": RESELLER_LIST}]},
-         "Starweb price list 99"),
-        ({"pricelists": [{"starweb": MASTER, "mamut": "base"}, {"starweb": RESELLER, "mamut": "Grossist NOK"}]},
-         "Mamut price list 'Grossist NOK'"),
-        ({"pricelists": [{"starweb": MASTER, "mamut": "base"}, {"starweb": MASTER, "mamut": RESELLER_LIST}]},
-         "Starweb price list 1 twice"),
+        (
+            {"pricelists": [{"starweb": MASTER, "mamut": "base"}, {"starweb": 99, "mamut": RESELLER_LIST}]},
+            "Starweb price list 99",
+        ),
+        (
+            {"pricelists": [{"starweb": MASTER, "mamut": "base"}, {"starweb": RESELLER, "mamut": "Grossist NOK"}]},
+            "Mamut price list 'Grossist NOK'",
+        ),
+        (
+            {"pricelists": [{"starweb": MASTER, "mamut": "base"}, {"starweb": MASTER, "mamut": RESELLER_LIST}]},
+            "Starweb price list 1 twice",
+        ),
     ],
 )
 def test_a_price_list_missing_in_the_shop_or_in_mamut_stops_the_run_before_anything_is_written(
-        make_ctx, sandbox, seeded, staging_store, prices, named):
+    make_ctx, sandbox, seeded, staging_store, prices, named
+):
     with pytest.raises(ShopMappingError, match=named):
         prices_to_starweb.extract(make_ctx(prices=prices))
     assert_nothing_written(sandbox, staging_store, prices_to_starweb)
 
 
 def test_an_inactive_price_list_stops_the_run_before_anything_is_written_unless_its_entry_allows_it(
-        make_ctx, sandbox, sandbox_api, seeded, staging_store):
+    make_ctx, sandbox, sandbox_api, seeded, staging_store
+):
     created = sandbox_api.post("/pricelists", json={"name": "Kampanj", "currencyCode": "SEK"})
     inactive = created.json()["data"]["pricelistId"]
     listed = {pricelist["pricelistId"]: pricelist for pricelist in sandbox_api.get("/pricelists").json()["data"]}
@@ -301,9 +374,12 @@ def test_an_inactive_price_list_stops_the_run_before_anything_is_written_unless_
     sandbox.reset_requests()
     entry = {"starweb": inactive, "mamut": "base"}
 
-    with pytest.raises(ShopMappingError, match=rf"shop demo: Starweb price list {inactive} \(Kampanj\) is inactive, "
-                                               rf"so the prices_to_starweb\.pricelists entry "
-                                               rf"\{{starweb: {inactive}, mamut: 'base'\}}.*allow_inactive: true"):
+    with pytest.raises(
+        ShopMappingError,
+        match=rf"shop demo: Starweb price list {inactive} \(Kampanj\) is inactive, "
+        rf"so the prices_to_starweb\.pricelists entry "
+        rf"\{{starweb: {inactive}, mamut: 'base'\}}.*allow_inactive: true",
+    ):
         prices_to_starweb.extract(make_ctx(prices={"pricelists": [{"starweb": MASTER, "mamut": "base"}, entry]}))
     assert_nothing_written(sandbox, staging_store, prices_to_starweb)
 
@@ -312,27 +388,36 @@ def test_an_inactive_price_list_stops_the_run_before_anything_is_written_unless_
     skus = shop_skus(sandbox)
     assert allowed["loaded"] == len(skus)
     assert {sku: shop_price_of(sandbox, sku, inactive) for sku in skus} == {
-        sku: cents(seeded[sku].price_out) for sku in skus}
+        sku: cents(seeded[sku].price_out) for sku in skus
+    }
 
 
-def test_bad_prices_are_quarantined_with_reasons_the_rest_loads_and_a_fix_loads_them(make_ctx, sandbox, seeded,
-                                                                                     mamut_db, staging_store):
+def test_bad_prices_are_quarantined_with_reasons_the_rest_loads_and_a_fix_loads_them(
+    make_ctx, sandbox, seeded, mamut_db, staging_store
+):
     skus = shop_skus(sandbox)
     negative, fractional_break, with_break = skus[1], skus[2], skus[4]
     untouched_price = shop_price_of(sandbox, negative, MASTER)
     with mamut_db.gateway.transaction() as tx:
         reseller = tx.select("price_list", ["price_list_id"], where={"name": RESELLER_LIST})[0]["price_list_id"]
         tx.update("product", {"price_out": Decimal("-5")}, {"sku": negative})
-        tx.insert_many("price_list_line", [
-            {"price_list_id": reseller, "product_key": seeded[sku].product_key, "min_qty": min_qty, "price": price}
-            for sku, min_qty, price in ((fractional_break, Decimal("2.5"), Decimal(10)),
-                                        (with_break, Decimal(10), Decimal(20)))
-        ])
+        tx.insert_many(
+            "price_list_line",
+            [
+                {"price_list_id": reseller, "product_key": seeded[sku].product_key, "min_qty": min_qty, "price": price}
+                for sku, min_qty, price in (
+                    (fractional_break, Decimal("2.5"), Decimal(10)),
+                    (with_break, Decimal(10), Decimal(20)),
+                )
+            ],
+        )
 
     result = prices_to_starweb.run(make_ctx())
 
-    reasons = {entry.key: " ".join(r["reason"] for r in entry.reasons)
-               for entry in staging_store.open_quarantine("demo", "price")}
+    reasons = {
+        entry.key: " ".join(r["reason"] for r in entry.reasons)
+        for entry in staging_store.open_quarantine("demo", "price")
+    }
     assert set(reasons) == {f"{negative}@pricelist:1", f"{fractional_break}@pricelist:2"}
     assert "price -5.0 is negative" in reasons[f"{negative}@pricelist:1"]
     assert "2.5" in reasons[f"{fractional_break}@pricelist:2"]
@@ -348,13 +433,15 @@ def test_bad_prices_are_quarantined_with_reasons_the_rest_loads_and_a_fix_loads_
         tx.update("product", {"price_out": Decimal("12.5")}, {"sku": negative})
     fixed = prices_to_starweb.run(make_ctx())
 
-    assert {entry.key for entry in staging_store.open_quarantine("demo", "price")} == \
-        {f"{fractional_break}@pricelist:2"}
+    assert {entry.key for entry in staging_store.open_quarantine("demo", "price")} == {
+        f"{fractional_break}@pricelist:2"
+    }
     assert fixed["loaded"] == 1 and shop_price_of(sandbox, negative, MASTER) == 12.5
 
 
-def test_a_price_in_another_currency_than_its_price_list_is_refused_and_too_many_stop_the_batch(make_ctx, sandbox,
-                                                                                                 seeded, staging_store):
+def test_a_price_in_another_currency_than_its_price_list_is_refused_and_too_many_stop_the_batch(
+    make_ctx, sandbox, seeded, staging_store
+):
     sek_into_euro_list = {"pricelists": [{"starweb": EURO, "mamut": "base"}]}
 
     with pytest.raises(QualityGateFailed, match="nothing was loaded"):
@@ -362,8 +449,12 @@ def test_a_price_in_another_currency_than_its_price_list_is_refused_and_too_many
 
     assert sandbox.write_requests() == []
     entry = staging_store.open_quarantine("demo", "price")[0]
-    assert entry.reasons == [{"check": "currency_matches_pricelist",
-                              "reason": "the Mamut price is in SEK, but Starweb price list 3 is in EUR"}]
+    assert entry.reasons == [
+        {
+            "check": "currency_matches_pricelist",
+            "reason": "the Mamut price is in SEK, but Starweb price list 3 is in EUR",
+        }
+    ]
 
 
 def test_dry_run_shows_the_requests_it_would_make_and_writes_nothing(make_ctx, sandbox, seeded, staging_store):
@@ -387,14 +478,17 @@ def test_given_skus_only_reads_and_sends_those(make_ctx, sandbox, seeded):
 
     assert (result["read"], result["loaded"]) == (6, 6)
     written = {request.path for request in sandbox.write_requests()}
-    assert written == {f"/products/{pid}/variants/{vid}/prices/{pl}"
-                       for pid, vid in (sandbox.state.find_variant(sku) for sku in chosen)
-                       for pl in (MASTER, RESELLER, EURO)}
+    assert written == {
+        f"/products/{pid}/variants/{vid}/prices/{pl}"
+        for pid, vid in (sandbox.state.find_variant(sku) for sku in chosen)
+        for pl in (MASTER, RESELLER, EURO)
+    }
     assert_shop_prices_match(sandbox, seeded, chosen)
 
 
-def test_a_crash_after_a_request_resends_only_that_value_on_the_retry(make_ctx, sandbox, seeded, staging_store,
-                                                                      monkeypatch):
+def test_a_crash_after_a_request_resends_only_that_value_on_the_retry(
+    make_ctx, sandbox, seeded, staging_store, monkeypatch
+):
     ctx = make_ctx()
     extracted, validated = crash_load_after_request(prices_to_starweb, ctx, monkeypatch)
     recorded = len(staging_store.get_ledger("demo", "price"))
@@ -415,11 +509,18 @@ def test_a_price_list_kept_incl_vat_goes_to_the_shop_ex_vat(make_ctx, sandbox, s
     with mamut_db.gateway.transaction() as tx:
         tx.insert("price_list", {"name": "Brutto SEK", "currency_id": 1, "incl_vat": True})
         [gross] = tx.select("price_list", ["price_list_id"], where={"name": "Brutto SEK"})
-        tx.insert_many("price_list_line", [
-            {"price_list_id": gross["price_list_id"], "product_key": seeded[sku].product_key,
-             "min_qty": Decimal(1), "price": Decimal(125 + index)}
-            for index, sku in enumerate(skus)
-        ])
+        tx.insert_many(
+            "price_list_line",
+            [
+                {
+                    "price_list_id": gross["price_list_id"],
+                    "product_key": seeded[sku].product_key,
+                    "min_qty": Decimal(1),
+                    "price": Decimal(125 + index),
+                }
+                for index, sku in enumerate(skus)
+            ],
+        )
         tx.update("product", {"vat_code": 9}, {"sku": unknown_rate})  # a VAT code the config has no rate for
 
     result = prices_to_starweb.run(make_ctx(prices={"pricelists": [{"starweb": RESELLER, "mamut": "Brutto SEK"}]}))

@@ -60,8 +60,7 @@ def test_the_full_mock_fits_the_map(mamut_db: MamutTestDatabase) -> None:
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
-def test_the_report_says_where_the_exchange_rate_goes_and_that_it_must_be_checked(backend: str,
-                                                                                  tmp_path: Path) -> None:
+def test_the_report_says_where_the_exchange_rate_goes_and_that_it_must_be_checked(backend: str, tmp_path: Path) -> None:
     """EXCHANGERATE is our proposal: even when the database has it, a person must confirm place and form."""
     with fresh_mock_database(backend, tmp_path) as odbc:
         proposed = run_probe(odbc)
@@ -71,8 +70,10 @@ def test_the_report_says_where_the_exchange_rate_goes_and_that_it_must_be_checke
 
     assert proposed.ready and proposed.exchange_rate_column == "G_ORDER.EXCHANGERATE"
     text = format_report(proposed)
-    assert ("Exchange rate of foreign-currency orders: written to G_ORDER.EXCHANGERATE (order.exchange_rate), a "
-            "column this project proposed, not one seen in a real install.") in text
+    assert (
+        "Exchange rate of foreign-currency orders: written to G_ORDER.EXCHANGERATE (order.exchange_rate), a "
+        "column this project proposed, not one seen in a real install."
+    ) in text
     assert "map order.exchange_rate to that column (or to null), and set mamut.exchange_rate" in text
     assert unmapped.exchange_rate_column is None
     assert "not written (order.exchange_rate is mapped to null)" in format_report(unmapped)
@@ -125,18 +126,18 @@ def test_types_sizes_and_not_null_columns_that_do_not_fit(tmp_path: Path) -> Non
 
     assert errors_by_place(report) == {
         ("order_line", "price"): "is varchar in the database, which cannot hold the map's decimal(19,4): "
-                                 "map another column"
+        "map another column"
     }
     warnings = {(w.table.logical, w.column.logical if w.column else None): w.message for w in report.warnings}
     assert warnings == {
         ("product", "name"): "holds at most 100 characters, the map allows 200: longer values are rejected "
-                             "when written",
+        "when written",
         ("product_stock", "qty_in_stock"): "keeps 1 decimals, the map 3: values are rounded when written",
         ("order", "edit_date"): "is date in the database: the time of day is lost, so changes within a day are not "
-                                "told apart",
+        "told apart",
         ("product", "unit"): "is NOT NULL without a default, but the integration may leave it empty",
         ("contact", None): "column(s) region are NOT NULL without a default and not in the map: rows the "
-                           "integration inserts into this table are rejected unless the database fills them",
+        "integration inserts into this table are rejected unless the database fills them",
     }
     assert report.change_timestamps["order"] == "EDITDATE"  # usable, with the warning above
 
@@ -182,15 +183,23 @@ def test_probe_command_exit_codes_follow_the_verdict(tmp_path: Path, capsys) -> 
         assert "discount (G_DISCOUNT): table G_DISCOUNT not found" in capsys.readouterr().out
 
 
-def test_probe_command_reads_the_configs_connection_and_schema_map(shop_config, tmp_path: Path, monkeypatch,
-                                                                   capsys) -> None:
+def test_probe_command_reads_the_configs_connection_and_schema_map(
+    shop_config, tmp_path: Path, monkeypatch, capsys
+) -> None:
     with fresh_mock_database("sqlite", tmp_path) as odbc:
         alter(odbc, "ALTER TABLE G_STORE RENAME TO LAGER")
         write_override(tmp_path, {"warehouse": {"name": "LAGER"}})
-        shop_config({"version": 1, "shops": {},
-                     "mamut": {"conn_id": "mamut_erp", "schema_map": "override.yaml", "vat_codes": {25: 1}}})
-        monkeypatch.setenv("AIRFLOW_CONN_MAMUT_ERP", json.dumps(
-            {"conn_type": "mamut_odbc", "password": SECRET, "extra": {"odbc_connection_string": odbc}}))
+        shop_config(
+            {
+                "version": 1,
+                "shops": {},
+                "mamut": {"conn_id": "mamut_erp", "schema_map": "override.yaml", "vat_codes": {25: 1}},
+            }
+        )
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_MAMUT_ERP",
+            json.dumps({"conn_type": "mamut_odbc", "password": SECRET, "extra": {"odbc_connection_string": odbc}}),
+        )
 
         assert main(["probe"]) == 0
 

@@ -22,8 +22,14 @@ from tests.fixtures.jobs import sandbox_job_context
 SETTINGS = {
     "version": 1,
     "mamut": {"conn_id": "mamut_default", "vat_codes": {25: 1, 12: 2, 6: 3, 0: 4}},
-    "shops": {"demo": {"name": "Demo", "flow": "ecom", "starweb_conn_id": "unused",
-                       "products_to_mamut": {"quarantine_threshold": 0.9}}},
+    "shops": {
+        "demo": {
+            "name": "Demo",
+            "flow": "ecom",
+            "starweb_conn_id": "unused",
+            "products_to_mamut": {"quarantine_threshold": 0.9},
+        }
+    },
 }
 
 
@@ -97,20 +103,24 @@ def _axis_values(sandbox: Any, count: int) -> list[int]:
     state = sandbox.state
     while len(state.attributes()) < count:
         attribute = state.add_attribute({"languages": [{"langCode": "sv", "name": "Material"}]})
-        state.add_attribute_value(attribute["attributeId"], {"skuSuffix": "-BOM",
-                                                             "languages": [{"langCode": "sv", "name": "Bomull"}]})
+        state.add_attribute_value(
+            attribute["attributeId"], {"skuSuffix": "-BOM", "languages": [{"langCode": "sv", "name": "Bomull"}]}
+        )
     return [state.attribute_values(a["attributeId"])[0]["attributeValueId"] for a in state.attributes()[:count]]
 
 
 def test_bad_products_are_quarantined_with_reasons_then_load_once_fixed(make_ctx, sandbox, mamut_db, staging_store):
     state = sandbox.state
     two, three = _axis_values(sandbox, 2), _axis_values(sandbox, 3)
-    bad_sku = state.add_product({"languages": [{"langCode": "sv", "name": "Felaktig"}],
-                                 "variants": [_variant("BAD SKU!", [])]})
-    no_name = state.add_product({"languages": [{"langCode": "en", "name": "English only"}],
-                                 "variants": [_variant("NO-SV-NAME", [])]})
-    three_axes = state.add_product({"languages": [{"langCode": "sv", "name": "Tre axlar"}],
-                                    "variants": [_variant("THREE-AX-1", three)]})
+    bad_sku = state.add_product(
+        {"languages": [{"langCode": "sv", "name": "Felaktig"}], "variants": [_variant("BAD SKU!", [])]}
+    )
+    no_name = state.add_product(
+        {"languages": [{"langCode": "en", "name": "English only"}], "variants": [_variant("NO-SV-NAME", [])]}
+    )
+    three_axes = state.add_product(
+        {"languages": [{"langCode": "sv", "name": "Tre axlar"}], "variants": [_variant("THREE-AX-1", three)]}
+    )
 
     result = products_to_mamut.run(make_ctx())
 
@@ -138,8 +148,9 @@ def test_bad_products_are_quarantined_with_reasons_then_load_once_fixed(make_ctx
     assert {"GOOD-SKU", "NO-SV-NAME", "THREE-AX-1"} <= set(mamut_rows(mamut_db.gateway))
 
 
-def test_crash_after_mamut_commit_then_retry_leaves_no_duplicate_and_no_gap(make_ctx, sandbox, mamut_db,
-                                                                             staging_store, monkeypatch):
+def test_crash_after_mamut_commit_then_retry_leaves_no_duplicate_and_no_gap(
+    make_ctx, sandbox, mamut_db, staging_store, monkeypatch
+):
     ctx = make_ctx()
     extracted = products_to_mamut.extract(ctx)
     validated = products_to_mamut.validate(ctx, extracted["batch_id"])

@@ -37,8 +37,14 @@ VAT_CODES = {25: 1, 12: 2, 6: 3, 0: 4}
 SETTINGS = {
     "version": 1,
     "mamut": {"conn_id": "mamut_default", "vat_codes": VAT_CODES},
-    "shops": {"demo": {"name": "Demo", "flow": "erp", "starweb_conn_id": "unused",
-                       "products_to_starweb": {"new_product_visibility": "visible", "quarantine_threshold": 0.9}}},
+    "shops": {
+        "demo": {
+            "name": "Demo",
+            "flow": "erp",
+            "starweb_conn_id": "unused",
+            "products_to_starweb": {"new_product_visibility": "visible", "quarantine_threshold": 0.9},
+        }
+    },
 }
 VAT_RATES = {code: float(rate) for rate, code in VAT_CODES.items()}
 
@@ -79,8 +85,16 @@ def edit(gateway: MamutGateway, main_sku: str, change: Callable[[MamutProductFam
 
 def edit_variant(gateway: MamutGateway, sku: str, **fields: Any) -> None:
     main_sku = next(key for key, family in families(gateway).items() if sku in family.skus)
-    edit(gateway, main_sku, lambda family: replace(family, variants=tuple(
-        replace(variant, **fields) if variant.sku == sku else variant for variant in family.variants)))
+    edit(
+        gateway,
+        main_sku,
+        lambda family: replace(
+            family,
+            variants=tuple(
+                replace(variant, **fields) if variant.sku == sku else variant for variant in family.variants
+            ),
+        ),
+    )
 
 
 def product_of(sandbox: Sandbox, sku: str) -> int:
@@ -96,6 +110,7 @@ def variant_of(sandbox: Sandbox, sku: str) -> dict[str, Any]:
 
 def axis_values(variant: dict[str, Any]) -> dict[str, str]:
     """A shop variant's values as {axis name: value name} in Swedish."""
+
     def swedish(entity: dict[str, Any]) -> str:
         return next(entry["name"] for entry in entity["languages"]["data"] if entry["langCode"] == "sv")
 
@@ -128,22 +143,28 @@ def writes(sandbox: Sandbox, since: int = 0) -> list[tuple[str, str, Any]]:
     return sorted((request.method, request.path, request.body) for request in sandbox.write_requests()[since:])
 
 
-def test_the_demo_catalogue_becomes_shop_products_and_a_second_run_sends_nothing(make_ctx, sandbox, mamut,
-                                                                                 staging_store) -> None:
+def test_the_demo_catalogue_becomes_shop_products_and_a_second_run_sends_nothing(
+    make_ctx, sandbox, mamut, staging_store
+) -> None:
     products_before = len(sandbox.state.product_ids())
     mamut_families = families(mamut)
 
     result = products_to_starweb.run(make_ctx())
 
     assert (result["read"], result["loaded"], result["quarantined"], result["failed"]) == (
-        len(mamut_families), len(mamut_families), 0, 0)
+        len(mamut_families),
+        len(mamut_families),
+        0,
+        0,
+    )
     assert len(sandbox.state.product_ids()) == products_before + len(mamut_families)
     assert_shop_matches_mamut(sandbox, mamut)
     assert result["requests"] == len(sandbox.requests), "every request is reported"
     assert result["write_requests"] == len(sandbox.write_requests()) == len(mamut_families) + 1  # + value "Grå"
     links = staging_store.get_links("demo", "article")
     assert {key: int(link.starweb_id) for key, link in links.items()} == {
-        key: product_of(sandbox, (family.variants or (family.main,))[0].sku) for key, family in mamut_families.items()}
+        key: product_of(sandbox, (family.variants or (family.main,))[0].sku) for key, family in mamut_families.items()
+    }
     ts_l = sandbox.state.find_variant("TS-BAS-L")
     assert staging_store.find_link_by_sku("demo", "variant", "TS-BAS-L").starweb_id == variant_ref(*ts_l)
     prices = sandbox.state.prices(*ts_l)
@@ -155,12 +176,16 @@ def test_the_demo_catalogue_becomes_shop_products_and_a_second_run_sends_nothing
     assert len(sandbox.requests) == sent_before
 
 
-def test_products_already_in_the_shop_are_linked_by_sku_not_duplicated(make_ctx, sandbox, mamut,
-                                                                       staging_store) -> None:
+def test_products_already_in_the_shop_are_linked_by_sku_not_duplicated(make_ctx, sandbox, mamut, staging_store) -> None:
     state = sandbox.state
-    book = state.add_product({"visibility": "hidden", "defaultVatRate": "25",
-                              "languages": [{"langCode": "sv", "name": "Gammal kokbok"}],
-                              "variants": [{"sku": "BOK-SKANE", "attributeValueLinks": [], "weightInKg": 2.0}]})
+    book = state.add_product(
+        {
+            "visibility": "hidden",
+            "defaultVatRate": "25",
+            "languages": [{"langCode": "sv", "name": "Gammal kokbok"}],
+            "variants": [{"sku": "BOK-SKANE", "attributeValueLinks": [], "weightInKg": 2.0}],
+        }
+    )
     products_before = len(state.product_ids())
 
     result = products_to_starweb.run(make_ctx())
@@ -174,11 +199,13 @@ def test_products_already_in_the_shop_are_linked_by_sku_not_duplicated(make_ctx,
     assert staging_store.get_links("demo", "article")["BOK-SKANE"].starweb_id == str(book["productId"])
 
 
-def test_skus_spread_over_two_shop_products_are_quarantined_and_the_rest_loads(make_ctx, sandbox, mamut,
-                                                                              staging_store) -> None:
+def test_skus_spread_over_two_shop_products_are_quarantined_and_the_rest_loads(
+    make_ctx, sandbox, mamut, staging_store
+) -> None:
     for sku in ("TS-BAS-S", "TS-BAS-M"):
-        sandbox.state.add_product({"languages": [{"langCode": "sv", "name": sku}],
-                                   "variants": [{"sku": sku, "attributeValueLinks": []}]})
+        sandbox.state.add_product(
+            {"languages": [{"langCode": "sv", "name": sku}], "variants": [{"sku": sku, "attributeValueLinks": []}]}
+        )
 
     result = products_to_starweb.run(make_ctx())
 
@@ -202,17 +229,20 @@ def test_an_article_changed_in_mamut_sends_only_the_values_that_changed(make_ctx
 
     mugg = product_of(sandbox, "MUGG-ORE")
     ts_m = sandbox.state.find_variant("TS-BAS-M")
-    assert writes(sandbox, sent) == sorted([
-        ("PATCH", f"/products/{mugg}/languages/sv", {"langCode": "sv", "name": "Kaffemugg Örebro XL"}),
-        ("PATCH", f"/products/{ts_m[0]}/variants/{ts_m[1]}", {"weightInKg": 0.2}),
-    ])
+    assert writes(sandbox, sent) == sorted(
+        [
+            ("PATCH", f"/products/{mugg}/languages/sv", {"langCode": "sv", "name": "Kaffemugg Örebro XL"}),
+            ("PATCH", f"/products/{ts_m[0]}/variants/{ts_m[1]}", {"weightInKg": 0.2}),
+        ]
+    )
     assert (result["changed"], result["loaded"], result["write_requests"]) == (2, 2, 2)
     assert result["unchanged"] == len(families(mamut)) - 2
     assert_shop_matches_mamut(sandbox, mamut)
 
 
-def test_deactivated_articles_become_inactive_variants_and_hidden_products_never_deleted(make_ctx, sandbox,
-                                                                                        mamut) -> None:
+def test_deactivated_articles_become_inactive_variants_and_hidden_products_never_deleted(
+    make_ctx, sandbox, mamut
+) -> None:
     products_to_starweb.run(make_ctx())
     products = len(sandbox.state.product_ids())
     edit_variant(mamut, "TS-BAS-M", inactive=True)
@@ -233,8 +263,7 @@ def test_deactivated_articles_become_inactive_variants_and_hidden_products_never
     assert_shop_matches_mamut(sandbox, mamut)
 
 
-def test_an_update_the_shop_refuses_after_a_hand_change_is_retried_against_the_shop(make_ctx, sandbox,
-                                                                                    mamut) -> None:
+def test_an_update_the_shop_refuses_after_a_hand_change_is_retried_against_the_shop(make_ctx, sandbox, mamut) -> None:
     products_to_starweb.run(make_ctx())
     mugg = product_of(sandbox, "MUGG-ORE")
     sandbox.state.update_product(mugg, {"visibility": "pricelists", "visibilityPricelistIds": [2]})
@@ -252,8 +281,9 @@ def test_an_update_the_shop_refuses_after_a_hand_change_is_retried_against_the_s
         assert_request_conforms(request)
 
 
-def test_failing_checks_quarantine_with_reasons_the_rest_loads_and_a_fix_loads_next_run(make_ctx, sandbox, mamut,
-                                                                                        staging_store) -> None:
+def test_failing_checks_quarantine_with_reasons_the_rest_loads_and_a_fix_loads_next_run(
+    make_ctx, sandbox, mamut, staging_store
+) -> None:
     save(mamut, MamutProductFamily(main=MamutArticle(sku="BAD SKU!", name="Felaktig", vat_code=1)))
     save(mamut, MamutProductFamily(main=MamutArticle(sku="MOMS-9", name="Okänd moms", vat_code=9)))
 
@@ -270,12 +300,14 @@ def test_failing_checks_quarantine_with_reasons_the_rest_loads_and_a_fix_loads_n
     fixed = products_to_starweb.run(make_ctx())
 
     assert fixed["quarantined"] == 1 and [entry.key for entry in staging_store.open_quarantine("demo", "article")] == [
-        "BAD SKU!"]
+        "BAD SKU!"
+    ]
     assert sandbox.state.product(product_of(sandbox, "MOMS-9"))["defaultVatRate"] == "12"
 
 
-def test_a_dry_run_sends_no_write_and_reports_the_requests_it_would_send(make_ctx, sandbox, mamut,
-                                                                         staging_store) -> None:
+def test_a_dry_run_sends_no_write_and_reports_the_requests_it_would_send(
+    make_ctx, sandbox, mamut, staging_store
+) -> None:
     result = products_to_starweb.run(make_ctx(dry_run=True))
 
     assert sandbox.write_requests() == []
@@ -292,9 +324,9 @@ def test_a_dry_run_sends_no_write_and_reports_the_requests_it_would_send(make_ct
     assert sum(line.startswith("POST /products {") for line in loaded["planned"]) == len(families(mamut))
 
 
-def test_a_crash_between_create_and_link_is_healed_by_the_retry_without_duplicates(make_ctx, sandbox, mamut,
-                                                                                   staging_store,
-                                                                                   monkeypatch) -> None:
+def test_a_crash_between_create_and_link_is_healed_by_the_retry_without_duplicates(
+    make_ctx, sandbox, mamut, staging_store, monkeypatch
+) -> None:
     products_before = len(sandbox.state.product_ids())
     ctx = make_ctx()
     extracted = products_to_starweb.extract(ctx)
@@ -311,15 +343,13 @@ def test_a_crash_between_create_and_link_is_healed_by_the_retry_without_duplicat
 
     assert loaded["quarantined_on_load"] == 0
     assert len(sandbox.state.product_ids()) == products_before + len(families(mamut))
-    assert len([request for request in sandbox.write_requests() if request.path == "/products"]) == len(
-        families(mamut))
+    assert len([request for request in sandbox.write_requests() if request.path == "/products"]) == len(families(mamut))
     assert len(staging_store.get_links("demo", "article")) == len(families(mamut))
     assert_shop_matches_mamut(sandbox, mamut)
     assert products_to_starweb.run(make_ctx())["changed"] == 0
 
 
-def test_full_refresh_and_a_sku_resync_put_back_values_changed_in_the_shop_by_hand(make_ctx, sandbox,
-                                                                                   mamut) -> None:
+def test_full_refresh_and_a_sku_resync_put_back_values_changed_in_the_shop_by_hand(make_ctx, sandbox, mamut) -> None:
     products_to_starweb.run(make_ctx())
     mugg, book = product_of(sandbox, "MUGG-ORE"), product_of(sandbox, "BOK-SKANE")
     sandbox.state.update_language(mugg, "sv", {"name": "Ändrad för hand"})
@@ -332,21 +362,25 @@ def test_full_refresh_and_a_sku_resync_put_back_values_changed_in_the_shop_by_ha
     assert products_to_starweb.run(make_ctx())["write_requests"] == 0, "nothing changed in Mamut"
     products_to_starweb.run(make_ctx(skus=["MUGG-ORE"]))
     assert writes(sandbox, sent) == [
-        ("PATCH", f"/products/{mugg}/languages/sv", {"langCode": "sv", "name": "Kaffemugg Örebro"})]
+        ("PATCH", f"/products/{mugg}/languages/sv", {"langCode": "sv", "name": "Kaffemugg Örebro"})
+    ]
 
     refreshed = products_to_starweb.run(make_ctx(full_refresh=True))
 
-    assert writes(sandbox, sent + 1) == sorted([
-        ("PATCH", f"/products/{book}", {"defaultVatRate": "6"}),
-        ("PATCH", f"/products/{ts_l[0]}/variants/{ts_l[1]}", {"isActive": True}),
-        ("PATCH", f"/products/{kasse[0]}/variants/{kasse[1]}", {"ean": "7350012340025"}),
-    ])
+    assert writes(sandbox, sent + 1) == sorted(
+        [
+            ("PATCH", f"/products/{book}", {"defaultVatRate": "6"}),
+            ("PATCH", f"/products/{ts_l[0]}/variants/{ts_l[1]}", {"isActive": True}),
+            ("PATCH", f"/products/{kasse[0]}/variants/{kasse[1]}", {"ean": "7350012340025"}),
+        ]
+    )
     assert refreshed["changed"] == len(families(mamut))
     assert_shop_matches_mamut(sandbox, mamut)
 
 
-def test_a_product_deleted_in_the_shop_is_created_again_when_mamut_changes_it(make_ctx, sandbox, mamut,
-                                                                             staging_store) -> None:
+def test_a_product_deleted_in_the_shop_is_created_again_when_mamut_changes_it(
+    make_ctx, sandbox, mamut, staging_store
+) -> None:
     products_to_starweb.run(make_ctx())
     old_ref = variant_ref(*sandbox.state.find_variant("HD-ALV-SVA-S"))
     sandbox.state.delete_product(product_of(sandbox, "HD-ALV-SVA-S"))
@@ -360,7 +394,8 @@ def test_a_product_deleted_in_the_shop_is_created_again_when_mamut_changes_it(ma
     old_link = staging_store.get_links("demo", "variant")[old_ref.split(":")[1]]
     assert old_link.retired_at is not None, "the deleted variant's link is retired, not left to mislead"
     assert staging_store.find_link_by_sku("demo", "variant", "HD-ALV-SVA-S").starweb_id == variant_ref(
-        *sandbox.state.find_variant("HD-ALV-SVA-S"))
+        *sandbox.state.find_variant("HD-ALV-SVA-S")
+    )
 
 
 def test_every_request_the_job_sends_follows_the_starweb_spec(make_ctx, sandbox, mamut) -> None:
@@ -368,19 +403,38 @@ def test_every_request_the_job_sends_follows_the_starweb_spec(make_ctx, sandbox,
     edit(mamut, "MUGG-ORE", lambda family: replace(family, main=replace(family.main, name="Mugg", vat_code=2)))
     edit(mamut, "KASSE-ARE", lambda family: replace(family, main=replace(family.main, inactive=True)))
     edit_variant(mamut, "TS-BAS-M", ean="7350012340049", weight=Decimal("0.200"))
-    edit(mamut, "TS-BAS", lambda family: replace(family, variants=(*family.variants, replace(
-        family.variants[0], sku="TS-BAS-XL", variant_values=("XL", None)))))
-    save(mamut, MamutProductFamily(
-        main=MamutArticle(sku="MOSSA", name="Mössa", vat_code=1, variant_axes=("Material", None)),
-        variants=(MamutArticle(sku="MOSSA-ULL", name="Mössa ull", vat_code=1, main_sku="MOSSA",
-                               variant_values=("Ull", None)),)))
+    edit(
+        mamut,
+        "TS-BAS",
+        lambda family: replace(
+            family,
+            variants=(*family.variants, replace(family.variants[0], sku="TS-BAS-XL", variant_values=("XL", None))),
+        ),
+    )
+    save(
+        mamut,
+        MamutProductFamily(
+            main=MamutArticle(sku="MOSSA", name="Mössa", vat_code=1, variant_axes=("Material", None)),
+            variants=(
+                MamutArticle(
+                    sku="MOSSA-ULL", name="Mössa ull", vat_code=1, main_sku="MOSSA", variant_values=("Ull", None)
+                ),
+            ),
+        ),
+    )
     products_to_starweb.run(make_ctx())
     products_to_starweb.run(make_ctx(full_refresh=True))
 
-    kinds = {(request.method, request.path.split("/")[1], request.path.split("/")[-1].isdigit())
-             for request in sandbox.write_requests()}
-    assert {("POST", "products", False), ("PATCH", "products", True), ("PATCH", "products", False),
-            ("POST", "product-attributes", False)} <= kinds
+    kinds = {
+        (request.method, request.path.split("/")[1], request.path.split("/")[-1].isdigit())
+        for request in sandbox.write_requests()
+    }
+    assert {
+        ("POST", "products", False),
+        ("PATCH", "products", True),
+        ("PATCH", "products", False),
+        ("POST", "product-attributes", False),
+    } <= kinds
     assert {request.path.rsplit("/", 1)[-1] for request in sandbox.write_requests()} >= {"sv", "variants", "values"}
     for request in sandbox.requests:
         assert_request_conforms(request)
@@ -402,7 +456,8 @@ def held(store: StagingStore) -> dict[str, dict[str, str]]:
 
 
 def test_a_family_that_differs_from_the_shop_product_holding_its_skus_is_a_conflict_and_nothing_is_written(
-        make_ctx, sandbox, mamut, staging_store, shop) -> None:
+    make_ctx, sandbox, mamut, staging_store, shop
+) -> None:
     save(mamut, MamutProductFamily(main=MamutArticle(sku="OVERALL-92", name="Overall 92", vat_code=1)))
     before = snapshot(sandbox.state)
 
@@ -411,18 +466,24 @@ def test_a_family_that_differs_from_the_shop_product_holding_its_skus_is_a_confl
     conflicts = {key: reason for key, reason in held(staging_store).items() if reason["check"] == "sku_conflict"}
     assert set(conflicts) == {"OVERALL-92", "TS-BAS", "HD-ALV"}
     overall = conflicts["OVERALL-92"]["reason"]
-    assert overall.startswith(f"Mamut family OVERALL-92 has SKUs OVERALL-92; shop product {shop.overall} has "
-                              "OVERALL-104, OVERALL-110")
+    assert overall.startswith(
+        f"Mamut family OVERALL-92 has SKUs OVERALL-92; shop product {shop.overall} has OVERALL-104, OVERALL-110"
+    )
     assert "a different variant structure (only the shop product has OVERALL-104" in overall
     tshirt = conflicts["TS-BAS"]["reason"]
-    assert (f"Mamut family TS-BAS has SKUs TS-BAS-L, TS-BAS-M, TS-BAS-S; shop product {shop.tshirt} has TS-BAS-128, "
-            "TS-BAS-M, TS-BAS-S: a different variant structure (only the shop product has TS-BAS-128; only the "
-            "Mamut family has TS-BAS-L)") == tshirt
-    assert "attribute axes Färg × Storlek in the Mamut family, Färg × Material × Storlek on the shop product" in \
-        conflicts["HD-ALV"]["reason"]
+    assert (
+        f"Mamut family TS-BAS has SKUs TS-BAS-L, TS-BAS-M, TS-BAS-S; shop product {shop.tshirt} has TS-BAS-128, "
+        "TS-BAS-M, TS-BAS-S: a different variant structure (only the shop product has TS-BAS-128; only the "
+        "Mamut family has TS-BAS-L)"
+    ) == tshirt
+    assert (
+        "attribute axes Färg × Storlek in the Mamut family, Färg × Material × Storlek on the shop product"
+        in conflicts["HD-ALV"]["reason"]
+    )
     after = snapshot(sandbox.state)
     assert {product: after[product] for product in before if product not in shop.clean_matches} == {
-        product: state for product, state in before.items() if product not in shop.clean_matches}
+        product: state for product, state in before.items() if product not in shop.clean_matches
+    }
     assert result["conflicts"] == 3 and result["failed"] == 3
     assert staging_store.find_links_by_sku("demo", "article", ["OVERALL-92", "TS-BAS", "HD-ALV"]) == {}
 
@@ -438,7 +499,8 @@ def test_a_family_that_differs_from_the_shop_product_holding_its_skus_is_a_confl
 
 @pytest.mark.parametrize("on_conflict", ["link_and_skip", "overwrite", "report_only"])
 def test_on_conflict_links_overwrites_or_only_lists_a_family_that_differs_from_its_shop_product(
-        make_ctx, sandbox, mamut, staging_store, shop, on_conflict) -> None:
+    make_ctx, sandbox, mamut, staging_store, shop, on_conflict
+) -> None:
     save(mamut, MamutProductFamily(main=MamutArticle(sku="OVERALL-92", name="Overall 92", vat_code=1)))
     products_to_starweb.run(make_ctx())
     before = snapshot(sandbox.state)[shop.overall]
@@ -452,7 +514,8 @@ def test_on_conflict_links_overwrites_or_only_lists_a_family_that_differs_from_i
     assert (result["conflicts"], result["failed"]) == (int(on_conflict == "report_only"), 0)
     if on_conflict == "overwrite":
         assert writes(sandbox, sent) == [
-            ("PATCH", f"/products/{shop.overall}/languages/sv", {"langCode": "sv", "name": "Overall 92"})]
+            ("PATCH", f"/products/{shop.overall}/languages/sv", {"langCode": "sv", "name": "Overall 92"})
+        ]
         assert after["variants"] == before["variants"], "the variants keep their values, links and active flags"
         assert link is not None and link.starweb_id == str(shop.overall)
     else:
@@ -474,40 +537,52 @@ def test_an_empty_mamut_ean_or_weight_never_clears_the_shops(make_ctx, sandbox, 
     assert sandbox.state.product(shop.presentkort)["defaultVatRate"] == "0", "what Mamut has is written"
 
 
-def test_a_sku_the_shop_spells_in_other_letter_case_keeps_the_shops_spelling(make_ctx, sandbox, mamut, shop,
-                                                                               staging_store) -> None:
+def test_a_sku_the_shop_spells_in_other_letter_case_keeps_the_shops_spelling(
+    make_ctx, sandbox, mamut, shop, staging_store
+) -> None:
     products_to_starweb.run(make_ctx())
 
     assert [variant["sku"] for variant in sandbox.state.list_variants(shop.mugg)] == ["mugg-ore"]
     assert staging_store.find_link_by_sku("demo", "variant", "MUGG-ORE").starweb_id == variant_ref(
-        *sandbox.state.find_variant("mugg-ore")), "the id map holds Mamut's spelling, which the other jobs look up"
+        *sandbox.state.find_variant("mugg-ore")
+    ), "the id map holds Mamut's spelling, which the other jobs look up"
     sent = len(sandbox.write_requests())
     assert products_to_starweb.run(make_ctx(full_refresh=True))["write_requests"] == 0
     assert writes(sandbox, sent) == []
 
 
 def test_a_write_starweb_refuses_quarantines_that_family_naming_it_and_the_field_and_the_batch_goes_on(
-        make_ctx, sandbox, mamut, staging_store) -> None:
+    make_ctx, sandbox, mamut, staging_store
+) -> None:
     products_to_starweb.run(make_ctx())
     tshirt = product_of(sandbox, "TS-BAS-S")
     sandbox.state.add_variant(tshirt, {"sku": "EGEN-86", "attributeValueLinks": [SIZE_VALUE_IDS["86"]]})
-    edit(mamut, "TS-BAS", lambda family: replace(family, variants=(*family.variants, replace(
-        family.variants[0], sku="TS-BAS-86", variant_values=("86", None)))))
+    edit(
+        mamut,
+        "TS-BAS",
+        lambda family: replace(
+            family,
+            variants=(*family.variants, replace(family.variants[0], sku="TS-BAS-86", variant_values=("86", None))),
+        ),
+    )
     edit(mamut, "MUGG-ORE", lambda family: replace(family, main=replace(family.main, name="Kaffemugg Örebro XL")))
 
     result = products_to_starweb.run(make_ctx())
 
     reason = held(staging_store)["TS-BAS"]
     assert reason["check"] == "starweb_rejected"
-    assert reason["reason"].startswith(f"Mamut family TS-BAS: Starweb refused variant TS-BAS-86 (POST /products/"
-                                       f"{tshirt}/variants, field(s) sku, attributeValueLinks, isActive, ")
+    assert reason["reason"].startswith(
+        f"Mamut family TS-BAS: Starweb refused variant TS-BAS-86 (POST /products/"
+        f"{tshirt}/variants, field(s) sku, attributeValueLinks, isActive, "
+    )
     assert "another variant has the same attribute values" in reason["reason"]
     assert (result["failed"], result["loaded"]) == (1, 1), "the batch goes on"
     assert sandbox.state.language(product_of(sandbox, "MUGG-ORE"), "sv")["name"] == "Kaffemugg Örebro XL"
 
 
 def test_a_product_post_whose_answer_was_lost_is_looked_up_by_sku_before_it_is_sent_again(
-        make_ctx, sandbox, mamut, staging_store, monkeypatch) -> None:
+    make_ctx, sandbox, mamut, staging_store, monkeypatch
+) -> None:
     post = StarwebClient.post
     lost: list[str] = []
 
@@ -525,16 +600,17 @@ def test_a_product_post_whose_answer_was_lost_is_looked_up_by_sku_before_it_is_s
 
     assert lost and (result["loaded"], result["failed"]) == (len(families(mamut)), 0)
     assert len(sandbox.state.product_ids()) == products_before + len(families(mamut)), "nothing created twice"
-    assert len([request for request in sandbox.write_requests() if request.path == "/products"]) == len(
-        families(mamut))
+    assert len([request for request in sandbox.write_requests() if request.path == "/products"]) == len(families(mamut))
     assert staging_store.find_link_by_sku("demo", "variant", lost[0]).starweb_id == variant_ref(
-        *sandbox.state.find_variant(lost[0]))
+        *sandbox.state.find_variant(lost[0])
+    )
     assert_shop_matches_mamut(sandbox, mamut)
     assert products_to_starweb.run(make_ctx())["changed"] == 0
 
 
 def test_a_mamut_catalogue_pushed_into_a_shop_with_products_changes_only_the_clean_matches(
-        make_ctx, sandbox, mamut, staging_store, shop) -> None:
+    make_ctx, sandbox, mamut, staging_store, shop
+) -> None:
     save(mamut, MamutProductFamily(main=MamutArticle(sku="OVERALL-92", name="Overall 92", vat_code=1)))
     save(mamut, MamutProductFamily(main=MamutArticle(sku="kasse-are", name="Tygkasse liten", vat_code=1)))
     add(sandbox.state, "Tygkasse", [variant_body("KASSE-ARE", [], weightInKg=0.1)])  # both Mamut articles' SKU
@@ -554,21 +630,24 @@ def test_a_mamut_catalogue_pushed_into_a_shop_with_products_changes_only_the_cle
 
     after = snapshot(sandbox.state)
     assert {product: after[product] for product in before if product not in shop.clean_matches} == {
-        product: state for product, state in before.items() if product not in shop.clean_matches}, \
-        "no product but the clean matches changed at all"
+        product: state for product, state in before.items() if product not in shop.clean_matches
+    }, "no product but the clean matches changed at all"
     (created,) = set(after) - set(before)
     assert created == product_of(sandbox, "BOK-SKANE"), "only the family the shop does not have is created"
     mugg = sandbox.state.find_variant("mugg-ore")
     book = next(request.body for request in sandbox.write_requests() if request.path == "/products")
-    assert writes(sandbox) == sorted([
-        ("POST", "/products", book),
-        ("PATCH", f"/products/{shop.mugg}/languages/sv", {"langCode": "sv", "name": "Kaffemugg Örebro"}),
-        ("PATCH", f"/products/{mugg[0]}/variants/{mugg[1]}", {"weightInKg": 0.35}),
-        ("PATCH", f"/products/{shop.presentkort}", {"defaultVatRate": "0"}),
-    ]), "the clean matches got exactly Mamut's name, weight and VAT rate"
+    assert writes(sandbox) == sorted(
+        [
+            ("POST", "/products", book),
+            ("PATCH", f"/products/{shop.mugg}/languages/sv", {"langCode": "sv", "name": "Kaffemugg Örebro"}),
+            ("PATCH", f"/products/{mugg[0]}/variants/{mugg[1]}", {"weightInKg": 0.35}),
+            ("PATCH", f"/products/{shop.presentkort}", {"defaultVatRate": "0"}),
+        ]
+    ), "the clean matches got exactly Mamut's name, weight and VAT rate"
     assert set(held(staging_store)) == {"OVERALL-92", "TS-BAS", "HD-ALV", "KASSE-ARE", "kasse-are"}
     assert {key for key, reason in held(staging_store).items() if reason["check"] == "sku_conflict"} == set(
-        line.split(":")[0] for line in dry["conflict_reasons"]), "the dry run showed what the run held back"
+        line.split(":")[0] for line in dry["conflict_reasons"]
+    ), "the dry run showed what the run held back"
     assert (result["loaded"], result["conflicts"], result["failed"], result["quarantined"]) == (3, 3, 3, 2)
     for request in sandbox.requests:
         assert_request_conforms(request)

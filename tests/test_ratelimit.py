@@ -97,9 +97,7 @@ def test_threads_share_one_budget(pacer_url: str, key: str, burst: int) -> None:
     assert_within_budget(sent, burst)
 
 
-def _send_from_process(
-    url: str, key: str, count: int, barrier: Barrier, results: multiprocessing.Queue
-) -> None:
+def _send_from_process(url: str, key: str, count: int, barrier: Barrier, results: multiprocessing.Queue) -> None:
     """Child process: its own pacer on the shared key, started together with its siblings."""
     pacer = pacer_from_url(url, key, PER_MINUTE)
     barrier.wait(timeout=60)

@@ -80,15 +80,12 @@ def test_variants_are_paged_by_the_same_page_size() -> None:
         client.headers["Authorization"] = f"Bearer {fetch_token(sandbox, client)}"
         product_id, _ = _ids(sandbox, "KL-2101-RD-92")
         pages = [
-            client.get(f"/products/{product_id}/variants", params={"page": str(n)}).json()["data"]
-            for n in (1, 2, 3)
+            client.get(f"/products/{product_id}/variants", params={"page": str(n)}).json()["data"] for n in (1, 2, 3)
         ]
         assert [len(page) for page in pages] == [4, 2, 0]
 
 
-def test_updated_since_finds_exactly_the_products_written_to(
-    sandbox: Sandbox, sandbox_api: httpx.Client
-) -> None:
+def test_updated_since_finds_exactly_the_products_written_to(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
     since = format_timestamp(sandbox.state.clock())
     touched = {}
     writes = {
@@ -100,9 +97,7 @@ def test_updated_since_finds_exactly_the_products_written_to(
     }
     for sku, (method, suffix, body) in writes.items():
         product_id, variant_id = _ids(sandbox, sku)
-        response = sandbox_api.request(
-            method, f"/products/{product_id}{suffix.format(v=variant_id)}", json=body
-        )
+        response = sandbox_api.request(method, f"/products/{product_id}{suffix.format(v=variant_id)}", json=body)
         assert response.status_code == 200, response.text
         touched[product_id] = sku
     found = sandbox_api.get("/products", params={"updatedSince": since}).json()
@@ -112,9 +107,7 @@ def test_updated_since_finds_exactly_the_products_written_to(
 
 
 def test_created_since_sku_and_visibility_filters(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
-    created = sandbox_api.get("/products", params={"createdSince": "2024-03-14T09:00:00+01:00"}).json()[
-        "data"
-    ]
+    created = sandbox_api.get("/products", params={"createdSince": "2024-03-14T09:00:00+01:00"}).json()["data"]
     assert [product["createdAt"][:10] for product in created] == ["2024-03-14", "2024-03-15", "2024-03-16"]
     by_sku = sandbox_api.get("/products", params={"filterSku": "kl-2101-bl-92"}).json()
     assert [product["productId"] for product in by_sku["data"]] == [_ids(sandbox, "KL-2101-BL-92")[0]]
@@ -133,9 +126,7 @@ def test_unencoded_plus_in_a_timestamp_is_a_clear_400(sandbox: Sandbox) -> None:
     assert "URL-encode" in response.json()["error_description"]
 
 
-def test_primary_variant_include_embeds_one_variant_with_prices(
-    sandbox: Sandbox, sandbox_api: httpx.Client
-) -> None:
+def test_primary_variant_include_embeds_one_variant_with_prices(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
     product_id, variant_id = _ids(sandbox, "KL-2101-RD-92")
     product = sandbox_api.get(
         f"/products/{product_id}", params={"include": "primaryVariant.prices,primaryVariant.attributeValues"}
@@ -144,9 +135,7 @@ def test_primary_variant_include_embeds_one_variant_with_prices(
     assert product["hasSeveralVariants"] is True
     assert variant["variantId"] == variant_id
     assert [price["pricelistId"] for price in variant["prices"]] == [1, 2, 3]
-    assert [value["attributeValueId"] for value in variant["attributeValues"]] == variant[
-        "attributeValueLinks"
-    ]
+    assert [value["attributeValueId"] for value in variant["attributeValues"]] == variant["attributeValueLinks"]
 
 
 # ---------------------------------------------------------------- tokens and rate limit
@@ -184,12 +173,11 @@ def test_token_endpoint_refuses_bad_credentials_and_grants(sandbox: Sandbox) -> 
     def token(**form: str) -> httpx.Response:
         return httpx.post(sandbox.base_url + "/token", data=form)
 
-    assert token(
-        grant_type="client_credentials", client_id="demo.starmamut", client_secret="nope"
-    ).json() == {"error": "invalid_client", "error_description": "Client authentication failed"}
-    assert (
-        token(grant_type="password", client_id="demo.starmamut").json()["error"] == "unsupported_grant_type"
-    )
+    assert token(grant_type="client_credentials", client_id="demo.starmamut", client_secret="nope").json() == {
+        "error": "invalid_client",
+        "error_description": "Client authentication failed",
+    }
+    assert token(grant_type="password", client_id="demo.starmamut").json()["error"] == "unsupported_grant_type"
     as_json = httpx.post(sandbox.base_url + "/token", json={"grant_type": "client_credentials"})
     assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
     assert httpx.get(sandbox.base_url + "/shop").json()["error"] == "invalid_token"
@@ -229,9 +217,7 @@ def test_rate_limit_is_a_sliding_window_per_api_user(sandbox: Sandbox) -> None:
 # ---------------------------------------------------------------- faults
 
 
-def test_fail_429_and_500_hit_the_next_api_requests_but_not_token(
-    sandbox: Sandbox, sandbox_api: httpx.Client
-) -> None:
+def test_fail_429_and_500_hit_the_next_api_requests_but_not_token(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
     sandbox.faults.fail_429_next = 2
     sandbox.faults.fail_500_next = 1
     assert fetch_token(sandbox)
@@ -393,9 +379,7 @@ def test_skus_are_unique_across_the_shop(sandbox: Sandbox, sandbox_api: httpx.Cl
     )
     assert duplicate.status_code == 400
     assert "'lek-1001' is already used by variant" in duplicate.json()["error_description"]
-    renamed = sandbox_api.patch(
-        f"/products/{product_id}/variants/{variant_id}", json={"sku": "KL-2101-RD-92"}
-    )
+    renamed = sandbox_api.patch(f"/products/{product_id}/variants/{variant_id}", json={"sku": "KL-2101-RD-92"})
     assert renamed.status_code == 400
     twice = sandbox_api.post(
         "/products",
@@ -433,9 +417,7 @@ def test_variant_structure_rules(sandbox: Sandbox, sandbox_api: httpx.Client) ->
         json={"sku": "KL-2101-Y", "attributeValueLinks": [COLOUR_VALUE_IDS["Röd"], COLOUR_VALUE_IDS["Blå"]]},
     )
     assert "two values of the same attribute" in two_colours.json()["error_description"]
-    unknown = sandbox_api.post(
-        f"/products/{product_id}/variants", json={"sku": "Z", "attributeValueLinks": [999]}
-    )
+    unknown = sandbox_api.post(f"/products/{product_id}/variants", json={"sku": "Z", "attributeValueLinks": [999]})
     assert unknown.json()["error_description"].endswith("no attribute value 999")
 
 
@@ -484,9 +466,7 @@ def test_web_stock_and_variant_stock_are_one_value(sandbox: Sandbox, sandbox_api
         sandbox.state.stock_status_id("inStock"),
         sandbox.state.stock_status_id("outOfStock"),
     )
-    sandbox_api.put(
-        f"{base}/stocks/{WEB_STOCK_LOCATION_ID}", json={"stockStatusId": in_stock, "stockQuantity": 12}
-    )
+    sandbox_api.put(f"{base}/stocks/{WEB_STOCK_LOCATION_ID}", json={"stockStatusId": in_stock, "stockQuantity": 12})
     assert sandbox_api.get(base).json()["data"]["stockQuantity"] == 12
     sandbox_api.patch(base, json={"stockQuantity": 0})
     web = sandbox_api.get(f"{base}/stocks/{WEB_STOCK_LOCATION_ID}").json()["data"]
@@ -496,9 +476,7 @@ def test_web_stock_and_variant_stock_are_one_value(sandbox: Sandbox, sandbox_api
         json={"stockStatusId": out_of_stock, "stockQuantity": 0, "shelfSpace": "B7"},
     )
     assert store.status_code == 200
-    restocked = sandbox_api.patch(
-        f"{base}/stocks/{STORE_STOCK_LOCATION_ID}", json={"stockQuantity": 3}
-    ).json()
+    restocked = sandbox_api.patch(f"{base}/stocks/{STORE_STOCK_LOCATION_ID}", json={"stockQuantity": 3}).json()
     assert restocked["data"] == {
         "stockLocationId": STORE_STOCK_LOCATION_ID,
         "stockStatusId": in_stock,
@@ -517,9 +495,7 @@ def test_backorder_status_survives_running_out(sandbox: Sandbox, sandbox_api: ht
 def test_new_pricelist_prices_every_variant_at_zero_and_master_is_protected(
     sandbox: Sandbox, sandbox_api: httpx.Client
 ) -> None:
-    created = sandbox_api.post(
-        "/pricelists", json={"name": "Kund Öst", "parentPricelistId": MASTER_PRICELIST_ID}
-    )
+    created = sandbox_api.post("/pricelists", json={"name": "Kund Öst", "parentPricelistId": MASTER_PRICELIST_ID})
     pricelist = created.json()["data"]
     assert (pricelist["currencyCode"], pricelist["isCustomerPricelist"], pricelist["isMaster"]) == (
         "SEK",
@@ -532,17 +508,13 @@ def test_new_pricelist_prices_every_variant_at_zero_and_master_is_protected(
     assert sandbox_api.delete(f"/pricelists/{MASTER_PRICELIST_ID}").status_code == 403
     assert sandbox_api.delete(f"/pricelists/{pricelist['pricelistId']}").status_code == 204
     assert (
-        sandbox_api.get(f"/products/{product_id}/variants/{variant_id}/prices").json()["data"][-1][
-            "pricelistId"
-        ]
+        sandbox_api.get(f"/products/{product_id}/variants/{variant_id}/prices").json()["data"][-1]["pricelistId"]
         == EURO_PRICELIST_ID
     )
 
 
 def test_python_api_writes_like_the_http_api(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
-    created = sandbox.state.add_product(
-        next(generate_catalogue(1, seed=3, two_axis_share=1.0, one_axis_share=0))
-    )
+    created = sandbox.state.add_product(next(generate_catalogue(1, seed=3, two_axis_share=1.0, one_axis_share=0)))
     product_id = created["productId"]
     over_http = sandbox_api.get(f"/products/{product_id}").json()["data"]
     assert over_http["hasSeveralVariants"] is True
@@ -559,9 +531,7 @@ def test_python_api_writes_like_the_http_api(sandbox: Sandbox, sandbox_api: http
     assert refused.value.status == 400
 
 
-def test_concurrent_requests_are_all_answered_and_recorded(
-    sandbox: Sandbox, sandbox_api: httpx.Client
-) -> None:
+def test_concurrent_requests_are_all_answered_and_recorded(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
     token = sandbox_api.headers["Authorization"]
     statuses: list[int] = []
 
@@ -664,9 +634,7 @@ def test_demo_seed_is_a_swedish_shop_with_every_variant_priced_everywhere() -> N
     variant_counts = [len(state.list_variants(product["productId"])) for product in products]
     assert {1, 3, 4, 6} <= set(variant_counts)
     variants = [
-        variant
-        for product in products
-        for variant in state.list_variants(product["productId"], includes=["prices"])
+        variant for product in products for variant in state.list_variants(product["productId"], includes=["prices"])
     ]
     assert any(not variant["isActive"] for variant in variants)
     assert all(
@@ -675,9 +643,7 @@ def test_demo_seed_is_a_swedish_shop_with_every_variant_priced_everywhere() -> N
     )
     eans = [variant["ean"] for variant in variants if variant["ean"]]
     assert eans and all(len(ean) == 13 and ean13(ean[:12]) == ean for ean in eans)
-    assert SandboxState("demo").product(12, ["primaryVariant.prices"]) == state.product(
-        12, ["primaryVariant.prices"]
-    )
+    assert SandboxState("demo").product(12, ["primaryVariant.prices"]) == state.product(12, ["primaryVariant.prices"])
 
 
 def test_empty_seed_has_the_shop_setup_but_no_products() -> None:
@@ -742,10 +708,7 @@ def test_module_serves_in_the_foreground_until_terminated() -> None:
         shop = httpx.get(base_url + "/shop", headers={"Authorization": f"Bearer {token}"}).json()
         assert shop["data"]["name"] == "Små Äventyr"
         assert (
-            json.loads(httpx.get(base_url.replace("/api/v2", "/_sandbox/faults")).text)[
-                "rate_limit_per_minute"
-            ]
-            == 1000
+            json.loads(httpx.get(base_url.replace("/api/v2", "/_sandbox/faults")).text)["rate_limit_per_minute"] == 1000
         )
     finally:
         process.terminate()

@@ -60,9 +60,7 @@ CASES: tuple[Case, ...] = (
     Case("pricelist", "GET", "/pricelists/1", 200),
     Case("pricelist unknown", "GET", "/pricelists/99", 404),
     Case("pricelist create", "POST", "/pricelists", 201, json={"name": "Kampanj", "currencyCode": "SEK"}),
-    Case(
-        "pricelist create child", "POST", "/pricelists", 201, json={"name": "Kund AB", "parentPricelistId": 1}
-    ),
+    Case("pricelist create child", "POST", "/pricelists", 201, json={"name": "Kund AB", "parentPricelistId": 1}),
     Case(
         "pricelist create without currency",
         "POST",
@@ -127,12 +125,8 @@ CASES: tuple[Case, ...] = (
         )
     ),
     Case("products page beyond the end", "GET", "/products", 200, params={"page": "2"}),
-    Case(
-        "products updatedSince", "GET", "/products", 200, params={"updatedSince": "2024-03-10T00:00:00+01:00"}
-    ),
-    Case(
-        "products createdSince", "GET", "/products", 200, params={"createdSince": "2024-03-10T09:00:00+01:00"}
-    ),
+    Case("products updatedSince", "GET", "/products", 200, params={"updatedSince": "2024-03-10T00:00:00+01:00"}),
+    Case("products createdSince", "GET", "/products", 200, params={"createdSince": "2024-03-10T09:00:00+01:00"}),
     Case("products filterSku", "GET", "/products", 200, params={"filterSku": "KL-2101-RD-92"}),
     Case("products sorted", "GET", "/products", 200, params={"sortBy": "productId", "sortOrder": "DESC"}),
     Case("products visible", "GET", "/products", 200, params={"filterVisible": "true"}),
@@ -157,9 +151,7 @@ CASES: tuple[Case, ...] = (
         params={"include": "languages,primaryVariant.prices,vatRates"},
     ),
     Case("product unknown", "GET", "/products/999", 404),
-    Case(
-        "product patch", "PATCH", "/products/{p1}", 200, json={"visibility": "hidden", "defaultVatRate": "12"}
-    ),
+    Case("product patch", "PATCH", "/products/{p1}", 200, json={"visibility": "hidden", "defaultVatRate": "12"}),
     Case(
         "product patch wrong type",
         "PATCH",
@@ -642,9 +634,7 @@ def test_endpoint_answers_as_the_spec_says(
     case: Case, sandbox: Sandbox, checked_api: httpx.Client, demo_ids: dict[str, int]
 ) -> None:
     sandbox.reset_requests()
-    response = checked_api.request(
-        case.method, case.path.format(**demo_ids), params=case.params, json=case.json
-    )
+    response = checked_api.request(case.method, case.path.format(**demo_ids), params=case.params, json=case.json)
     assert response.status_code == case.status, response.text
     if case.status >= 400:
         assert set(response.json()) == {"error", "error_description"}
@@ -666,8 +656,18 @@ def test_order_totals_are_the_spec_examples_arithmetic(checked_api: httpx.Client
     spec's own example fields (shippingCost and paymentFee 23.2, every VAT rate 25 %) gets exactly those totals."""
     schemas = load_patched_spec()["components"]["schemas"]
     order, item = schemas["OrderModel"]["properties"], schemas["OrderItemModel"]["properties"]
-    example = {name: order[name]["example"] for name in ("totalAmount", "totalVat", "amountToPay", "shippingCost",
-                                                        "shippingVatRate", "paymentFee", "paymentVatRate")}
+    example = {
+        name: order[name]["example"]
+        for name in (
+            "totalAmount",
+            "totalVat",
+            "amountToPay",
+            "shippingCost",
+            "shippingVatRate",
+            "paymentFee",
+            "paymentVatRate",
+        )
+    }
     assert (example["totalAmount"], example["totalVat"], example["amountToPay"]) == (622.4, 155.6, 778)
     items_net = round(example["totalAmount"] - example["shippingCost"] - example["paymentFee"], 2)
     body = {
@@ -705,9 +705,7 @@ def test_token_responses_follow_the_spec(sandbox: Sandbox) -> None:
         assert_request_conforms(recorded)
 
 
-def test_auth_rate_limit_and_fault_errors_follow_the_spec(
-    sandbox: Sandbox, checked_api: httpx.Client
-) -> None:
+def test_auth_rate_limit_and_fault_errors_follow_the_spec(sandbox: Sandbox, checked_api: httpx.Client) -> None:
     rejected = httpx.get(sandbox.base_url + "/shop", headers={"Authorization": "Bearer not-a-token"})
     assert rejected.status_code == 401
     assert rejected.json()["error"] == "invalid_token"
@@ -727,9 +725,7 @@ def test_auth_rate_limit_and_fault_errors_follow_the_spec(
 def test_checker_rejects_what_the_spec_forbids(sandbox: Sandbox, sandbox_api: httpx.Client) -> None:
     """The contract helpers can fail: a wrapped ``prices`` list and a read-only field in a request."""
     url = f"{sandbox.base_url}/products/1/variants"
-    wrong_shape = (
-        b'{"data": [{"variantId": 1, "sku": "A", "attributeValueLinks": [], "prices": {"data": []}}]}'
-    )
+    wrong_shape = b'{"data": [{"variantId": 1, "sku": "A", "attributeValueLinks": [], "prices": {"data": []}}]}'
     with pytest.raises(AssertionError, match="prices"):
         assert_response_conforms("GET", url, 200, {"content-type": "application/json"}, wrong_shape)
 

@@ -307,7 +307,10 @@ def test_item_writes_recompute_totals_and_move_modified_at(sandbox: Sandbox, san
     assert added.status_code == 201
     current = sandbox_api.get(f"/orders/{order_id}").json()["data"]
     assert (current["totalAmount"], current["amountToPay"], current["modifiedAt"]) == (
-        210.0, 260.0, format_timestamp(later))
+        210.0,
+        260.0,
+        format_timestamp(later),
+    )
     assert sandbox_api.delete(f"/orders/{order_id}/items/{item['itemId']}").status_code == 204
     assert sandbox_api.get(f"/orders/{order_id}").json()["data"]["totalAmount"] == 10.0
 

@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHELL_SCRIPTS = sorted(
-    [path for path in (REPO_ROOT / "bin").iterdir() if path.is_file()] + [REPO_ROOT / ".ci" / "run"]
-)
+SHELL_SCRIPTS = sorted([path for path in (REPO_ROOT / "bin").iterdir() if path.is_file()] + [REPO_ROOT / ".ci" / "run"])
 
 
 def outside_environment(**overrides: str) -> dict[str, str]:
@@ -25,8 +23,7 @@ def outside_environment(**overrides: str) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("AIRFLOW")
-        and name not in {"STARMAMUT_HOME", "PYTHONPATH", "GX_ANALYTICS_ENABLED"}
+        if not name.startswith("AIRFLOW") and name not in {"STARMAMUT_HOME", "PYTHONPATH", "GX_ANALYTICS_ENABLED"}
     }
     env.update(overrides)
     return env

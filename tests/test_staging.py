@@ -85,14 +85,10 @@ def product_row(index: int, **changes: object) -> StagedRow:
 # -- migrations ---------------------------------------------------------------------------------------------
 
 
-def test_migrate_creates_the_schema_once_and_twice_is_a_no_op(
-    staging_url: str, inspection_engine: sa.Engine
-) -> None:
+def test_migrate_creates_the_schema_once_and_twice_is_a_no_op(staging_url: str, inspection_engine: sa.Engine) -> None:
     store = StagingStore.from_url(staging_url)
     try:
-        assert set(sa.inspect(inspection_engine).get_table_names()) == set(), (
-            "from_url must not create tables"
-        )
+        assert set(sa.inspect(inspection_engine).get_table_names()) == set(), "from_url must not create tables"
         store.migrate()
         assert current_revision(inspection_engine) == head_revision()
         assert set(sa.inspect(inspection_engine).get_table_names()) == STAGING_TABLES | {"alembic_version"}
@@ -253,9 +249,7 @@ def test_stage_25000_rows_streamed_and_read_back_in_chunks(store: StagingStore) 
     # Chunks are fetched lazily: verdicts set after the first chunk was read change what later chunks yield.
     pending = store.iter_staged(batch_id, "product", verdict="pending", chunk_size=1000)
     assert next(pending).key == "P00000"
-    store.set_verdicts(
-        batch_id, "product", {f"P{index:05d}": ("valid", None) for index in range(12_500, total)}
-    )
+    store.set_verdicts(batch_id, "product", {f"P{index:05d}": ("valid", None) for index in range(12_500, total)})
     assert sum(1 for _ in pending) == 12_500 - 1
     assert store.count_staged(batch_id, "product") == {"pending": 12_500, "valid": 12_500}
 
@@ -322,9 +316,7 @@ def test_verdicts_are_all_or_nothing_and_unknown_keys_are_named(store: StagingSt
         store.set_verdicts(batch_id, "product", {"P00001": ("valid", None), "P09999": ("valid", None)})
     assert store.count_staged(batch_id, "product") == {"pending": 2}
 
-    store.set_verdicts(
-        batch_id, "product", {"P00001": ("valid", None), "P00002": ("quarantined", "no price")}
-    )
+    store.set_verdicts(batch_id, "product", {"P00001": ("valid", None), "P00002": ("quarantined", "no price")})
     assert store.count_staged(batch_id, "product") == {"valid": 1, "quarantined": 1}
     (quarantined,) = store.iter_staged(batch_id, "product", verdict="quarantined")
     assert (quarantined.key, quarantined.reason) == ("P00002", "no price")
@@ -334,12 +326,8 @@ def test_verdicts_are_all_or_nothing_and_unknown_keys_are_named(store: StagingSt
 
 
 def test_links_upsert_lookup_retire_and_revive(store: StagingStore) -> None:
-    store.upsert_link(
-        "shop1", "product", "P1", starweb_id="101", mamut_key="M-1", sku="SKU-1", content_hash="h1"
-    )
-    store.upsert_link(
-        "shop1", "product", "P2", starweb_id="102", mamut_key=None, sku="SKU-2", content_hash=None
-    )
+    store.upsert_link("shop1", "product", "P1", starweb_id="101", mamut_key="M-1", sku="SKU-1", content_hash="h1")
+    store.upsert_link("shop1", "product", "P2", starweb_id="102", mamut_key=None, sku="SKU-2", content_hash=None)
 
     links = store.get_links("shop1", "product")
     assert set(links) == {"P1", "P2"}
@@ -358,9 +346,7 @@ def test_links_upsert_lookup_retire_and_revive(store: StagingStore) -> None:
     assert set(store.get_links("shop1", "product", ["P2", "P-unknown"])) == {"P2"}
     assert store.get_links("shop1", "order") == {}
 
-    store.upsert_link(
-        "shop1", "product", "P1", starweb_id="101", mamut_key="M-1", sku="SKU-1b", content_hash="h2"
-    )
+    store.upsert_link("shop1", "product", "P1", starweb_id="101", mamut_key="M-1", sku="SKU-1b", content_hash="h2")
     updated = store.get_links("shop1", "product", ["P1"])["P1"]
     assert (updated.sku, updated.content_hash) == ("SKU-1b", "h2")
     assert updated.synced_at is not None and updated.synced_at >= first.synced_at
@@ -374,9 +360,7 @@ def test_links_upsert_lookup_retire_and_revive(store: StagingStore) -> None:
     store.retire_link("shop1", "product", "P1")
     assert store.get_links("shop1", "product", ["P1"])["P1"].retired_at == retired.retired_at
 
-    store.upsert_link(
-        "shop1", "product", "P1", starweb_id="101", mamut_key="M-1", sku="SKU-1b", content_hash="h3"
-    )
+    store.upsert_link("shop1", "product", "P1", starweb_id="101", mamut_key="M-1", sku="SKU-1b", content_hash="h3")
     revived = store.find_link_by_sku("shop1", "product", "SKU-1b")
     assert revived is not None and revived.retired_at is None and revived.content_hash == "h3"
 
@@ -385,12 +369,8 @@ def test_links_upsert_lookup_retire_and_revive(store: StagingStore) -> None:
 
 
 def test_find_link_by_sku_prefers_the_most_recently_synced_live_link(store: StagingStore) -> None:
-    store.upsert_link(
-        "shop1", "product", "OLD", starweb_id="1", mamut_key=None, sku="SHARED", content_hash=None
-    )
-    store.upsert_link(
-        "shop1", "product", "NEW", starweb_id="2", mamut_key=None, sku="SHARED", content_hash=None
-    )
+    store.upsert_link("shop1", "product", "OLD", starweb_id="1", mamut_key=None, sku="SHARED", content_hash=None)
+    store.upsert_link("shop1", "product", "NEW", starweb_id="2", mamut_key=None, sku="SHARED", content_hash=None)
     found = store.find_link_by_sku("shop1", "product", "SHARED")
     assert found is not None and found.key == "NEW"
     store.retire_link("shop1", "product", "NEW")
@@ -411,8 +391,17 @@ def test_get_links_by_many_keys_spans_chunks(store: StagingStore) -> None:
 
 def test_find_links_by_sku_spans_chunks_and_skips_retired_links(store: StagingStore) -> None:
     store.upsert_links(
-        Link(shop="shop1", entity="variant", key=str(index), starweb_id=f"1:{index}", mamut_key=None,
-             sku=f"SKU-{index}", content_hash=None, synced_at=None, retired_at=None)
+        Link(
+            shop="shop1",
+            entity="variant",
+            key=str(index),
+            starweb_id=f"1:{index}",
+            mamut_key=None,
+            sku=f"SKU-{index}",
+            content_hash=None,
+            synced_at=None,
+            retired_at=None,
+        )
         for index in range(1200)
     )
     store.retire_link("shop1", "variant", "7")
@@ -441,11 +430,15 @@ def test_sku_index_finds_the_holders_of_a_sku_and_the_skus_of_a_holder_per_side(
 
 def test_key_ranges_cut_the_batch_in_key_order_and_progress_is_kept(store: StagingStore) -> None:
     batch_id = store.start_batch("shop1", "initial_product_sync", "product")
-    store.stage_rows(batch_id, "product", (StagedRow(key=f"K{index:03d}", payload={}, content_hash="h")
-                                           for index in range(7)))
+    store.stage_rows(
+        batch_id, "product", (StagedRow(key=f"K{index:03d}", payload={}, content_hash="h") for index in range(7))
+    )
     assert store.key_ranges(batch_id, "product", 3) == [("K000", "K002"), ("K003", "K005"), ("K006", "K006")]
     assert [row.key for row in store.iter_staged(batch_id, "product", key_range=("K003", "K005"))] == [
-        "K003", "K004", "K005"]
+        "K003",
+        "K004",
+        "K005",
+    ]
     store.set_batch_progress(batch_id, {"phase": "load", "pages_done": 3})
     batch = store.get_batch(batch_id)
     assert batch.status == "running" and batch.counts == {"phase": "load", "pages_done": 3}
@@ -489,9 +482,7 @@ def test_quarantine_lifecycle(store: StagingStore) -> None:
     assert opened.first_seen == opened.last_seen and opened.first_seen.tzinfo == UTC
 
     second_batch = store.start_batch("shop1", "products", "product")
-    new_reasons = [
-        {"check": "expect_column_values_to_match_regex", "reason": "SKU 'å b' has a space", "row": 4}
-    ]
+    new_reasons = [{"check": "expect_column_values_to_match_regex", "reason": "SKU 'å b' has a space", "row": 4}]
     store.quarantine("shop1", "product", "P1", new_reasons, second_batch)
     (seen_again,) = store.open_quarantine("shop1", "product")
     assert seen_again.first_seen == opened.first_seen

@@ -14,11 +14,13 @@ from starmamut.sandbox import Sandbox, start_sandbox
 from starmamut.staging.store import StagingStore
 from starmamut.starweb.client import StarwebClient, StarwebCredentials
 
-SETTINGS = Settings.model_validate({
-    "version": 1,
-    "mamut": {"vat_codes": {25: 1}},
-    "shops": {"demo": {"name": "Demo", "flow": "erp", "starweb_conn_id": "unused"}},
-})
+SETTINGS = Settings.model_validate(
+    {
+        "version": 1,
+        "mamut": {"vat_codes": {25: 1}},
+        "shops": {"demo": {"name": "Demo", "flow": "erp", "starweb_conn_id": "unused"}},
+    }
+)
 
 
 def no_mamut() -> Any:
@@ -30,9 +32,14 @@ def bind(staging_store: StagingStore) -> Callable[..., Any]:
     """Call the binder on a sandbox with a fresh client; returns (links, requests that call sent)."""
 
     def call(sandbox: Sandbox, skus: list[str], **params: Any) -> tuple[dict[str, Any], list[Any]]:
-        ctx = JobContext(settings=SETTINGS, shop=SETTINGS.shop("demo"), store=staging_store,
-                         open_starweb=lambda: pytest.fail("the binder takes the caller's client"),
-                         open_mamut=no_mamut, params=RunParams.from_mapping(params))
+        ctx = JobContext(
+            settings=SETTINGS,
+            shop=SETTINGS.shop("demo"),
+            store=staging_store,
+            open_starweb=lambda: pytest.fail("the binder takes the caller's client"),
+            open_mamut=no_mamut,
+            params=RunParams.from_mapping(params),
+        )
         sent_before = len(sandbox.requests)
         credentials = StarwebCredentials(sandbox.base_url, sandbox.client_id, sandbox.client_secret)
         with StarwebClient(credentials, max_concurrency=4) as client:
@@ -44,8 +51,11 @@ def bind(staging_store: StagingStore) -> Callable[..., Any]:
 
 def shop_skus(sandbox: Sandbox) -> dict[str, tuple[int, int]]:
     """Every SKU of the sandbox shop with its (productId, variantId)."""
-    return {variant["sku"]: (product_id, variant["variantId"])
-            for product_id in sandbox.state.product_ids() for variant in sandbox.state.list_variants(product_id)}
+    return {
+        variant["sku"]: (product_id, variant["variantId"])
+        for product_id in sandbox.state.product_ids()
+        for variant in sandbox.state.list_variants(product_id)
+    }
 
 
 @pytest.fixture
@@ -65,7 +75,11 @@ def test_few_skus_are_looked_up_one_request_each_and_bound_ones_cost_nothing(bin
     for sku, link in links.items():
         product_id, variant_id = skus[sku]
         assert (link.entity, link.key, link.starweb_id, link.sku) == (
-            VARIANT, str(variant_id), variant_ref(product_id, variant_id), sku)
+            VARIANT,
+            str(variant_id),
+            variant_ref(product_id, variant_id),
+            sku,
+        )
     assert staging_store.find_link_by_sku("demo", VARIANT, "KL-2101-BL-116") is not None
     lookups = [request for request in sent if request.path == "/products"]
     assert sorted(request.query["filterSku"] for request in lookups) == sorted(wanted)
@@ -74,7 +88,8 @@ def test_few_skus_are_looked_up_one_request_each_and_bound_ones_cost_nothing(bin
     again, sent_again = bind(sandbox, wanted[:3])
     assert sent_again == []
     assert {sku: link.starweb_id for sku, link in again.items()} == {
-        sku: link.starweb_id for sku, link in links.items()}
+        sku: link.starweb_id for sku, link in links.items()
+    }
 
 
 def test_many_skus_list_the_catalogue_once(bind, paged_sandbox, staging_store) -> None:
@@ -85,14 +100,18 @@ def test_many_skus_list_the_catalogue_once(bind, paged_sandbox, staging_store) -
     links, sent = bind(paged_sandbox, wanted)
 
     assert {sku: link.starweb_id for sku, link in links.items()} == {
-        sku: variant_ref(*ref) for sku, ref in skus.items()}
+        sku: variant_ref(*ref) for sku, ref in skus.items()
+    }
     pages = [request.query.get("page", "1") for request in sent if request.path == "/products"]
     product_count = len(paged_sandbox.state.product_ids())
     assert sorted(pages) == [str(page) for page in range(1, -(-product_count // 5) + 1)]
     assert not any("filterSku" in request.query for request in sent)
     listed = [request.path for request in sent if request.path.endswith("/variants")]
-    several = {f"/products/{pid}/variants" for pid in paged_sandbox.state.product_ids()
-               if len(paged_sandbox.state.list_variants(pid)) > 1}
+    several = {
+        f"/products/{pid}/variants"
+        for pid in paged_sandbox.state.product_ids()
+        if len(paged_sandbox.state.list_variants(pid)) > 1
+    }
     assert set(listed) == several
     assert len(staging_store.get_links("demo", VARIANT)) == len(skus)
 
@@ -119,8 +138,15 @@ def test_a_dry_run_returns_the_links_without_recording_them(bind, sandbox, stagi
 
 def test_a_variant_found_again_keeps_the_mamut_key_its_earlier_link_had(bind, sandbox, staging_store) -> None:
     product_id, variant_id = shop_skus(sandbox)["LEK-1004"]
-    staging_store.upsert_link("demo", VARIANT, str(variant_id), starweb_id=variant_ref(product_id, variant_id),
-                              mamut_key="42", sku="LEK-1004-OLD", content_hash=None)
+    staging_store.upsert_link(
+        "demo",
+        VARIANT,
+        str(variant_id),
+        starweb_id=variant_ref(product_id, variant_id),
+        mamut_key="42",
+        sku="LEK-1004-OLD",
+        content_hash=None,
+    )
 
     links, sent = bind(sandbox, ["LEK-1004"])
 
@@ -130,8 +156,12 @@ def test_a_variant_found_again_keeps_the_mamut_key_its_earlier_link_had(bind, sa
 
 
 def test_a_sku_the_sku_filter_cannot_express_is_found_by_listing(bind, sandbox) -> None:
-    product = sandbox.state.add_product({"languages": [{"langCode": "sv", "name": "Mellanslag"}],
-                                        "variants": [{"sku": "MED MELLANSLAG", "attributeValueLinks": []}]})
+    product = sandbox.state.add_product(
+        {
+            "languages": [{"langCode": "sv", "name": "Mellanslag"}],
+            "variants": [{"sku": "MED MELLANSLAG", "attributeValueLinks": []}],
+        }
+    )
 
     links, sent = bind(sandbox, ["MED MELLANSLAG"])
 

@@ -184,17 +184,13 @@ def test_products_are_read_over_every_page(shop: Sandbox) -> None:
 def test_variants_are_read_over_pages_without_meta(shop: Sandbox) -> None:
     with start_sandbox() as one_page_shop, make_client(one_page_shop) as reference:
         expected = {
-            product["productId"]: [
-                variant["variantId"] for variant in reference.iter_variants(product["productId"])
-            ]
+            product["productId"]: [variant["variantId"] for variant in reference.iter_variants(product["productId"])]
             for product in reference.iter_products()
             if product["hasSeveralVariants"]
         }
     # More variants than a page holds, ending on a short page.
     product_id, variant_ids = next(
-        (product_id, ids)
-        for product_id, ids in expected.items()
-        if len(ids) > PER_PAGE and len(ids) % PER_PAGE
+        (product_id, ids) for product_id, ids in expected.items() if len(ids) > PER_PAGE and len(ids) % PER_PAGE
     )
 
     def variant_pages() -> list[str | None]:
@@ -606,9 +602,7 @@ def test_retries_stop_when_the_next_wait_would_pass_the_time_budget(shop: Sandbo
         (None, "POST", "/products", False),
     ],
 )
-def test_record_level_refusals_are_recognisable(
-    status: int | None, method: str, path: str, record_level: bool
-) -> None:
+def test_record_level_refusals_are_recognisable(status: int | None, method: str, path: str, record_level: bool) -> None:
     assert StarwebError(status, "error", None, method, path).is_record_level is record_level
 
 
@@ -645,9 +639,7 @@ def test_bad_credentials_give_invalid_client_and_never_show_the_secret(
     error = caught.value
     assert (error.status, error.error) == (400, "invalid_client")
     assert (
-        not ok
-        and message
-        == "Starweb refused the credentials of client 'demo.starmamut': Client authentication failed"
+        not ok and message == "Starweb refused the credentials of client 'demo.starmamut': Client authentication failed"
     )
     texts = [
         str(error),
@@ -833,11 +825,10 @@ def test_pacer_keeps_the_client_under_the_shop_limit(tmp_path: Path) -> None:
             sandbox.faults.rate_limit_window_seconds = 0.2
             # Back-off up to the window length and a high cap: on a loaded CI machine eight unpaced threads must
             # still all get through eventually; the assertion is about refusals, not about giving up.
-            with make_client(sandbox, pacer=pacer, max_concurrency=8, max_retries=60, backoff_base=0.05,
-                             backoff_cap=0.2) as client:
-                fetched = [
-                    product["productId"] for product in client.map_concurrent(client.get_product, calls)
-                ]
+            with make_client(
+                sandbox, pacer=pacer, max_concurrency=8, max_retries=60, backoff_base=0.05, backoff_cap=0.2
+            ) as client:
+                fetched = [product["productId"] for product in client.map_concurrent(client.get_product, calls)]
             refused = sum(1 for recorded in sandbox.requests if recorded.status == 429)
             assert_all_requests_conform(sandbox)
         return fetched, refused

@@ -101,14 +101,17 @@ def test_first_run_sets_every_stock_and_a_second_run_sends_nothing(make_ctx, san
 
 
 def test_stock_mapped_by_location_ids_only_moves_to_each_location(make_ctx, sandbox, seeded):
-    stock = {"locations": [{"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]},
-                           {"starweb": STORE, "warehouses": [2]}]}
+    stock = {
+        "locations": [{"starweb": WEB_STOCK_LOCATION_ID, "warehouses": [1]}, {"starweb": STORE, "warehouses": [2]}]
+    }
 
     stock_to_starweb.run(make_ctx(stock=stock))
 
     assert_shop_stock_matches(sandbox, seeded, shop_skus(sandbox))  # the e-commerce location is the variant's stock
     assert {request.path.rsplit("/", 1)[1] for request in stock_writes(sandbox)} == {
-        str(WEB_STOCK_LOCATION_ID), str(STORE)}
+        str(WEB_STOCK_LOCATION_ID),
+        str(STORE),
+    }
 
 
 def test_backorder_status_and_negative_stock_passed_on(make_ctx, sandbox, seeded, mamut_db):
@@ -116,10 +119,16 @@ def test_backorder_status_and_negative_stock_passed_on(make_ctx, sandbox, seeded
     oversold, empty = skus[6], skus[9]
     with mamut_db.gateway.transaction() as tx:
         for sku, on_hand, reserved in ((oversold, Decimal("1"), Decimal("3.5")), (empty, Decimal(0), Decimal(0))):
-            tx.update("product_stock", {"qty_in_stock": on_hand, "qty_reserved": reserved},
-                      {"product_key": seeded[sku].product_key, "warehouse_id": 1})
-    stock = {"locations": [{"starweb": "variant", "warehouses": [1]}], "negative": "pass",
-             "backorder_status": "backorder"}
+            tx.update(
+                "product_stock",
+                {"qty_in_stock": on_hand, "qty_reserved": reserved},
+                {"product_key": seeded[sku].product_key, "warehouse_id": 1},
+            )
+    stock = {
+        "locations": [{"starweb": "variant", "warehouses": [1]}],
+        "negative": "pass",
+        "backorder_status": "backorder",
+    }
 
     stock_to_starweb.run(make_ctx(stock=stock))
 
@@ -128,20 +137,26 @@ def test_backorder_status_and_negative_stock_passed_on(make_ctx, sandbox, seeded
 
 
 def test_reserved_stock_is_counted_when_the_shop_says_so(make_ctx, sandbox, seeded):
-    stock_to_starweb.run(make_ctx(stock={"locations": [{"starweb": "variant", "warehouses": [1, 2]}],
-                                         "subtract_reserved": False}))
+    stock_to_starweb.run(
+        make_ctx(stock={"locations": [{"starweb": "variant", "warehouses": [1, 2]}], "subtract_reserved": False})
+    )
     for sku in shop_skus(sandbox)[:12]:
         article = seeded[sku]
-        assert shop_stock_of(sandbox, sku)["variant"] == \
-            expected_stock(article.on_hand[0] + article.on_hand[1], use_store=article.use_store), sku
+        assert shop_stock_of(sandbox, sku)["variant"] == expected_stock(
+            article.on_hand[0] + article.on_hand[1], use_store=article.use_store
+        ), sku
 
 
-def test_a_quantity_starweb_cannot_hold_is_quarantined_and_the_rest_loads(make_ctx, sandbox, seeded, mamut_db,
-                                                                         staging_store):
+def test_a_quantity_starweb_cannot_hold_is_quarantined_and_the_rest_loads(
+    make_ctx, sandbox, seeded, mamut_db, staging_store
+):
     huge = shop_skus(sandbox)[0]
     with mamut_db.gateway.transaction() as tx:
-        tx.update("product_stock", {"qty_in_stock": Decimal("250000000")},
-                  {"product_key": seeded[huge].product_key, "warehouse_id": 2})
+        tx.update(
+            "product_stock",
+            {"qty_in_stock": Decimal("250000000")},
+            {"product_key": seeded[huge].product_key, "warehouse_id": 2},
+        )
 
     result = stock_to_starweb.run(make_ctx())
 
@@ -155,23 +170,27 @@ def test_a_quantity_starweb_cannot_hold_is_quarantined_and_the_rest_loads(make_c
 @pytest.mark.parametrize(
     ("stock", "named"),
     [
-        ({"locations": [{"starweb": "variant", "warehouses": [1]}, {"starweb": 7, "warehouses": [2]}]},
-         "Starweb stock location 7"),
+        (
+            {"locations": [{"starweb": "variant", "warehouses": [1]}, {"starweb": 7, "warehouses": [2]}]},
+            "Starweb stock location 7",
+        ),
         ({"locations": [{"starweb": "variant", "warehouses": [1, 9]}]}, "unknown Mamut warehouse 9"),
         ({"in_stock_status": "finnsInte"}, "idCode 'finnsInte'"),
-        ({"locations": [{"starweb": "variant", "warehouses": [1]}, {"starweb": 1, "warehouses": [2]}]},
-         "the same Starweb stock twice"),
+        (
+            {"locations": [{"starweb": "variant", "warehouses": [1]}, {"starweb": 1, "warehouses": [2]}]},
+            "the same Starweb stock twice",
+        ),
     ],
 )
 def test_a_stock_location_status_or_warehouse_missing_stops_the_run_before_anything_is_written(
-        make_ctx, sandbox, seeded, staging_store, stock, named):
+    make_ctx, sandbox, seeded, staging_store, stock, named
+):
     with pytest.raises(ShopMappingError, match=named):
         stock_to_starweb.extract(make_ctx(stock=stock))
     assert_nothing_written(sandbox, staging_store, stock_to_starweb)
 
 
-def test_a_crash_after_a_stock_request_resends_only_that_value(make_ctx, sandbox, seeded, staging_store,
-                                                               monkeypatch):
+def test_a_crash_after_a_stock_request_resends_only_that_value(make_ctx, sandbox, seeded, staging_store, monkeypatch):
     ctx = make_ctx()
     extracted, _ = crash_load_after_request(stock_to_starweb, ctx, monkeypatch)
     recorded = len(staging_store.get_ledger("demo", "stock"))
@@ -184,15 +203,17 @@ def test_a_crash_after_a_stock_request_resends_only_that_value(make_ctx, sandbox
     assert_shop_stock_matches(sandbox, seeded, skus)
 
 
-def test_one_changed_price_and_one_changed_stock_level_make_exactly_two_writes(make_ctx, sandbox, seeded,
-                                                                              mamut_db):
+def test_one_changed_price_and_one_changed_stock_level_make_exactly_two_writes(make_ctx, sandbox, seeded, mamut_db):
     prices_to_starweb.run(make_ctx())
     stock_to_starweb.run(make_ctx())
     price_sku, stock_sku = shop_skus(sandbox)[10], shop_skus(sandbox)[11]
     with mamut_db.gateway.transaction() as tx:
         tx.update("product", {"price_out": Decimal("777.70")}, {"sku": price_sku})
-        tx.update("product_stock", {"qty_in_stock": Decimal(42), "qty_reserved": Decimal(0)},
-                  {"product_key": seeded[stock_sku].product_key, "warehouse_id": 1})
+        tx.update(
+            "product_stock",
+            {"qty_in_stock": Decimal(42), "qty_reserved": Decimal(0)},
+            {"product_key": seeded[stock_sku].product_key, "warehouse_id": 1},
+        )
     sandbox.reset_requests()
 
     prices = prices_to_starweb.run(make_ctx())
@@ -212,17 +233,29 @@ def test_combo_products_flow_to_mamut_while_prices_and_stock_flow_to_the_shop(ma
     combo = {"prices": {"pricelists": [{"starweb": MASTER, "mamut": "base"}]}, "flow": "combo"}
     products_to_mamut.run(make_ctx(**combo))
     skus = shop_skus(sandbox)
-    inactive = {variant["sku"] for product_id in sandbox.state.product_ids()
-                for variant in sandbox.state.list_variants(product_id) if not variant["isActive"]}
+    inactive = {
+        variant["sku"]
+        for product_id in sandbox.state.product_ids()
+        for variant in sandbox.state.list_variants(product_id)
+        if not variant["isActive"]
+    }
     repriced, restocked = skus[2], next(sku for sku in skus[4:] if sku not in inactive)
     keys = ProductRepository(mamut_db.gateway).keys_by_sku(skus)
     with mamut_db.gateway.transaction() as tx:
         tx.update("product", {"price_out": Decimal("88.8850")}, {"sku": repriced})
-        tx.insert_many("product_stock", [
-            {"product_key": keys[sku], "warehouse_id": 1, "qty_in_stock": Decimal(5 + index),
-             "qty_reserved": Decimal(0), "qty_ordered": Decimal(0)}
-            for index, sku in enumerate((restocked, *skus[12:15]))
-        ])
+        tx.insert_many(
+            "product_stock",
+            [
+                {
+                    "product_key": keys[sku],
+                    "warehouse_id": 1,
+                    "qty_in_stock": Decimal(5 + index),
+                    "qty_reserved": Decimal(0),
+                    "qty_ordered": Decimal(0),
+                }
+                for index, sku in enumerate((restocked, *skus[12:15]))
+            ],
+        )
     mamut_prices = {row["sku"]: row["price_out"] for row in ProductRepository(mamut_db.gateway).iter_articles()}
     sandbox.reset_requests()
 
@@ -231,8 +264,7 @@ def test_combo_products_flow_to_mamut_while_prices_and_stock_flow_to_the_shop(ma
 
     assert prices["not_in_shop"] == stock["not_in_shop"] == 0  # products_to_mamut linked every variant
     assert not any(request.path == "/products" for request in sandbox.requests), "the shop was searched"
-    assert {sku: shop_price_of(sandbox, sku, MASTER) for sku in skus} == \
-        {sku: cents(mamut_prices[sku]) for sku in skus}
+    assert {sku: shop_price_of(sandbox, sku, MASTER) for sku in skus} == {sku: cents(mamut_prices[sku]) for sku in skus}
     assert shop_price_of(sandbox, repriced, MASTER) == 88.89
     assert shop_stock_of(sandbox, restocked)["variant"] == (5, IN_STOCK)
     assert {shop_stock_of(sandbox, sku)["variant"][1] for sku in inactive} == {OUT_OF_STOCK}

@@ -125,6 +125,8 @@ def errors_name_the_shop(shop_id: str) -> Iterator[None]:
     except Exception as exc:
         settings = load_settings()
         shop = settings.shop(shop_id)
-        exc.add_note(f"shop {shop.id} (flow {shop.flow}): Starweb Connection '{shop.starweb_conn_id}', "
-                     f"Mamut Connection '{settings.mamut.conn_id}'")
+        exc.add_note(
+            f"shop {shop.id} (flow {shop.flow}): Starweb Connection '{shop.starweb_conn_id}', "
+            f"Mamut Connection '{settings.mamut.conn_id}'"
+        )
         raise

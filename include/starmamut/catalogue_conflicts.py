@@ -60,8 +60,15 @@ class SkuConflict(Exception):
         return self.product is not None
 
 
-def locate(key: str, skus: Sequence[str], *, targets: Mapping[str, Sequence[SkuHolder]], sides: Sides,
-           sources: Mapping[str, Sequence[SkuHolder]] | None = None, linked: str | None = None) -> str | None:
+def locate(
+    key: str,
+    skus: Sequence[str],
+    *,
+    targets: Mapping[str, Sequence[SkuHolder]],
+    sides: Sides,
+    sources: Mapping[str, Sequence[SkuHolder]] | None = None,
+    linked: str | None = None,
+) -> str | None:
     """The one product of the other side holding the family's SKUs (or the one it is linked to), None when none
     does (the family is new there); raises :class:`SkuConflict` when the SKUs do not point at one product.
 
@@ -69,51 +76,80 @@ def locate(key: str, skus: Sequence[str], *, targets: Mapping[str, Sequence[SkuH
     it (the family itself may be among the sources); ``linked`` is the product the family is already linked to.
     """
     folded = {sku_key(sku): sku for sku in skus}
-    shared = {sku: others for fold, sku in folded.items()
-              if (others := sorted({holder.key for holder in (sources or {}).get(fold, ()) if holder.key != key}))}
+    shared = {
+        sku: others
+        for fold, sku in folded.items()
+        if (others := sorted({holder.key for holder in (sources or {}).get(fold, ()) if holder.key != key}))
+    }
     if shared:
-        raise SkuConflict("; ".join(
-            f"{sides.family} {key}: SKU {sku} is also on {sides.family} {', '.join(others)}"
-            + _held_by(targets.get(sku_key(sku), ()), sides) for sku, others in sorted(shared.items()))
-            + ": one SKU on two products")
-    twice = {sku: targets[fold] for fold, sku in folded.items()
-             if len({holder.key for holder in targets.get(fold, ())}) > 1}
+        raise SkuConflict(
+            "; ".join(
+                f"{sides.family} {key}: SKU {sku} is also on {sides.family} {', '.join(others)}"
+                + _held_by(targets.get(sku_key(sku), ()), sides)
+                for sku, others in sorted(shared.items())
+            )
+            + ": one SKU on two products"
+        )
+    twice = {
+        sku: targets[fold] for fold, sku in folded.items() if len({holder.key for holder in targets.get(fold, ())}) > 1
+    }
     if twice:
-        raise SkuConflict("; ".join(
-            f"{sides.family} {key}: SKU {sku} is on {sides.product}s {_products(holders)}"
-            for sku, holders in sorted(twice.items())) + ": one SKU on two products")
+        raise SkuConflict(
+            "; ".join(
+                f"{sides.family} {key}: SKU {sku} is on {sides.product}s {_products(holders)}"
+                for sku, holders in sorted(twice.items())
+            )
+            + ": one SKU on two products"
+        )
     products: dict[str, list[str]] = {} if linked is None else {linked: []}
     for fold in folded:
         for holder in targets.get(fold, ()):
             products.setdefault(holder.key, []).append(holder.sku)
     if len(products) > 1:
-        listing = "; ".join(f"{sides.product} {product} ({_skus(held) if held else 'linked to it'})"
-                            for product, held in sorted(products.items()))
-        raise SkuConflict(f"{sides.family} {key} has its SKUs on {len(products)} {sides.product}s: {listing}: "
-                          "one family split over several products")
+        listing = "; ".join(
+            f"{sides.product} {product} ({_skus(held) if held else 'linked to it'})"
+            for product, held in sorted(products.items())
+        )
+        raise SkuConflict(
+            f"{sides.family} {key} has its SKUs on {len(products)} {sides.product}s: {listing}: "
+            "one family split over several products"
+        )
     return next(iter(products), None)
 
 
-def check_structure(key: str, skus: Iterable[str], product: str, product_skus: Iterable[str], *, sides: Sides,
-                    axes: tuple[Collection[str], Collection[str]] | None = None) -> None:
+def check_structure(
+    key: str,
+    skus: Iterable[str],
+    product: str,
+    product_skus: Iterable[str],
+    *,
+    sides: Sides,
+    axes: tuple[Collection[str], Collection[str]] | None = None,
+) -> None:
     """Raise :class:`SkuConflict` (one ``on_conflict`` may settle) unless ``product`` holds exactly the family's
     SKUs (letter case aside) and, when ``axes`` (the family's, the product's) are given, on the same attribute
     axes: written onto a product with other variants, a family would rename, relink or hide what is not its own.
     """
     ours = {sku_key(sku): sku for sku in skus}
     theirs = {sku_key(sku): sku for sku in product_skus}
-    both = (f"{sides.family} {key} has SKUs {_skus(ours.values())}; "
-            f"{sides.product} {product} has {_skus(theirs.values())}")
+    both = (
+        f"{sides.family} {key} has SKUs {_skus(ours.values())}; {sides.product} {product} has {_skus(theirs.values())}"
+    )
     if ours.keys() != theirs.keys():
-        only = [f"only the {side} has {_skus(mine[fold] for fold in mine.keys() - other.keys())}"
-                for side, mine, other in ((sides.product, theirs, ours), (sides.family, ours, theirs))
-                if mine.keys() - other.keys()]
+        only = [
+            f"only the {side} has {_skus(mine[fold] for fold in mine.keys() - other.keys())}"
+            for side, mine, other in ((sides.product, theirs, ours), (sides.family, ours, theirs))
+            if mine.keys() - other.keys()
+        ]
         raise SkuConflict(f"{both}: a different variant structure ({'; '.join(only)})", product=product)
     if axes is not None:
         family_axes, product_axes = axes
         if {axis.casefold() for axis in family_axes} != {axis.casefold() for axis in product_axes}:
-            raise SkuConflict(f"{both}: a different variant structure (attribute axes {_axes(family_axes)} in the "
-                              f"{sides.family}, {_axes(product_axes)} on the {sides.product})", product=product)
+            raise SkuConflict(
+                f"{both}: a different variant structure (attribute axes {_axes(family_axes)} in the "
+                f"{sides.family}, {_axes(product_axes)} on the {sides.product})",
+                product=product,
+            )
 
 
 def _skus(skus: Iterable[str]) -> str:

@@ -59,8 +59,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     settings = load_settings()
     mamut_db = Path(args.mamut_db)
     if not mamut_db.is_file():  # checked first: the SQLite ODBC driver would create an empty database
-        raise CliError(f"Mamut database not found: {mamut_db} "
-                       f"(create one with: python -m starmamut create-mamut-mock {mamut_db})")
+        raise CliError(
+            f"Mamut database not found: {mamut_db} (create one with: python -m starmamut create-mamut-mock {mamut_db})"
+        )
     gateway = MamutGateway(sqlite_odbc_string(mamut_db), SchemaMap.load(None))
     articles = list(ProductRepository(gateway).iter_articles())
     sku_by_key = {article["product_key"]: article["sku"] for article in articles}
@@ -70,15 +71,19 @@ def cmd_summary(args: argparse.Namespace) -> int:
         main_sku = sku_by_key.get(article.get("main_product_key"), "")
         variant = " / ".join(v for v in (article.get("variant_value_1"), article.get("variant_value_2")) if v)
         price = article.get("price_out")
-        print(f"  {article['sku']:<18} {main_sku:<14} {variant:<22} "
-              f"{'' if price is None else f'{price:.2f}':>12}  {article['name']}")
+        print(
+            f"  {article['sku']:<18} {main_sku:<14} {variant:<22} "
+            f"{'' if price is None else f'{price:.2f}':>12}  {article['name']}"
+        )
     orders = list(OrderRepository(gateway).iter_orders_with_lines())
     print(f"\nMamut orders ({len(orders)}):")
     print(f"  {'external id':<14} {'order':>6} {'invoice':>7} {'cust.':>6} {'lines':>5} {'total':>10}  customer")
     for order in orders:
-        print(f"  {order['external_id'] or '':<14} {order['order_number']:>6} {order['invoice_number'] or '':>7} "
-              f"{order['customer_number'] or '':>6} {len(order['lines']):>5} {order['total_gross']:>10.2f}  "
-              f"{order['contact_name'] or ''}")
+        print(
+            f"  {order['external_id'] or '':<14} {order['order_number']:>6} {order['invoice_number'] or '':>7} "
+            f"{order['customer_number'] or '':>6} {len(order['lines']):>5} {order['total_gross']:>10.2f}  "
+            f"{order['contact_name'] or ''}"
+        )
     store = StagingStore.from_url(default_staging_url(Path(os.environ.get("AIRFLOW_HOME", airflow_home()))))
     for shop in settings.shops:
         print(f"\nShop {shop.id} · latest batches:")
@@ -140,8 +145,9 @@ def _probe_target(args: argparse.Namespace) -> tuple[str, SchemaMap]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every command and argument has its help."""
-    parser = argparse.ArgumentParser(prog="python -m starmamut", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m starmamut", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     def command(name: str, help: str, run: Any, description: str | None = None) -> argparse.ArgumentParser:
@@ -149,23 +155,43 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    command("pools", "list the Airflow pools the config needs, one line each: <pool> <slots> <description>",
-            cmd_pools, "List the Airflow pools the config needs, one line each: <pool> <slots> <description> "
-            "(feed each to `airflow pools set`).")
+    command(
+        "pools",
+        "list the Airflow pools the config needs, one line each: <pool> <slots> <description>",
+        cmd_pools,
+        "List the Airflow pools the config needs, one line each: <pool> <slots> <description> "
+        "(feed each to `airflow pools set`).",
+    )
     command("dags", "list the DAG ids the config generates, one per line", cmd_dags)
-    mock = command("create-mamut-mock", "create the SQLite Mamut mock company database (idempotent)",
-                   cmd_create_mamut_mock, "Create the SQLite Mamut mock company database, or complete an existing "
-                   "one (idempotent), and print its ODBC connection string.")
+    mock = command(
+        "create-mamut-mock",
+        "create the SQLite Mamut mock company database (idempotent)",
+        cmd_create_mamut_mock,
+        "Create the SQLite Mamut mock company database, or complete an existing "
+        "one (idempotent), and print its ODBC connection string.",
+    )
     mock.add_argument("path", help="the SQLite file to create (its folder is created too)")
-    mock.add_argument("--seed", default="reference", choices=["reference", "demo"],
-                      help="reference: currencies, warehouses, statuses, price lists, code registers; demo: "
-                           "reference plus a small Swedish catalogue with variants, stock and prices "
-                           "(default: %(default)s)")
-    summary = command("summary", "print what landed in the Mamut mock, the batch reports and the quarantine",
-                      cmd_summary, "Print the articles and orders in a Mamut mock database, and per shop the "
-                      "latest batch reports and the open quarantine from the staging database.")
-    summary.add_argument("--mamut-db", required=True, metavar="PATH",
-                         help="the Mamut mock SQLite file (from create-mamut-mock); it must exist")
+    mock.add_argument(
+        "--seed",
+        default="reference",
+        choices=["reference", "demo"],
+        help="reference: currencies, warehouses, statuses, price lists, code registers; demo: "
+        "reference plus a small Swedish catalogue with variants, stock and prices "
+        "(default: %(default)s)",
+    )
+    summary = command(
+        "summary",
+        "print what landed in the Mamut mock, the batch reports and the quarantine",
+        cmd_summary,
+        "Print the articles and orders in a Mamut mock database, and per shop the "
+        "latest batch reports and the open quarantine from the staging database.",
+    )
+    summary.add_argument(
+        "--mamut-db",
+        required=True,
+        metavar="PATH",
+        help="the Mamut mock SQLite file (from create-mamut-mock); it must exist",
+    )
     check = command(
         "probe",
         "check a Mamut company database against the schema map before the first sync (writes nothing)",
@@ -190,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, SchemaMapError, CliError) as exc:
         print(f"starmamut {args.command}: {exc}", file=sys.stderr)
         return 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

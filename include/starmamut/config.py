@@ -47,8 +47,10 @@ def check_schedule(value: str) -> str:
         return text
     fields = text.split()
     if len(fields) != 5:
-        raise ValueError(f"cron expression {value!r} has {len(fields)} field(s); it needs 5 "
-                         "(minute hour day-of-month month day-of-week) or a preset such as '@hourly'")
+        raise ValueError(
+            f"cron expression {value!r} has {len(fields)} field(s); it needs 5 "
+            "(minute hour day-of-month month day-of-week) or a preset such as '@hourly'"
+        )
     try:
         croniter(text).get_next()
     except CroniterBadDateError:
@@ -154,11 +156,14 @@ class StatusTransition(_Strict):
 class OrderStatusToStarwebSettings(_Strict):
     """Mamut order states (derived through the schema map) mapped to Starweb statuses, per shop."""
 
-    transitions: dict[str, StatusTransition] = Field(default_factory=lambda: {
-        "delivered": StatusTransition(status="completed", send_email=True, attach_tracking=True,
-                                      process_payment=True),
-        "cancelled": StatusTransition(status="canceled", send_email=True, process_payment=True),
-    })
+    transitions: dict[str, StatusTransition] = Field(
+        default_factory=lambda: {
+            "delivered": StatusTransition(
+                status="completed", send_email=True, attach_tracking=True, process_payment=True
+            ),
+            "cancelled": StatusTransition(status="canceled", send_email=True, process_payment=True),
+        }
+    )
     allow_backwards: bool = False
     final_statuses: list[StatusRef] = Field(default_factory=lambda: ["completed", "canceled"])
     overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
@@ -179,17 +184,21 @@ class ProductFieldOwners(_Strict):
     ean: MamutOwned = Field(default="mamut_if_set", description="each variant's EAN")
     weight: MamutOwned = Field(default="mamut_if_set", description="each variant's weight (a Mamut 0 is empty)")
     visibility: Literal["mamut", "shop"] = Field(
-        default="mamut", description="mamut: hidden while all its articles are inactive, shown when one is again")
+        default="mamut", description="mamut: hidden while all its articles are inactive, shown when one is again"
+    )
     sku_case: Literal["mamut", "shop"] = Field(
-        default="shop", description="spelling of a SKU the shop holds in other letter case (matched regardless)")
+        default="shop", description="spelling of a SKU the shop holds in other letter case (matched regardless)"
+    )
     variant_active: Literal["mamut", "shop"] = Field(
-        default="mamut", description="each variant's isActive (Mamut's inactive articles, variants gone from Mamut)")
+        default="mamut", description="each variant's isActive (Mamut's inactive articles, variants gone from Mamut)"
+    )
 
 
 class ProductsToStarwebSettings(_Strict):
     new_product_visibility: Literal["hidden", "visible"] = "hidden"
-    field_owners: ProductFieldOwners = Field(default_factory=ProductFieldOwners,
-                                             description="which side owns each field of a product the shop has")
+    field_owners: ProductFieldOwners = Field(
+        default_factory=ProductFieldOwners, description="which side owns each field of a product the shop has"
+    )
     overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
     quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
 
@@ -237,8 +246,9 @@ class ShopConfig(_Strict):
             spec = JOBS.get(job)
             if spec is None or self.flow not in spec.optional_flows:
                 optional = sorted(name for name, spec in JOBS.items() if self.flow in spec.optional_flows)
-                raise ValueError(f"extra_jobs: {job!r} is not an optional job of flow {self.flow!r} "
-                                 f"(optional: {optional})")
+                raise ValueError(
+                    f"extra_jobs: {job!r} is not an optional job of flow {self.flow!r} (optional: {optional})"
+                )
         return self
 
     def schedule_for(self, job: str) -> str | None:
@@ -282,8 +292,10 @@ class MamutSettings(_Strict):
     customer_numbers: CustomerNumbers = CustomerNumbers()
     exchange_rate: ExchangeRate = ExchangeRate()
     schema_map: str | None = Field(default=None, description="YAML overriding table/column names")
-    timezone: str = Field(default="Europe/Stockholm",
-                          description="the Mamut server's time zone: Mamut stamps EDITDATE in local time (IANA name)")
+    timezone: str = Field(
+        default="Europe/Stockholm",
+        description="the Mamut server's time zone: Mamut stamps EDITDATE in local time (IANA name)",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -293,6 +305,7 @@ class MamutSettings(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Stockholm") from None
         return value
+
     vat_codes: dict[float, int] = Field(description="VAT rate in percent -> Mamut VATCODE")
 
     @field_validator("vat_codes")
@@ -367,8 +380,13 @@ def load_settings_by_shop(path: Path | None = None) -> tuple[Settings, dict[str,
         errors: dict[str, list[str]] = {}
         for error, line in zip(exc.errors(), _describe(path, raw, exc).splitlines(), strict=True):
             location = error["loc"]
-            if not (shop_ids and len(location) > 1 and location[0] == "shops" and isinstance(location[1], int)
-                    and location[1] < len(shop_ids)):
+            if not (
+                shop_ids
+                and len(location) > 1
+                and location[0] == "shops"
+                and isinstance(location[1], int)
+                and location[1] < len(shop_ids)
+            ):
                 raise ConfigError(_describe(path, raw, exc)) from None
             errors.setdefault(shop_ids[location[1]], []).append(line)
         good = {shop_id: body for shop_id, body in shops.items() if shop_id not in errors}

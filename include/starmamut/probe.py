@@ -182,16 +182,20 @@ def _missing_column(table: TableSpec, spec: ColumnSpec, unmapped: Sequence[str])
             f"{found}{similar}; optional: map it to null if this install has no such column",
             override=guess or "null",
         )
-    return Finding("error", table, spec, f"{found}{similar or '; no column with a similar name'}",
-                   override=guess or UNKNOWN_NAME)
+    return Finding(
+        "error", table, spec, f"{found}{similar or '; no column with a similar name'}", override=guess or UNKNOWN_NAME
+    )
 
 
 def _column_findings(table: TableSpec, spec: ColumnSpec, found: CatalogColumn) -> list[Finding]:
     wanted = spec.sql_type
     actual = f"{found.type_name} in the database"
     if found.kind not in _COMPATIBLE[wanted.kind] and not _whole_decimal(wanted.kind, found):
-        return [Finding("error", table, spec,
-                        f"is {actual}, which cannot hold the map's {wanted.declared}: map another column")]
+        return [
+            Finding(
+                "error", table, spec, f"is {actual}, which cannot hold the map's {wanted.declared}: map another column"
+            )
+        ]
     notes: list[str] = []
     if wanted.kind == "decimal" and found.kind == "int" and wanted.scale:
         notes.append(f"is {actual}: fractions of the map's {wanted.declared} are lost")
@@ -200,8 +204,10 @@ def _column_findings(table: TableSpec, spec: ColumnSpec, found: CatalogColumn) -
     elif wanted.kind == "datetime" and found.kind == "date":
         notes.append(f"is {actual}: the time of day is lost, so changes within a day are not told apart")
     if wanted.kind == "text" and found.size and wanted.length and found.size < wanted.length:
-        notes.append(f"holds at most {found.size} characters, the map allows {wanted.length}: "
-                     "longer values are rejected when written")
+        notes.append(
+            f"holds at most {found.size} characters, the map allows {wanted.length}: "
+            "longer values are rejected when written"
+        )
     if wanted.kind == "decimal" and found.kind == "decimal" and found.size and found.scale is not None:
         map_digits = (wanted.precision or 0) - (wanted.scale or 0)
         if found.size - found.scale < map_digits:
@@ -259,12 +265,16 @@ def format_report(report: ProbeReport) -> str:
 def _exchange_rate_note(column: str | None) -> str:
     """Where foreign-currency orders keep their rate, and that a person must confirm it for this install."""
     if column is None:
-        return ("Exchange rate of foreign-currency orders: not written (order.exchange_rate is mapped to null), "
-                "so Mamut holds no rate for them: check how this install converts them.")
-    return (f"Exchange rate of foreign-currency orders: written to {column} (order.exchange_rate), a column "
-            "this project proposed, not one seen in a real install. Check where this install keeps an order's "
-            "rate and in which form, map order.exchange_rate to that column (or to null), and set "
-            "mamut.exchange_rate: direction (base_per_foreign | foreign_per_base) and unit (1 | 100).")
+        return (
+            "Exchange rate of foreign-currency orders: not written (order.exchange_rate is mapped to null), "
+            "so Mamut holds no rate for them: check how this install converts them."
+        )
+    return (
+        f"Exchange rate of foreign-currency orders: written to {column} (order.exchange_rate), a column "
+        "this project proposed, not one seen in a real install. Check where this install keeps an order's "
+        "rate and in which form, map order.exchange_rate to that column (or to null), and set "
+        "mamut.exchange_rate: direction (base_per_foreign | foreign_per_base) and unit (1 | 100)."
+    )
 
 
 def override_template(findings: Sequence[Finding]) -> str:

@@ -81,8 +81,9 @@ TransformOutput = dict[str, Any] | Skip | Reject
 Transform = Callable[[dict[str, Any], TransformContext], TransformOutput]
 
 
-def applies_to(*entities: TransformEntity,
-               points: Iterable[TransformPoint] = POINTS) -> Callable[[Transform], Transform]:
+def applies_to(
+    *entities: TransformEntity, points: Iterable[TransformPoint] = POINTS
+) -> Callable[[Transform], Transform]:
     """Declare where a transform makes sense, so listing it elsewhere fails the run at once with a clear error
     instead of quarantining every record. Optional: an undecorated transform may be listed anywhere."""
     unknown = sorted(set(entities) - set(ENTITIES)) + sorted(set(points) - set(POINTS))
@@ -136,14 +137,18 @@ def load_transform(path: str) -> Transform:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # an ImportError, or any error the plugin module raises while importing
-        raise TransformError(f"{path}: cannot import module {module_name!r} ({type(exc).__name__}: {exc}); "
-                             f"transforms live in plugins/ ({PLUGINS_DIR})") from exc
+        raise TransformError(
+            f"{path}: cannot import module {module_name!r} ({type(exc).__name__}: {exc}); "
+            f"transforms live in plugins/ ({PLUGINS_DIR})"
+        ) from exc
     function = getattr(module, attribute, None)
     if function is None:
         raise TransformError(f"{path}: module {module_name!r} has no {attribute!r}")
     if not callable(function):
-        raise TransformError(f"{path}: {type(function).__name__} is not callable; a transform is "
-                             "f(record, context) -> record | Skip | Reject")
+        raise TransformError(
+            f"{path}: {type(function).__name__} is not callable; a transform is "
+            "f(record, context) -> record | Skip | Reject"
+        )
     return function
 
 
@@ -173,9 +178,14 @@ def check_shop_transforms(shop: ShopConfig) -> None:
             transform_steps(shop, entity, point)
 
 
-def run_transforms(steps: Iterable[TransformStep], record: Mapping[str, Any], context: TransformContext,
-                   *, fixed: Iterable[str] = (),
-                   key: Callable[[Mapping[str, Any]], str] | None = None) -> TransformResult:
+def run_transforms(
+    steps: Iterable[TransformStep],
+    record: Mapping[str, Any],
+    context: TransformContext,
+    *,
+    fixed: Iterable[str] = (),
+    key: Callable[[Mapping[str, Any]], str] | None = None,
+) -> TransformResult:
     """Apply the steps in order to a copy of ``record`` (the caller's record is never changed).
 
     ``fixed`` names the fields that identify the record at this point (its key in staging, say): a transform
@@ -195,19 +205,27 @@ def run_transforms(steps: Iterable[TransformStep], record: Mapping[str, Any], co
         if isinstance(output, dict):
             changed = [field for field in fixed if output.get(field) != identity[field]]
             if changed:
-                output = Reject(f"changed {', '.join(map(repr, changed))}, which identifies the record at "
-                                f"{context.point} and must stay as it is")
+                output = Reject(
+                    f"changed {', '.join(map(repr, changed))}, which identifies the record at "
+                    f"{context.point} and must stay as it is"
+                )
             elif key is not None:
                 try:
                     next_key = key(output)
                 except (KeyError, TypeError, ValueError) as exc:
                     output = Reject(f"left the record without what makes its key ({type(exc).__name__}: {exc})")
         elif not isinstance(output, Skip | Reject):
-            output = Reject(f"returned {type(output).__name__}; a transform returns the record (a dict), "
-                            "Skip(reason) or Reject(reason)")
+            output = Reject(
+                f"returned {type(output).__name__}; a transform returns the record (a dict), "
+                "Skip(reason) or Reject(reason)"
+            )
         if isinstance(output, Skip | Reject):
-            return TransformResult("skipped" if isinstance(output, Skip) else "rejected", transform=step.path,
-                                   reason=output.reason, key=current_key)
+            return TransformResult(
+                "skipped" if isinstance(output, Skip) else "rejected",
+                transform=step.path,
+                reason=output.reason,
+                key=current_key,
+            )
         current, current_key = output, next_key
     return TransformResult("kept", record=current, key=current_key)
 
@@ -224,8 +242,18 @@ class RecordTransforms:
     preparation. Not thread-safe: call it from the step's own thread.
     """
 
-    def __init__(self, ctx: JobContext, batch_id: str, *, job: str, entity: TransformEntity, point: TransformPoint,
-                 staged_entity: str, key: Callable[[Mapping[str, Any]], str], fixed: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        batch_id: str,
+        *,
+        job: str,
+        entity: TransformEntity,
+        point: TransformPoint,
+        staged_entity: str,
+        key: Callable[[Mapping[str, Any]], str],
+        fixed: Iterable[str] = (),
+    ) -> None:
         self._ctx = ctx
         self._batch_id = batch_id
         self._job = job
@@ -250,17 +278,30 @@ class RecordTransforms:
         result = self._run(record, source)
         if result.outcome == "kept":
             if self._ctx.params.dry_run:
-                self._log("dry run: shop %s: %s %s after %s transforms: %s", shop, self._entity, result.key,
-                          self._point, json.dumps(result.record, ensure_ascii=False, sort_keys=True, default=str))
+                self._log(
+                    "dry run: shop %s: %s %s after %s transforms: %s",
+                    shop,
+                    self._entity,
+                    result.key,
+                    self._point,
+                    json.dumps(result.record, ensure_ascii=False, sort_keys=True, default=str),
+                )
             return result.record
         if result.outcome == "skipped":
             self._skipped.append(str(result.key))
-            self._log("shop %s: %s %s skipped by %s: %s", shop, self._entity, result.key, result.transform,
-                      result.reason)
+            self._log(
+                "shop %s: %s %s skipped by %s: %s", shop, self._entity, result.key, result.transform, result.reason
+            )
         else:
             self._rejected.append(result)
-            log.warning("shop %s: %s %s quarantined by transform %s: %s", shop, self._entity, result.key,
-                        result.transform, result.reason)
+            log.warning(
+                "shop %s: %s %s quarantined by transform %s: %s",
+                shop,
+                self._entity,
+                result.key,
+                result.transform,
+                result.reason,
+            )
         return None
 
     def preview(self, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -275,8 +316,13 @@ class RecordTransforms:
         self._counts["rejected"] += len(self._rejected)
         if not self._ctx.params.dry_run:
             for result in self._rejected:
-                store.quarantine(shop, self._staged_entity, str(result.key),
-                                 [{"check": str(result.transform), "reason": str(result.reason)}], self._batch_id)
+                store.quarantine(
+                    shop,
+                    self._staged_entity,
+                    str(result.key),
+                    [{"check": str(result.transform), "reason": str(result.reason)}],
+                    self._batch_id,
+                )
             if self._skipped:
                 still_open = {entry.key for entry in store.open_quarantine(shop, self._staged_entity)}
                 store.resolve_quarantine(shop, self._staged_entity, still_open.intersection(self._skipped))
@@ -284,8 +330,14 @@ class RecordTransforms:
         return dict(self._counts)
 
     def _run(self, record: dict[str, Any], source: Mapping[str, Any] | None) -> TransformResult:
-        context = TransformContext(shop_id=self._ctx.shop.id, job=self._job, entity=self._entity,
-                                   point=self._point, dry_run=self._ctx.params.dry_run, source=source)
+        context = TransformContext(
+            shop_id=self._ctx.shop.id,
+            job=self._job,
+            entity=self._entity,
+            point=self._point,
+            dry_run=self._ctx.params.dry_run,
+            source=source,
+        )
         return run_transforms(self._steps, record, context, fixed=self._fixed, key=self._key)
 
     def _log(self, message: str, *args: Any) -> None:

@@ -25,8 +25,9 @@ def custom_info_to_your_reference(record: dict[str, Any], context: TransformCont
     if not value:
         return record
     if len(value) > MAMUT_REFERENCE_MAX_LENGTH:
-        return Reject(f"custom info 1 has {len(value)} characters; Mamut's 'your reference' takes "
-                      f"{MAMUT_REFERENCE_MAX_LENGTH}")
+        return Reject(
+            f"custom info 1 has {len(value)} characters; Mamut's 'your reference' takes {MAMUT_REFERENCE_MAX_LENGTH}"
+        )
     address = record["delivery_address"] or record["invoice_address"]
     if address is None:
         return record  # no address at all: the order checks quarantine it with their own reason

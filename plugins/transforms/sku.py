@@ -46,7 +46,7 @@ class SkuPrefixMap:
             return Skip(f"SKU {foreign[0]} does not start with {old!r}: not one of this shop's articles")
         for holder in holders:
             if holder["sku"] and holder["sku"].startswith(old):
-                holder["sku"] = new + holder["sku"][len(old):]
+                holder["sku"] = new + holder["sku"][len(old) :]
         return record
 
 

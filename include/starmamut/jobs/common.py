@@ -126,8 +126,11 @@ def check_clock(client: StarwebClient, overlap_minutes: float) -> None:
 def advance_watermark(ctx: JobContext, job: str, value: datetime) -> bool:
     """Move the job's watermark, only after a complete live read (see :attr:`RunParams.reads_everything`)."""
     if not ctx.params.reads_everything:
-        log.info("shop %s: %s watermark stays where it was: this run read only part of the source or was a dry run",
-                 ctx.shop.id, job)
+        log.info(
+            "shop %s: %s watermark stays where it was: this run read only part of the source or was a dry run",
+            ctx.shop.id,
+            job,
+        )
         return False
     ctx.store.set_watermark(ctx.shop.id, job, value)
     return True
@@ -167,8 +170,16 @@ GATE_STOPPED = "stopped"
 """Status of a batch the quality gate stopped: it is never loaded (see :func:`run_step`)."""
 
 
-def apply_verdicts(ctx: JobContext, batch_id: str, entity: str, keys: Iterable[str],
-                   reasons: Mapping[str, Reasons], *, threshold: float, noun: str) -> dict[str, int]:
+def apply_verdicts(
+    ctx: JobContext,
+    batch_id: str,
+    entity: str,
+    keys: Iterable[str],
+    reasons: Mapping[str, Reasons],
+    *,
+    threshold: float,
+    noun: str,
+) -> dict[str, int]:
     """Mark each staged record valid or quarantined, quarantine the failures (not in a dry run), and stop the
     batch when the failing share passes the threshold: a flood of bad records means something upstream broke.
 
@@ -179,9 +190,11 @@ def apply_verdicts(ctx: JobContext, batch_id: str, entity: str, keys: Iterable[s
     """
     keys = list(keys)
     accepted = {entry.key for entry in ctx.store.open_quarantine(ctx.shop.id, entity) if entry.accepted_at}
-    ctx.store.set_verdicts(batch_id, entity, {
-        key: ("quarantined", reasons_text(reasons[key])) if key in reasons else ("valid", None) for key in keys
-    })
+    ctx.store.set_verdicts(
+        batch_id,
+        entity,
+        {key: ("quarantined", reasons_text(reasons[key])) if key in reasons else ("valid", None) for key in keys},
+    )
     for key, record_reasons in reasons.items():
         log.warning("shop %s: %s %s quarantined: %s", ctx.shop.id, noun, key, reasons_text(record_reasons))
         if not ctx.params.dry_run:
@@ -189,9 +202,11 @@ def apply_verdicts(ctx: JobContext, batch_id: str, entity: str, keys: Iterable[s
     counted = [key for key in keys if key not in accepted]
     failed = sum(1 for key in counted if key in reasons)
     if counted and failed / len(counted) > threshold and not ctx.params.accept_quarantine:
-        message = (f"shop {ctx.shop.id}: {failed} of {len(counted)} {noun}s failed their checks, more than the "
-                   f"threshold {threshold:.0%}; nothing was loaded. See the quarantine for the reasons; fix them, "
-                   "raise the threshold, or trigger with accept_quarantine: true to load the rest.")
+        message = (
+            f"shop {ctx.shop.id}: {failed} of {len(counted)} {noun}s failed their checks, more than the "
+            f"threshold {threshold:.0%}; nothing was loaded. See the quarantine for the reasons; fix them, "
+            "raise the threshold, or trigger with accept_quarantine: true to load the rest."
+        )
         ctx.store.set_batch_status(batch_id, GATE_STOPPED)
         raise QualityGateFailed(message)
     if ctx.store.get_batch(batch_id).status == GATE_STOPPED:  # a retry let through (threshold raised, released)
@@ -223,8 +238,7 @@ def guard_record(noun: str, key: str, fn: Callable[[], T]) -> tuple[T | None, Re
         return None, [{"check": "readable", "reason": record_problem(noun, key, exc)}]
 
 
-def reread_quarantined(ctx: JobContext, entity: str, seen: Collection[str],
-                       read: Callable[[str], T]) -> Iterator[T]:
+def reread_quarantined(ctx: JobContext, entity: str, seen: Collection[str], read: Callable[[str], T]) -> Iterator[T]:
     """Read again, by id, every open quarantine entry of ``entity`` not already read this run, so a record
     held for a cause since fixed on either side (an article created in Mamut, a field corrected in the shop)
     is checked again and heals. A record the source no longer has closes its entry. One read per entry."""
@@ -234,8 +248,12 @@ def reread_quarantined(ctx: JobContext, entity: str, seen: Collection[str],
         try:
             yield read(entry.key)
         except StarwebNotFound:
-            log.warning("shop %s: %s %s no longer exists in Starweb; its quarantine entry is closed",
-                        ctx.shop.id, entity, entry.key)
+            log.warning(
+                "shop %s: %s %s no longer exists in Starweb; its quarantine entry is closed",
+                ctx.shop.id,
+                entity,
+                entry.key,
+            )
             if not ctx.params.dry_run:
                 ctx.store.resolve_quarantine(ctx.shop.id, entity, [entry.key])
 

@@ -108,17 +108,26 @@ class MigrationOptions:
         chunk_size = params.get("chunk_size", 500)
         if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or not 1 <= chunk_size <= 10_000:
             raise ValueError(f"Param 'chunk_size': expected a whole number from 1 to 10000, got {chunk_size!r}")
-        return cls(direction=direction, chunk_size=chunk_size, on_conflict=on_conflict,
-                   include_prices=bool(params.get("include_prices", True)),
-                   include_price_lists=bool(params.get("include_price_lists", True)),
-                   include_stock=bool(params.get("include_stock", True)),
-                   restart=bool(params.get("restart", False)))
+        return cls(
+            direction=direction,
+            chunk_size=chunk_size,
+            on_conflict=on_conflict,
+            include_prices=bool(params.get("include_prices", True)),
+            include_price_lists=bool(params.get("include_price_lists", True)),
+            include_stock=bool(params.get("include_stock", True)),
+            restart=bool(params.get("restart", False)),
+        )
 
     def identity(self, params: RunParams) -> dict[str, Any]:
         """What a run must share with an unfinished batch to resume it (the chunk size may change)."""
-        return {"direction": self.direction, "on_conflict": self.on_conflict, "skus": sorted(params.skus),
-                "include_prices": self.include_prices, "include_price_lists": self.include_price_lists,
-                "include_stock": self.include_stock}
+        return {
+            "direction": self.direction,
+            "on_conflict": self.on_conflict,
+            "skus": sorted(params.skus),
+            "include_prices": self.include_prices,
+            "include_price_lists": self.include_price_lists,
+            "include_stock": self.include_stock,
+        }
 
     @property
     def entity(self) -> str:
@@ -143,12 +152,15 @@ def start(ctx: JobContext, options: MigrationOptions) -> dict[str, Any]:
         log.info("shop %s: unfinished initial product sync batch %s abandoned (restart)", shop, batch.batch_id)
         batch = None
     if batch is not None:
-        log.info("shop %s: resuming initial product sync batch %s (phase %s)", shop, batch.batch_id,
-                 batch.counts.get("phase"))
+        log.info(
+            "shop %s: resuming initial product sync batch %s (phase %s)",
+            shop,
+            batch.batch_id,
+            batch.counts.get("phase"),
+        )
         return {"batch_id": batch.batch_id, "resumed": True}
     batch_id = store.start_batch(shop, JOB, options.entity, dry_run=ctx.params.dry_run)
-    store.set_batch_progress(batch_id, {"options": options.identity(ctx.params), "phase": "extract",
-                                        "pages_done": 0})
+    store.set_batch_progress(batch_id, {"options": options.identity(ctx.params), "phase": "extract", "pages_done": 0})
     log.info("shop %s: initial product sync %s started as batch %s", shop, options.direction, batch_id)
     return {"batch_id": batch_id, "resumed": False}
 
@@ -156,9 +168,16 @@ def start(ctx: JobContext, options: MigrationOptions) -> dict[str, Any]:
 def _unfinished_batch(ctx: JobContext, options: MigrationOptions) -> Batch | None:
     """The newest unfinished batch of this kind of run (dry or not) with these options: the run's own."""
     identity = options.identity(ctx.params)
-    return next((batch for batch in ctx.store.latest_batches(ctx.shop.id, JOB, limit=50)
-                 if batch.status == "running" and batch.dry_run == ctx.params.dry_run
-                 and batch.counts.get("options") == identity), None)
+    return next(
+        (
+            batch
+            for batch in ctx.store.latest_batches(ctx.shop.id, JOB, limit=50)
+            if batch.status == "running"
+            and batch.dry_run == ctx.params.dry_run
+            and batch.counts.get("options") == identity
+        ),
+        None,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- extract
@@ -170,19 +189,22 @@ def extract(ctx: JobContext, options: MigrationOptions, batch_id: str) -> list[d
     progress = store.get_batch(batch_id).counts
     if progress["phase"] == "extract":
         requests = (_extract_from_starweb if options.direction == "starweb_to_mamut" else _extract_from_mamut)(
-            ctx, options, batch_id, progress)
+            ctx, options, batch_id, progress
+        )
         staged = sum(store.count_staged(batch_id, options.entity).values())
         progress = {**store.get_batch(batch_id).counts, "phase": "load", "extract_requests": requests}
         store.set_batch_progress(batch_id, progress)
-        log.info("shop %s: %d famil(ies) staged and both sides indexed with %d request(s)", ctx.shop.id, staged,
-                 requests)
+        log.info(
+            "shop %s: %d famil(ies) staged and both sides indexed with %d request(s)", ctx.shop.id, staged, requests
+        )
     ranges = store.key_ranges(batch_id, options.entity, options.chunk_size)
-    return [{"batch_id": batch_id, "index": index, "chunks": len(ranges), "first": first, "last": last}
-            for index, (first, last) in enumerate(ranges)]
+    return [
+        {"batch_id": batch_id, "index": index, "chunks": len(ranges), "first": first, "last": last}
+        for index, (first, last) in enumerate(ranges)
+    ]
 
 
-def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str,
-                          progress: dict[str, Any]) -> int:
+def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str, progress: dict[str, Any]) -> int:
     """The stock mapping checked, Starweb products page by page (a page's products staged together, then the
     page counted as done), then the Mamut register's SKUs as the target index."""
     store, shop = ctx.store, ctx.shop
@@ -204,9 +226,11 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
 
         def read_page(page: int) -> list[StagedRow]:
             products = first_products if page == first_page else client.products_page(page, include)[0]
-            return [row for product in products
-                    if (row := _staged_product(client, reference, after_mapping, product, wanted, locations))
-                    is not None]
+            return [
+                row
+                for product in products
+                if (row := _staged_product(client, reference, after_mapping, product, wanted, locations)) is not None
+            ]
 
         started = time.monotonic()
         staged = client.map_concurrent(read_page, pages)
@@ -220,40 +244,57 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
     after_mapping.finish()
     with ctx.open_mamut() as gateway:
         store.clear_sku_index(batch_id, TARGET)
-        store.index_skus(batch_id, TARGET, (
-            SkuHolder(key=snapshot.family.main.sku, sku=article.sku, sku_key=sku_key(article.sku))
-            for snapshot in CatalogueReader(gateway).iter_families()
-            for article in (snapshot.family.variants or (snapshot.family.main,))
-        ))
+        store.index_skus(
+            batch_id,
+            TARGET,
+            (
+                SkuHolder(key=snapshot.family.main.sku, sku=article.sku, sku_key=sku_key(article.sku))
+                for snapshot in CatalogueReader(gateway).iter_families()
+                for article in (snapshot.family.variants or (snapshot.family.main,))
+            ),
+        )
     return requests
 
 
-def _staged_product(client: StarwebClient, reference: ShopReference, after_mapping: RecordTransforms,
-                    product: dict[str, Any], wanted: set[str], locations: Collection[int]) -> StagedRow | None:
+def _staged_product(
+    client: StarwebClient,
+    reference: ShopReference,
+    after_mapping: RecordTransforms,
+    product: dict[str, Any],
+    wanted: set[str],
+    locations: Collection[int],
+) -> StagedRow | None:
     """One Starweb product as products_to_mamut stages it, plus its per-SKU prices and stock (outside the hash);
     None when a transform drops it or it holds none of the ``wanted`` SKUs (before its stock is read)."""
     variants = variants_of(client, product, include=products_to_mamut.VARIANT_INCLUDE)
     record = after_mapping.apply(reference.normalise(product, variants), source=product)
     if record is None or not _holds_any(record, wanted):
         return None
-    values = {variant.get("sku"): {
-        "prices": {str(price["pricelistId"]): price.get("priceExVat") for price in children(variant, "prices")},
-        "stock": variant.get("stockQuantity"),
-        "stocks": _location_stock(client, product["productId"], variant, locations),
-    } for variant in variants}
-    return StagedRow(key=str(record["product_id"]), payload={**record, VALUES: values},
-                     content_hash=content_hash(record))
+    values = {
+        variant.get("sku"): {
+            "prices": {str(price["pricelistId"]): price.get("priceExVat") for price in children(variant, "prices")},
+            "stock": variant.get("stockQuantity"),
+            "stocks": _location_stock(client, product["productId"], variant, locations),
+        }
+        for variant in variants
+    }
+    return StagedRow(
+        key=str(record["product_id"]), payload={**record, VALUES: values}, content_hash=content_hash(record)
+    )
 
 
-def _location_stock(client: StarwebClient, product_id: int, variant: Mapping[str, Any],
-                    locations: Collection[int]) -> dict[str, Any]:
+def _location_stock(
+    client: StarwebClient, product_id: int, variant: Mapping[str, Any], locations: Collection[int]
+) -> dict[str, Any]:
     """A variant's stockQuantity at each mapped stock location other than the e-commerce one, by location id: one
     request for all of them, made only when one is mapped (the listing carries only the variant's own stock)."""
     if not locations:
         return {}
-    return {str(stock["stockLocationId"]): stock.get("stockQuantity")
-            for stock in client.list_variant_stocks(product_id, variant["variantId"])
-            if stock["stockLocationId"] in locations}
+    return {
+        str(stock["stockLocationId"]): stock.get("stockQuantity")
+        for stock in client.list_variant_stocks(product_id, variant["variantId"])
+        if stock["stockLocationId"] in locations
+    }
 
 
 def _stock_sources(ctx: JobContext, client: StarwebClient, options: MigrationOptions) -> dict[str, dict[str, Any]]:
@@ -273,13 +314,17 @@ def _stock_sources(ctx: JobContext, client: StarwebClient, options: MigrationOpt
         mapping, warehouse = _stock_mapping(stock.entry), stock.entry.warehouses[0]
         if warehouse not in known:
             listed = ", ".join(f"{key} ({name})" for key, name in sorted(known.items())) or "none"
-            raise ShopMappingError(f"shop {shop}: {mapping} puts Starweb stock into Mamut warehouse {warehouse}, "
-                                   f"which Mamut does not have; Mamut has: {listed}. Nothing was written.")
+            raise ShopMappingError(
+                f"shop {shop}: {mapping} puts Starweb stock into Mamut warehouse {warehouse}, "
+                f"which Mamut does not have; Mamut has: {listed}. Nothing was written."
+            )
         taken = next((source["mapping"] for source in sources.values() if source["warehouse"] == warehouse), None)
         if taken is not None:
-            raise ShopMappingError(f"shop {shop}: {taken} and {mapping} both put Starweb stock into Mamut warehouse "
-                                   f"{warehouse} (Starweb → Mamut fills the first warehouse of an entry); give each "
-                                   "its own first warehouse. Nothing was written.")
+            raise ShopMappingError(
+                f"shop {shop}: {taken} and {mapping} both put Starweb stock into Mamut warehouse "
+                f"{warehouse} (Starweb → Mamut fills the first warehouse of an entry); give each "
+                "its own first warehouse. Nothing was written."
+            )
         source = VARIANT_TARGET if stock.on_variant else str(stock.entry.starweb)
         sources[source] = {"warehouse": warehouse, "mapping": mapping}
     return sources
@@ -304,10 +349,11 @@ def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: st
 
     with ctx.open_mamut() as gateway:
         snapshots = CatalogueReader(gateway).iter_families(skus=ctx.params.skus or None)
-        rows = (StagedRow(key=record["key"], payload=record, content_hash=content_hash(record))
-                for snapshot in snapshots
-                if (record := after_mapping.apply(normalise_family(snapshot.family, vat_rates=vat_rates)))
-                is not None)
+        rows = (
+            StagedRow(key=record["key"], payload=record, content_hash=content_hash(record))
+            for snapshot in snapshots
+            if (record := after_mapping.apply(normalise_family(snapshot.family, vat_rates=vat_rates))) is not None
+        )
         for chunk in chunked(staged(rows), 1000):
             store.stage_rows(batch_id, options.entity, chunk)
             store.index_skus(batch_id, SOURCE, _source_holders(chunk))
@@ -319,16 +365,26 @@ def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: st
             prices_to_starweb.check_mamut_price_lists(ctx.shop.id, CatalogueReader(ctx.open_mamut()), prices)
         inline_stock = _inline_stock_mapping(ctx, client, options)
         store.clear_sku_index(batch_id, TARGET)
-        listed = client.map_concurrent(lambda product: with_variants(client, product),
-                                       client.iter_products(include=("primaryVariant",)))
-        store.index_skus(batch_id, TARGET, (
-            SkuHolder(key=str(product_id), sku=variant["sku"], sku_key=sku_key(variant["sku"]),
-                      ref=variant_ref(product_id, variant["variantId"]))
-            for product_id, variants in listed for variant in variants))
+        listed = client.map_concurrent(
+            lambda product: with_variants(client, product), client.iter_products(include=("primaryVariant",))
+        )
+        store.index_skus(
+            batch_id,
+            TARGET,
+            (
+                SkuHolder(
+                    key=str(product_id),
+                    sku=variant["sku"],
+                    sku_key=sku_key(variant["sku"]),
+                    ref=variant_ref(product_id, variant["variantId"]),
+                )
+                for product_id, variants in listed
+                for variant in variants
+            ),
+        )
         attributes = AttributeIds(ctx, client)
         attributes.resolve(pairs, FamilyOutcome(key="(attributes)"))  # creates the values the shop lacks
-        store.set_batch_progress(batch_id, {**progress, "attributes": attributes.known(),
-                                            "inline_stock": inline_stock})
+        store.set_batch_progress(batch_id, {**progress, "attributes": attributes.known(), "inline_stock": inline_stock})
         return client.stats.requests_sent
 
 
@@ -342,13 +398,19 @@ def _inline_stock_mapping(ctx: JobContext, client: StarwebClient, options: Migra
     stocks = stock_to_starweb.mapped_stocks(ctx.shop.id, client, settings)
     statuses = shop_stock_statuses(ctx.shop.id, client, settings)
     inline = next((stock for stock in stocks if stock.on_variant), None)
-    return inline and {"target": inline.target, "warehouses": list(inline.entry.warehouses),
-                       "statuses": asdict(statuses)}
+    return inline and {
+        "target": inline.target,
+        "warehouses": list(inline.entry.warehouses),
+        "statuses": asdict(statuses),
+    }
 
 
 def _source_holders(rows: Sequence[StagedRow]) -> Iterator[SkuHolder]:
-    return (SkuHolder(key=row.key, sku=variant["sku"], sku_key=sku_key(variant["sku"]))
-            for row in rows for variant in row.payload["variants"])
+    return (
+        SkuHolder(key=row.key, sku=variant["sku"], sku_key=sku_key(variant["sku"]))
+        for row in rows
+        for variant in row.payload["variants"]
+    )
 
 
 def _holds_any(record: Mapping[str, Any], wanted: set[str]) -> bool:
@@ -374,8 +436,9 @@ def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str
     batch_id, store = chunk["batch_id"], ctx.store
     key_range = (chunk["first"], chunk["last"])
     started = time.monotonic()
-    pending = [row for row in store.iter_staged(batch_id, options.entity, key_range=key_range)
-               if row.verdict not in SETTLED]
+    pending = [
+        row for row in store.iter_staged(batch_id, options.entity, key_range=key_range) if row.verdict not in SETTLED
+    ]
     if not pending:
         log.info("shop %s: chunk %d/%d was done before", ctx.shop.id, chunk["index"] + 1, chunk["chunks"])
         return {"families": 0, "requests": 0}
@@ -404,8 +467,9 @@ def _validate(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: l
     else:
         reasons = products_to_starweb.check_records(ctx, batch_id, rows)
         threshold = ctx.shop.products_to_starweb.quarantine_threshold
-    apply_verdicts(ctx, batch_id, options.entity, (row.key for row in rows), reasons, threshold=threshold,
-                   noun="product family")
+    apply_verdicts(
+        ctx, batch_id, options.entity, (row.key for row in rows), reasons, threshold=threshold, noun="product family"
+    )
     return {row.key for row in rows} - set(reasons)
 
 
@@ -420,22 +484,28 @@ def _plan(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[
     source_holders = store.holders_by_sku(batch_id, SOURCE, all_skus)
     target_holders = store.holders_by_sku(batch_id, TARGET, all_skus)
     target_products = store.holders_by_key(
-        batch_id, TARGET, {holder.key for holders in target_holders.values() for holder in holders})
+        batch_id, TARGET, {holder.key for holders in target_holders.values() for holder in holders}
+    )
     sides = SHOP_TO_MAMUT if options.direction == "starweb_to_mamut" else MAMUT_TO_SHOP
     for row in rows:
         link = links.get(row.key)
         # A link this batch made is a write cut off before its outcome was recorded: planned again, it is
         # found in the target and counted as what it was (created, updated, linked), not as unchanged.
-        if (link is not None and link.retired_at is None and link.content_hash == row.content_hash
-                and (link.synced_at is None or link.synced_at < started_at)):
+        if (
+            link is not None
+            and link.retired_at is None
+            and link.content_hash == row.content_hash
+            and (link.synced_at is None or link.synced_at < started_at)
+        ):
             plan.unchanged.append(row.key)
             continue
         ours = [variant["sku"] for variant in row.payload["variants"]]
         try:
             product = locate(row.key, ours, targets=target_holders, sources=source_holders, sides=sides)
             if product is not None:
-                check_structure(row.key, ours, product, [holder.sku for holder in target_products[product]],
-                                sides=sides)
+                check_structure(
+                    row.key, ours, product, [holder.sku for holder in target_products[product]], sides=sides
+                )
         except SkuConflict as conflict:
             plan.conflicts[row.key] = str(conflict)
             continue
@@ -451,8 +521,10 @@ def _settle(ctx: JobContext, batch_id: str, entity: str, verdicts: Mapping[str, 
     if not verdicts:
         return
     if ctx.params.dry_run:
-        verdicts = {key: (f"would_{verdict}" if verdict in ("created", "updated", "linked") else verdict, reason)
-                    for key, (verdict, reason) in verdicts.items()}
+        verdicts = {
+            key: (f"would_{verdict}" if verdict in ("created", "updated", "linked") else verdict, reason)
+            for key, (verdict, reason) in verdicts.items()
+        }
     ctx.store.set_verdicts(batch_id, entity, verdicts)
 
 
@@ -471,15 +543,28 @@ def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, 
         written: list[StagedRow] = []
         for row in rows:
             try:
-                family = family_from_record(row.payload, vat_codes=ctx.settings.mamut.vat_codes,
-                                            main_sku_template=settings.main_sku_template)
+                family = family_from_record(
+                    row.payload, vat_codes=ctx.settings.mamut.vat_codes, main_sku_template=settings.main_sku_template
+                )
                 if not ctx.params.dry_run:
-                    products_to_mamut.write_family(ctx, repository, family, row.payload,
-                                                   content_hash=row.content_hash, update_price=options.include_prices)
+                    products_to_mamut.write_family(
+                        ctx,
+                        repository,
+                        family,
+                        row.payload,
+                        content_hash=row.content_hash,
+                        update_price=options.include_prices,
+                    )
             except (MappingError, MamutConflict) as exc:
                 outcomes[row.key] = ("failed", str(exc))
-                quarantine_on_load(ctx, batch_id, options.entity, row.key,
-                                   "mapping" if isinstance(exc, MappingError) else "target_conflict", str(exc))
+                quarantine_on_load(
+                    ctx,
+                    batch_id,
+                    options.entity,
+                    row.key,
+                    "mapping" if isinstance(exc, MappingError) else "target_conflict",
+                    str(exc),
+                )
                 continue
             outcomes[row.key] = ("updated" if row.key in existing else "created", None)
             written.append(row)
@@ -494,25 +579,54 @@ def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, 
     return 0
 
 
-def _link_in_mamut(ctx: JobContext, batch_id: str, options: MigrationOptions, repository: ProductRepository,
-                   matched: list[tuple[StagedRow, list[SkuHolder]]]) -> None:
+def _link_in_mamut(
+    ctx: JobContext,
+    batch_id: str,
+    options: MigrationOptions,
+    repository: ProductRepository,
+    matched: list[tuple[StagedRow, list[SkuHolder]]],
+) -> None:
     """Link matched families to the Mamut family that already holds their SKUs, writing nothing to Mamut."""
     shop = ctx.shop.id
     for chunk in chunked(matched, 500):
         if not ctx.params.dry_run:
             # A target holder's key is its Mamut family's main article number, whatever it is called.
-            keys = repository.keys_by_sku([sku for _, holders in chunk for sku in
-                                           (holders[0].key, *(holder.sku for holder in holders))])
-            ctx.store.upsert_links([
-                *(Link(shop=shop, entity=VARIANT, key=str(variant["variant_id"]),
-                       starweb_id=variant_ref(row.payload["product_id"], variant["variant_id"]),
-                       mamut_key=_key(keys, _target_sku(holders, variant["sku"])), sku=variant["sku"],
-                       content_hash=None, synced_at=None, retired_at=None)
-                  for row, holders in chunk for variant in row.payload["variants"]),
-                *(Link(shop=shop, entity=options.entity, key=row.key, starweb_id=row.key,
-                       mamut_key=_key(keys, holders[0].key), sku=holders[0].key, content_hash=row.content_hash,
-                       synced_at=None, retired_at=None) for row, holders in chunk),
-            ])
+            keys = repository.keys_by_sku(
+                [sku for _, holders in chunk for sku in (holders[0].key, *(holder.sku for holder in holders))]
+            )
+            ctx.store.upsert_links(
+                [
+                    *(
+                        Link(
+                            shop=shop,
+                            entity=VARIANT,
+                            key=str(variant["variant_id"]),
+                            starweb_id=variant_ref(row.payload["product_id"], variant["variant_id"]),
+                            mamut_key=_key(keys, _target_sku(holders, variant["sku"])),
+                            sku=variant["sku"],
+                            content_hash=None,
+                            synced_at=None,
+                            retired_at=None,
+                        )
+                        for row, holders in chunk
+                        for variant in row.payload["variants"]
+                    ),
+                    *(
+                        Link(
+                            shop=shop,
+                            entity=options.entity,
+                            key=row.key,
+                            starweb_id=row.key,
+                            mamut_key=_key(keys, holders[0].key),
+                            sku=holders[0].key,
+                            content_hash=row.content_hash,
+                            synced_at=None,
+                            retired_at=None,
+                        )
+                        for row, holders in chunk
+                    ),
+                ]
+            )
         _settle(ctx, batch_id, options.entity, {row.key: ("linked", None) for row, _ in chunk})
 
 
@@ -525,8 +639,13 @@ def _key(keys: Mapping[str, int], sku: str) -> str | None:
     return str(keys[sku]) if sku in keys else None
 
 
-def _values_into_mamut(ctx: JobContext, options: MigrationOptions, repository: ProductRepository,
-                       sources: Mapping[str, Mapping[str, Any]], rows: list[StagedRow]) -> None:
+def _values_into_mamut(
+    ctx: JobContext,
+    options: MigrationOptions,
+    repository: ProductRepository,
+    sources: Mapping[str, Mapping[str, Any]],
+    rows: list[StagedRow],
+) -> None:
     """Price lists and stock of written families, from the values the Starweb listing carried."""
     prices: list[ListPrice] = []
     stock: list[StockLevel] = []
@@ -541,24 +660,36 @@ def _values_into_mamut(ctx: JobContext, options: MigrationOptions, repository: P
         repository.set_stock(stock, now=ctx.clock())
 
 
-def _mamut_values(ctx: JobContext, options: MigrationOptions, sources: Mapping[str, Mapping[str, Any]],
-                  rows: Iterable[StagedRow]) -> Iterator[tuple[str, ListPrice | StockLevel]]:
+def _mamut_values(
+    ctx: JobContext, options: MigrationOptions, sources: Mapping[str, Mapping[str, Any]], rows: Iterable[StagedRow]
+) -> Iterator[tuple[str, ListPrice | StockLevel]]:
     """Each price-list price and stock level the listing carried for these families, with the mapping entry that
     moves it (the report names the entries that moved nothing)."""
-    price_lists = {str(mapping.starweb): mapping for mapping in ctx.shop.prices_to_starweb.pricelists
-                   if mapping.mamut != BASE_PRICE} if options.include_price_lists else {}
+    price_lists = (
+        {
+            str(mapping.starweb): mapping
+            for mapping in ctx.shop.prices_to_starweb.pricelists
+            if mapping.mamut != BASE_PRICE
+        }
+        if options.include_price_lists
+        else {}
+    )
     for row in rows:
         for sku, values in row.payload[VALUES].items():
             for pricelist, price in values["prices"].items():
                 if pricelist in price_lists and price is not None:
                     mapping = price_lists[pricelist]
-                    yield _pricelist_mapping(mapping), ListPrice(sku=sku, price_list=mapping.mamut,
-                                                                 price=Decimal(str(price)))
+                    yield (
+                        _pricelist_mapping(mapping),
+                        ListPrice(sku=sku, price_list=mapping.mamut, price=Decimal(str(price))),
+                    )
             for source, into in sources.items():
                 quantity = values["stock"] if source == VARIANT_TARGET else values["stocks"].get(source)
                 if quantity is not None:
-                    yield into["mapping"], StockLevel(sku=sku, warehouse_id=into["warehouse"],
-                                                      quantity=Decimal(str(quantity)))
+                    yield (
+                        into["mapping"],
+                        StockLevel(sku=sku, warehouse_id=into["warehouse"], quantity=Decimal(str(quantity))),
+                    )
 
 
 def _pricelist_mapping(mapping: PricelistMapping) -> str:
@@ -567,10 +698,18 @@ def _pricelist_mapping(mapping: PricelistMapping) -> str:
 
 def _report_matched(ctx: JobContext, batch_id: str, options: MigrationOptions, plan: _Plan) -> None:
     for row, holders in plan.matched:
-        log.info("shop %s: family %s already exists as target product %s; left alone (report only)",
-                 ctx.shop.id, row.key, holders[0].key)
-    _settle(ctx, batch_id, options.entity,
-            {row.key: ("matched", f"exists as target product {holders[0].key}") for row, holders in plan.matched})
+        log.info(
+            "shop %s: family %s already exists as target product %s; left alone (report only)",
+            ctx.shop.id,
+            row.key,
+            holders[0].key,
+        )
+    _settle(
+        ctx,
+        batch_id,
+        options.entity,
+        {row.key: ("matched", f"exists as target product {holders[0].key}") for row, holders in plan.matched},
+    )
 
 
 # ----------------------------------------------------------------------------------------- load: Mamut → Starweb
@@ -590,14 +729,26 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
 
         inline = progress.get("inline_stock")
         stock = _inline_stock(ctx, inline, plan.create)
-        sync = FamilySync(ctx, client, attributes=attributes, before_create=before_create,
-                          variant_extras={sku: {"stockQuantity": quantity, "stockStatusId": status}
-                                          for sku, (quantity, status) in stock.items()},
-                          on_conflict="quarantine")  # _plan matched exactly; what else differs is a conflict
+        sync = FamilySync(
+            ctx,
+            client,
+            attributes=attributes,
+            before_create=before_create,
+            variant_extras={
+                sku: {"stockQuantity": quantity, "stockStatusId": status} for sku, (quantity, status) in stock.items()
+            },
+            on_conflict="quarantine",
+        )  # _plan matched exactly; what else differs is a conflict
         _place_interrupted(ctx, sync, plan.create)
         work = plan.create + ([row for row, _ in plan.matched] if options.on_conflict == "overwrite" else [])
-        sync.place({variant["sku"]: matched[row.key] for row in work if row.key in matched
-                    for variant in row.payload["variants"]})
+        sync.place(
+            {
+                variant["sku"]: matched[row.key]
+                for row in work
+                if row.key in matched
+                for variant in row.payload["variants"]
+            }
+        )
         rows_by_key = {row.key: row for row in work}
 
         def with_known() -> Iterator[tuple[StagedRow, KnownFamilies]]:
@@ -617,10 +768,17 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
                     continue
                 outcomes[outcome.key] = ("updated" if outcome.key in matched else "created", None)
             if not ctx.params.dry_run:
-                store.set_ledger(ctx.shop.id, stock_to_starweb.ENTITY, {
-                    (variant["sku"], inline["target"]): stock_ledger_value(*stock[variant["sku"]])
-                    for key, (verdict, _) in outcomes.items() if verdict == "created"
-                    for variant in rows_by_key[key].payload["variants"] if variant["sku"] in stock})
+                store.set_ledger(
+                    ctx.shop.id,
+                    stock_to_starweb.ENTITY,
+                    {
+                        (variant["sku"], inline["target"]): stock_ledger_value(*stock[variant["sku"]])
+                        for key, (verdict, _) in outcomes.items()
+                        if verdict == "created"
+                        for variant in rows_by_key[key].payload["variants"]
+                        if variant["sku"] in stock
+                    },
+                )
             _settle(ctx, batch_id, options.entity, outcomes)
             failpoint("initial_product_sync.after_settle")
         if options.on_conflict == "link_and_skip":
@@ -630,8 +788,9 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
         return client.stats.requests_sent
 
 
-def _inline_stock(ctx: JobContext, inline: Mapping[str, Any] | None,
-                  rows: list[StagedRow]) -> dict[str, tuple[int, int]]:
+def _inline_stock(
+    ctx: JobContext, inline: Mapping[str, Any] | None, rows: list[StagedRow]
+) -> dict[str, tuple[int, int]]:
     """``{sku: (stockQuantity, stockStatusId)}`` of the variants about to be created, so the create request
     carries their stock inline instead of stock_to_starweb sending one request per variant afterwards."""
     if inline is None or not rows:
@@ -639,10 +798,20 @@ def _inline_stock(ctx: JobContext, inline: Mapping[str, Any] | None,
     settings = ctx.shop.stock_to_starweb
     statuses = StockStatusIds(**inline["statuses"])
     levels = CatalogueReader(ctx.open_mamut()).iter_stock(
-        {inline["target"]: inline["warehouses"]}, subtract_reserved=settings.subtract_reserved,
-        skus=[variant["sku"] for row in rows for variant in row.payload["variants"]])
-    return {level.sku: shop_stock(level.on_hand, use_store=level.use_store, inactive=level.inactive,
-                                  negative=settings.negative, statuses=statuses) for level in levels}
+        {inline["target"]: inline["warehouses"]},
+        subtract_reserved=settings.subtract_reserved,
+        skus=[variant["sku"] for row in rows for variant in row.payload["variants"]],
+    )
+    return {
+        level.sku: shop_stock(
+            level.on_hand,
+            use_store=level.use_store,
+            inactive=level.inactive,
+            negative=settings.negative,
+            statuses=statuses,
+        )
+        for level in levels
+    }
 
 
 def _place_interrupted(ctx: JobContext, sync: FamilySync, rows: list[StagedRow]) -> None:
@@ -650,8 +819,11 @@ def _place_interrupted(ctx: JobContext, sync: FamilySync, rows: list[StagedRow])
     (a few requests per such family), so they are linked and updated, not created twice."""
     for row in rows:
         if row.verdict == "creating":
-            log.warning("shop %s: family %s may have been created by an interrupted run; looking it up by SKU",
-                        ctx.shop.id, row.key)
+            log.warning(
+                "shop %s: family %s may have been created by an interrupted run; looking it up by SKU",
+                ctx.shop.id,
+                row.key,
+            )
             sync.bind([variant["sku"] for variant in row.payload["variants"]])
 
 
@@ -664,15 +836,40 @@ def _link_in_starweb(ctx: JobContext, batch_id: str, options: MigrationOptions, 
     shop = ctx.shop.id
     for chunk in chunked(plan.matched, 500):
         if not ctx.params.dry_run:
-            ctx.store.upsert_links([
-                *(Link(shop=shop, entity=VARIANT, key=str(parse_variant_ref(holder.ref)[1]), starweb_id=holder.ref,
-                       mamut_key=None, sku=_source_sku(row, holder), content_hash=None, synced_at=None,
-                       retired_at=None)
-                  for row, holders in chunk for holder in holders if holder.ref),
-                *(Link(shop=shop, entity=options.entity, key=row.key, starweb_id=holders[0].key, mamut_key=None,
-                       sku=row.key, content_hash=row.content_hash, synced_at=None, retired_at=None)
-                  for row, holders in chunk),
-            ])
+            ctx.store.upsert_links(
+                [
+                    *(
+                        Link(
+                            shop=shop,
+                            entity=VARIANT,
+                            key=str(parse_variant_ref(holder.ref)[1]),
+                            starweb_id=holder.ref,
+                            mamut_key=None,
+                            sku=_source_sku(row, holder),
+                            content_hash=None,
+                            synced_at=None,
+                            retired_at=None,
+                        )
+                        for row, holders in chunk
+                        for holder in holders
+                        if holder.ref
+                    ),
+                    *(
+                        Link(
+                            shop=shop,
+                            entity=options.entity,
+                            key=row.key,
+                            starweb_id=holders[0].key,
+                            mamut_key=None,
+                            sku=row.key,
+                            content_hash=row.content_hash,
+                            synced_at=None,
+                            retired_at=None,
+                        )
+                        for row, holders in chunk
+                    ),
+                ]
+            )
         _settle(ctx, batch_id, options.entity, {row.key: ("linked", None) for row, _ in chunk})
 
 
@@ -706,9 +903,15 @@ def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices
 def _pushed_prices(shop: ShopConfig, options: MigrationOptions) -> PricesToStarwebSettings:
     """The shop's price mappings the run moves: ``include_prices`` keeps the base price's, ``include_price_lists``
     the Mamut price lists'."""
-    return shop.prices_to_starweb.model_copy(update={"pricelists": [
-        mapping for mapping in shop.prices_to_starweb.pricelists
-        if (options.include_prices if mapping.mamut == BASE_PRICE else options.include_price_lists)]})
+    return shop.prices_to_starweb.model_copy(
+        update={
+            "pricelists": [
+                mapping
+                for mapping in shop.prices_to_starweb.pricelists
+                if (options.include_prices if mapping.mamut == BASE_PRICE else options.include_price_lists)
+            ]
+        }
+    )
 
 
 def _written_skus(ctx: JobContext, options: MigrationOptions) -> tuple[str, ...] | None:
@@ -720,31 +923,51 @@ def _written_skus(ctx: JobContext, options: MigrationOptions) -> tuple[str, ...]
     outcomes = set(ctx.store.count_staged(batch.batch_id, options.entity))
     if outcomes and outcomes <= WRITTEN:
         return None
-    return tuple(variant["sku"] for row in ctx.store.iter_staged(batch.batch_id, options.entity)
-                 if row.verdict in WRITTEN for variant in row.payload["variants"])
+    return tuple(
+        variant["sku"]
+        for row in ctx.store.iter_staged(batch.batch_id, options.entity)
+        if row.verdict in WRITTEN
+        for variant in row.payload["variants"]
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ report
 
 
-def report(ctx: JobContext, options: MigrationOptions, batch_id: str, chunk_results: Sequence[Mapping[str, Any]],
-           pushed: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def report(
+    ctx: JobContext,
+    options: MigrationOptions,
+    batch_id: str,
+    chunk_results: Sequence[Mapping[str, Any]],
+    pushed: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """Count the outcomes, write the owner's report file, close the batch; a dry run's batch stays unresumed."""
     store = ctx.store
     batch = store.get_batch(batch_id)
     outcomes = store.count_staged(batch_id, options.entity)
-    unsettled = {verdict: count for verdict, count in outcomes.items()
-                 if verdict not in SETTLED and not verdict.startswith("would_")}
+    unsettled = {
+        verdict: count
+        for verdict, count in outcomes.items()
+        if verdict not in SETTLED and not verdict.startswith("would_")
+    }
     if unsettled:
-        raise RuntimeError(f"shop {ctx.shop.id}: batch {batch_id} still has families not dealt with ({unsettled}); "
-                           "trigger the DAG again to resume it")
-    requests = (int(batch.counts.get("extract_requests", 0)) + sum(int(result.get("requests", 0))
-                                                                    for result in chunk_results)
-                + sum(int(result.get("requests", 0)) for result in pushed))
+        raise RuntimeError(
+            f"shop {ctx.shop.id}: batch {batch_id} still has families not dealt with ({unsettled}); "
+            "trigger the DAG again to resume it"
+        )
+    requests = (
+        int(batch.counts.get("extract_requests", 0))
+        + sum(int(result.get("requests", 0)) for result in chunk_results)
+        + sum(int(result.get("requests", 0)) for result in pushed)
+    )
     seconds = (ctx.clock() - batch.started_at).total_seconds()
-    counts: dict[str, Any] = {"direction": options.direction, "families": sum(outcomes.values()),
-                              **dict(sorted(outcomes.items())), "requests_this_run": requests,
-                              "seconds_since_start": round(seconds, 1)}
+    counts: dict[str, Any] = {
+        "direction": options.direction,
+        "families": sum(outcomes.values()),
+        **dict(sorted(outcomes.items())),
+        "requests_this_run": requests,
+        "seconds_since_start": round(seconds, 1),
+    }
     idle = _idle_mappings(ctx, options, batch, outcomes)
     if idle:
         counts["mappings_moving_nothing"] = len(idle)
@@ -770,20 +993,30 @@ def _idle_mappings(ctx: JobContext, options: MigrationOptions, batch: Batch, out
     if options.direction != "starweb_to_mamut" or not any(outcomes.get(verdict) for verdict in WRITTEN):
         return []
     sources = batch.counts["stock_sources"]
-    mappings = [*(_pricelist_mapping(mapping) for mapping in ctx.shop.prices_to_starweb.pricelists
-                  if mapping.mamut != BASE_PRICE and options.include_price_lists),
-                *(source["mapping"] for source in sources.values())]
+    mappings = [
+        *(
+            _pricelist_mapping(mapping)
+            for mapping in ctx.shop.prices_to_starweb.pricelists
+            if mapping.mamut != BASE_PRICE and options.include_price_lists
+        ),
+        *(source["mapping"] for source in sources.values()),
+    ]
     written = (row for row in ctx.store.iter_staged(batch.batch_id, options.entity) if row.verdict in WRITTEN)
     moved = {mapping for mapping, _ in _mamut_values(ctx, options, sources, written)}
     idle = [mapping for mapping in mappings if mapping not in moved]
     for mapping in idle:
-        log.warning("shop %s: the %s moves nothing: the shop holds no value for it on any family the run writes "
-                    "(a wrong id, or an empty price list or stock location)", ctx.shop.id, mapping)
+        log.warning(
+            "shop %s: the %s moves nothing: the shop holds no value for it on any family the run writes "
+            "(a wrong id, or an empty price list or stock location)",
+            ctx.shop.id,
+            mapping,
+        )
     return idle
 
 
-def _write_report_file(ctx: JobContext, options: MigrationOptions, batch_id: str, counts: Mapping[str, Any],
-                       idle: Sequence[str]) -> Path:
+def _write_report_file(
+    ctx: JobContext, options: MigrationOptions, batch_id: str, counts: Mapping[str, Any], idle: Sequence[str]
+) -> Path:
     """A Markdown report: the counts, the mapping entries that moved nothing, then every family that was not
     migrated, with the reason."""
     store = ctx.store
@@ -792,13 +1025,17 @@ def _write_report_file(ctx: JobContext, options: MigrationOptions, batch_id: str
     held: dict[str, list[str]] = {verdict: [] for verdict in ("conflict", "quarantined", "failed", "matched")}
     with path.open("w", encoding="utf-8") as out:
         out.write(f"# Initial product sync · {ctx.shop.name} (`{ctx.shop.id}`) · {options.direction}\n\n")
-        out.write(f"Batch `{batch_id}`{' — DRY RUN: nothing was written' if ctx.params.dry_run else ''}; "
-                  f"on conflict: {options.on_conflict}.\n\n| outcome | count |\n|---|---|\n")
+        out.write(
+            f"Batch `{batch_id}`{' — DRY RUN: nothing was written' if ctx.params.dry_run else ''}; "
+            f"on conflict: {options.on_conflict}.\n\n| outcome | count |\n|---|---|\n"
+        )
         for key, value in counts.items():
             out.write(f"| {key} | {value} |\n")
         if idle:
-            out.write(f"\n## mappings moving nothing ({len(idle)})\n\nThe shop holds no value for these on any "
-                      "family the run writes: check the id, or fill the price list or stock location in Starweb.\n\n")
+            out.write(
+                f"\n## mappings moving nothing ({len(idle)})\n\nThe shop holds no value for these on any "
+                "family the run writes: check the id, or fill the price list or stock location in Starweb.\n\n"
+            )
             out.write("\n".join(f"- {mapping}" for mapping in idle) + "\n")
         for row in store.iter_staged(batch_id, options.entity):
             if row.verdict in held:
@@ -820,17 +1057,26 @@ def _log_rate(ctx: JobContext, what: str, done: int, total: int, started: float)
     log.info("shop %s: %s %d/%d (%.1f/s, ETA %s)", ctx.shop.id, what, done, total, rate, _duration(eta))
 
 
-def _log_progress(ctx: JobContext, options: MigrationOptions, batch_id: str, chunk: Mapping[str, Any],
-                  families: int, started: float) -> None:
+def _log_progress(
+    ctx: JobContext, options: MigrationOptions, batch_id: str, chunk: Mapping[str, Any], families: int, started: float
+) -> None:
     """Done / total over the whole batch, this chunk's rate and the time left at that rate."""
     outcomes = ctx.store.count_staged(batch_id, options.entity)
     total = sum(outcomes.values())
     done = sum(count for verdict, count in outcomes.items() if verdict in SETTLED or verdict.startswith("would_"))
     elapsed = max(time.monotonic() - started, 1e-9)
     rate = families / elapsed
-    log.info("shop %s: chunk %d/%d done: %d/%d families (%.0f %%), %.1f families/s, ETA %s", ctx.shop.id,
-             chunk["index"] + 1, chunk["chunks"], done, total, 100 * done / total if total else 100, rate,
-             _duration((total - done) / rate if rate else 0.0))
+    log.info(
+        "shop %s: chunk %d/%d done: %d/%d families (%.0f %%), %.1f families/s, ETA %s",
+        ctx.shop.id,
+        chunk["index"] + 1,
+        chunk["chunks"],
+        done,
+        total,
+        100 * done / total if total else 100,
+        rate,
+        _duration((total - done) / rate if rate else 0.0),
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -849,4 +1095,3 @@ def run(ctx: JobContext, options: MigrationOptions) -> dict[str, Any]:
     results = [migrate_chunk(ctx, options, chunk) for chunk in chunks]
     pushed = [push_values(ctx, options, "prices"), push_values(ctx, options, "stock")]
     return report(ctx, options, batch_id, results, pushed)
-

@@ -101,8 +101,14 @@ class PushSpec:
         """Send each valid value that still differs from the ledger; record it in the ledger right after."""
         return push_batch(ctx, self, batch_id)
 
-    def report(self, ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
-               loaded: dict[str, Any]) -> dict[str, Any]:
+    def report(
+        self,
+        ctx: JobContext,
+        batch_id: str,
+        extracted: dict[str, Any],
+        validated: dict[str, Any],
+        loaded: dict[str, Any],
+    ) -> dict[str, Any]:
         """Close the batch with its counts (read, changed, loaded, unchanged, quarantined, failed, requests)."""
         return report_batch(ctx, self, batch_id, extracted, validated, loaded)
 
@@ -126,8 +132,11 @@ def stage_changes(ctx: JobContext, spec: PushSpec, client: StarwebClient, desire
         if after_mapping:
             chunk = [kept for item in chunk if (kept := _transformed(spec, after_mapping, item)) is not None]
         ledger = {} if full_refresh else store.get_ledger(shop, spec.entity, {item.sku for item in chunk})
-        changed = [item for item in chunk
-                   if full_refresh or item.key in recheck or ledger.get((item.sku, item.target)) != item.value]
+        changed = [
+            item
+            for item in chunk
+            if full_refresh or item.key in recheck or ledger.get((item.sku, item.target)) != item.value
+        ]
         counts["changed"] += len(changed)
         placed = store.find_links_by_sku(shop, VARIANT, {item.sku for item in changed})
         _stage_placed(store, spec, batch_id, changed, placed)
@@ -138,32 +147,61 @@ def stage_changes(ctx: JobContext, spec: PushSpec, client: StarwebClient, desire
     staged = counts["changed"] - len(unplaced) + _stage_placed(store, spec, batch_id, unplaced, links)
     not_in_shop = sorted({item.sku for item in unplaced if item.sku not in links})
     if not_in_shop:
-        log.info("shop %s: %d Mamut article(s) have no variant in the shop and are left out, e.g. %s",
-                 shop, len(not_in_shop), ", ".join(not_in_shop[:10]))
-    return {"batch_id": batch_id, "read": counts["read"], "unchanged": counts["unchanged"], "changed": staged,
-            "not_in_shop": len(not_in_shop), "requests": client.stats.requests_sent, **transformed}
-
-
-def _stage_placed(store: StagingStore, spec: PushSpec, batch_id: str, items: Iterable[Desired],
-                  links: Mapping[str, Link]) -> int:
-    """Stage the values whose SKU has a variant link, naming the variant; returns how many were staged."""
-    return store.stage_rows(batch_id, spec.entity, (
-        StagedRow(
-            key=item.key,
-            payload={**item.record, "sku": item.sku, "target": item.target, "value": item.value,
-                     "variant": links[item.sku].starweb_id},
-            content_hash=item.value,
+        log.info(
+            "shop %s: %d Mamut article(s) have no variant in the shop and are left out, e.g. %s",
+            shop,
+            len(not_in_shop),
+            ", ".join(not_in_shop[:10]),
         )
-        for item in items if item.sku in links
-    ))
+    return {
+        "batch_id": batch_id,
+        "read": counts["read"],
+        "unchanged": counts["unchanged"],
+        "changed": staged,
+        "not_in_shop": len(not_in_shop),
+        "requests": client.stats.requests_sent,
+        **transformed,
+    }
+
+
+def _stage_placed(
+    store: StagingStore, spec: PushSpec, batch_id: str, items: Iterable[Desired], links: Mapping[str, Link]
+) -> int:
+    """Stage the values whose SKU has a variant link, naming the variant; returns how many were staged."""
+    return store.stage_rows(
+        batch_id,
+        spec.entity,
+        (
+            StagedRow(
+                key=item.key,
+                payload={
+                    **item.record,
+                    "sku": item.sku,
+                    "target": item.target,
+                    "value": item.value,
+                    "variant": links[item.sku].starweb_id,
+                },
+                content_hash=item.value,
+            )
+            for item in items
+            if item.sku in links
+        ),
+    )
 
 
 def _transforms(ctx: JobContext, spec: PushSpec, batch_id: str, point: TransformPoint) -> RecordTransforms:
     """The shop's transforms of this job's values at one point; they see the staged record (with ``sku`` and
     ``target``; ``value`` follows from the rest), and ``target`` stays fixed."""
-    return RecordTransforms(ctx, batch_id, job=spec.job, entity=spec.transforms, point=point,
-                            staged_entity=spec.entity, key=lambda record: row_key(record["sku"], record["target"]),
-                            fixed=("target",) if point == "after_mapping" else ("sku", "target", "variant"))
+    return RecordTransforms(
+        ctx,
+        batch_id,
+        job=spec.job,
+        entity=spec.transforms,
+        point=point,
+        staged_entity=spec.entity,
+        key=lambda record: row_key(record["sku"], record["target"]),
+        fixed=("target",) if point == "after_mapping" else ("sku", "target", "variant"),
+    )
 
 
 def _transformed(spec: PushSpec, after_mapping: RecordTransforms, item: Desired) -> Desired | None:
@@ -201,12 +239,25 @@ def check_batch(ctx: JobContext, spec: PushSpec, batch_id: str, threshold: float
     counts = {"valid": 0, "quarantined": 0}
     for chunk in chunked(store.iter_staged(batch_id, spec.entity), CHECK_CHUNK):
         rows = [spec.check_row(row.key, row.payload) for row in chunk]
-        report = validate_rows(pd.DataFrame(rows, columns=list(spec.columns)), spec.checks(), key_column="row_key",
-                               suite_name=f"{shop}_{spec.job}_{batch_id}")
-        reasons = {key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
-                   for key, failures in report.failures.items()}
-        verdicts = apply_verdicts(ctx, batch_id, spec.entity, (row["row_key"] for row in rows), reasons,
-                                  threshold=threshold, noun=f"{spec.entity} value")
+        report = validate_rows(
+            pd.DataFrame(rows, columns=list(spec.columns)),
+            spec.checks(),
+            key_column="row_key",
+            suite_name=f"{shop}_{spec.job}_{batch_id}",
+        )
+        reasons = {
+            key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
+            for key, failures in report.failures.items()
+        }
+        verdicts = apply_verdicts(
+            ctx,
+            batch_id,
+            spec.entity,
+            (row["row_key"] for row in rows),
+            reasons,
+            threshold=threshold,
+            noun=f"{spec.entity} value",
+        )
         counts = {key: counts[key] + verdicts[key] for key in counts}
     return counts
 
@@ -251,8 +302,7 @@ def push_batch(ctx: JobContext, spec: PushSpec, batch_id: str) -> dict[str, Any]
                 continue
             counts["failed"] += 1
             log.warning("shop %s: %s %s quarantined on load: %s", shop, spec.entity, row.key, refusal)
-            store.quarantine(shop, spec.entity, row.key, [{"check": "starweb_accepts", "reason": refusal}],
-                             batch_id)
+            store.quarantine(shop, spec.entity, row.key, [{"check": "starweb_accepts", "reason": refusal}], batch_id)
         stats = client.stats.as_dict()
     counts["requests"] = stats["requests_sent"]
     counts["write_requests"] = stats["requests_sent"] - stats["token_fetches"]
@@ -260,8 +310,9 @@ def push_batch(ctx: JobContext, spec: PushSpec, batch_id: str) -> dict[str, Any]
     return {**counts, **before_load.finish()}
 
 
-def _send(ctx: JobContext, spec: PushSpec, client: StarwebClient, row: StagedRow,
-          request: PlannedRequest) -> tuple[StagedRow, str | None]:
+def _send(
+    ctx: JobContext, spec: PushSpec, client: StarwebClient, row: StagedRow, request: PlannedRequest
+) -> tuple[StagedRow, str | None]:
     """One write, then its ledger entry at once; Starweb's refusal of this one value comes back as the reason."""
     try:
         if request.method == "PUT":
@@ -277,8 +328,14 @@ def _send(ctx: JobContext, spec: PushSpec, client: StarwebClient, row: StagedRow
     return row, None
 
 
-def report_batch(ctx: JobContext, spec: PushSpec, batch_id: str, extracted: Mapping[str, Any],
-                 validated: Mapping[str, Any], loaded: Mapping[str, Any]) -> dict[str, Any]:
+def report_batch(
+    ctx: JobContext,
+    spec: PushSpec,
+    batch_id: str,
+    extracted: Mapping[str, Any],
+    validated: Mapping[str, Any],
+    loaded: Mapping[str, Any],
+) -> dict[str, Any]:
     """Close the batch with its counts and log them as a table; a dry run also returns the planned requests."""
     counts: dict[str, Any] = {
         "read": extracted["read"],

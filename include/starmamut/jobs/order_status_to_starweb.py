@@ -117,22 +117,37 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     staged = store.stage_rows(batch_id, ENTITY, to_stage())
     read_from_mark = not params.resync_ids and params.since is None  # else the mark would skip unread orders
     high_water = newest.isoformat() if newest is not None and read_from_mark else None
-    log.info("shop %s: staged %d of %d order(s) read from Mamut in batch %s", shop.id, staged, counts["read"],
-             batch_id)
+    log.info("shop %s: staged %d of %d order(s) read from Mamut in batch %s", shop.id, staged, counts["read"], batch_id)
     return {"batch_id": batch_id, **counts, "changed": staged, "requests": requests, "high_water": high_water}
 
 
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Quarantine orders with an unmapped state, an unknown Starweb status or tracker type; stop if too many."""
     shop = ctx.shop
-    rows = [{"row_key": row.key, **{column: row.payload[column] for column in CHECK_COLUMNS[1:]}}
-            for row in ctx.store.iter_staged(batch_id, ENTITY)]
-    report = validate_rows(pd.DataFrame(rows, columns=list(CHECK_COLUMNS)), status_checks(), key_column="row_key",
-                           suite_name=f"{shop.id}_{JOB}_{batch_id}")
-    reasons = {key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
-               for key, failures in report.failures.items()}
-    return apply_verdicts(ctx, batch_id, ENTITY, (row["row_key"] for row in rows), reasons,
-                          threshold=shop.order_status_to_starweb.quarantine_threshold, noun="order")
+    rows = [
+        {"row_key": row.key, **{column: row.payload[column] for column in CHECK_COLUMNS[1:]}}
+        for row in ctx.store.iter_staged(batch_id, ENTITY)
+    ]
+    report = validate_rows(
+        pd.DataFrame(rows, columns=list(CHECK_COLUMNS)),
+        status_checks(),
+        key_column="row_key",
+        suite_name=f"{shop.id}_{JOB}_{batch_id}",
+    )
+    reasons = {
+        key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
+        for key, failures in report.failures.items()
+    }
+    return apply_verdicts(
+        ctx,
+        batch_id,
+        ENTITY,
+        (row["row_key"] for row in rows),
+        reasons,
+        threshold=shop.order_status_to_starweb.quarantine_threshold,
+        noun="order",
+    )
+
 
 def status_checks() -> list[RowCheck]:
     """Each check column holds the problem in words (None = fine), so the reason is the problem itself."""
@@ -141,8 +156,11 @@ def status_checks() -> list[RowCheck]:
         return import_great_expectations().expectations.ExpectColumnValuesToBeNull(column=column)
 
     return [
-        RowCheck(name=f"{column.removesuffix('_problem')}_ok", expectation=partial(expect_null, column),
-                 describe=lambda row, column=column: str(row[column]))
+        RowCheck(
+            name=f"{column.removesuffix('_problem')}_ok",
+            expectation=partial(expect_null, column),
+            describe=lambda row, column=column: str(row[column]),
+        )
         for column in CHECK_COLUMNS[1:]
     ]
 
@@ -150,8 +168,22 @@ def status_checks() -> list[RowCheck]:
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Report each valid decision to Starweb once (see the module docstring); record what was done at once."""
     shop, store, params = ctx.shop, ctx.store, ctx.params
-    counts = dict.fromkeys(("reported", "already_in_status", "recorded_before", "nothing_to_report", "behind",
-                            "awaiting_tracking", "deleted", "final", "failed", "would_send", "requests"), 0)
+    counts = dict.fromkeys(
+        (
+            "reported",
+            "already_in_status",
+            "recorded_before",
+            "nothing_to_report",
+            "behind",
+            "awaiting_tracking",
+            "deleted",
+            "final",
+            "failed",
+            "would_send",
+            "requests",
+        ),
+        0,
+    )
     to_send: list[StagedRow] = []
     settled: list[str] = []
     fingerprints: dict[tuple[str, str], str] = {}
@@ -183,8 +215,9 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     return counts
 
 
-def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
-           loaded: dict[str, Any]) -> dict[str, Any]:
+def report(
+    ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]
+) -> dict[str, Any]:
     """Close the batch with its counts; move the watermark (not on dry runs, resyncs or runs from a given date)."""
     counts: dict[str, Any] = {
         "read": extracted["read"],
@@ -218,12 +251,15 @@ def _check_transitions(shop_id: str, settings: OrderStatusToStarwebSettings) -> 
     known = [rule.name for rule in STATE_RULES]
     unknown = sorted(set(settings.transitions) - set(known))
     if unknown:
-        raise UnknownMamutState(f"shop {shop_id}: order_status_to_starweb.transitions names Mamut state(s) "
-                                f"{unknown} that no state rule derives; known states: {', '.join(known)}")
+        raise UnknownMamutState(
+            f"shop {shop_id}: order_status_to_starweb.transitions names Mamut state(s) "
+            f"{unknown} that no state rule derives; known states: {', '.join(known)}"
+        )
 
 
-def _transition_statuses(shop_id: str, statuses: list[dict[str, Any]],
-                         settings: OrderStatusToStarwebSettings) -> dict[str, tuple[int | None, str | None]]:
+def _transition_statuses(
+    shop_id: str, statuses: list[dict[str, Any]], settings: OrderStatusToStarwebSettings
+) -> dict[str, tuple[int | None, str | None]]:
     """Per mapped state: the Starweb status id, or None and why (an unknown status fails its orders only)."""
     resolved: dict[str, tuple[int | None, str | None]] = {}
     for state, transition in settings.transitions.items():
@@ -268,13 +304,25 @@ def _ledger_by_order(ctx: JobContext, order_ids: list[str]) -> dict[str, dict[st
     return entries
 
 
-def _plan(shop_id: str, settings: OrderStatusToStarwebSettings, order: OrderState, entries: Mapping[str, str],
-          targets: Mapping[str, tuple[int | None, str | None]], tracker_types: Mapping[int, str]) -> dict[str, Any]:
+def _plan(
+    shop_id: str,
+    settings: OrderStatusToStarwebSettings,
+    order: OrderState,
+    entries: Mapping[str, str],
+    targets: Mapping[str, tuple[int | None, str | None]],
+    tracker_types: Mapping[int, str],
+) -> dict[str, Any]:
     """The staged decision for one order: action, state, PATCH body and the problems the checks look at."""
     where = f"shop {shop_id}: order {order.order_id} (Mamut order {order.order_number})"
     reported = [target.removeprefix(REPORTED) for target in entries if target.startswith(REPORTED)]
-    decision = decide(order.states, transitions=settings.transitions, rules=STATE_RULES, reported=reported,
-                      allow_backwards=settings.allow_backwards, has_tracking=order.tracking_no is not None)
+    decision = decide(
+        order.states,
+        transitions=settings.transitions,
+        rules=STATE_RULES,
+        reported=reported,
+        allow_backwards=settings.allow_backwards,
+        has_tracking=order.tracking_no is not None,
+    )
     unmapped = unmapped_states(order.states, settings.transitions, STATE_RULES)
     state = decision.state
     status_id, status_error, body, tracker_problem = None, None, None, None
@@ -285,8 +333,9 @@ def _plan(shop_id: str, settings: OrderStatusToStarwebSettings, order: OrderStat
         tracker = body.get("shippingTrackerType")
         if tracker is not None and tracker not in tracker_types:
             known = ", ".join(f"{number} {name}" for number, name in tracker_types.items())
-            tracker_problem = (f"{where}: Mamut tracker type {tracker} is not one of the shop's shipping tracking "
-                               f"types ({known})")
+            tracker_problem = (
+                f"{where}: Mamut tracker type {tracker} is not one of the shop's shipping tracking types ({known})"
+            )
     return {
         "order_id": order.order_id,
         "mamut_order_number": order.order_number,
@@ -296,9 +345,12 @@ def _plan(shop_id: str, settings: OrderStatusToStarwebSettings, order: OrderStat
         "reason": decision.reason,
         "status_id": status_id,
         "body": body,
-        "unmapped_problem": (f"{where} is in Mamut state(s) {', '.join(unmapped)} with no transition in "
-                             "order_status_to_starweb.transitions; map each to a Starweb status (idCode or id)"
-                             if unmapped else None),
+        "unmapped_problem": (
+            f"{where} is in Mamut state(s) {', '.join(unmapped)} with no transition in "
+            "order_status_to_starweb.transitions; map each to a Starweb status (idCode or id)"
+            if unmapped
+            else None
+        ),
         "status_problem": f"{where}, Mamut state {decision.state!r}: {status_error}" if status_error else None,
         "tracker_problem": tracker_problem,
     }
@@ -308,12 +360,16 @@ def _final_statuses(ctx: JobContext, client: StarwebClient) -> dict[int, str]:
     """The shop's final status ids with a label for the ledger (idCode, else the id)."""
     statuses = client.list_order_statuses()
     final = resolve_statuses(statuses, ctx.shop.order_status_to_starweb.final_statuses, ctx.shop.id)
-    return {status["statusId"]: status.get("idCode") or str(status["statusId"])
-            for status in statuses if status["statusId"] in final}
+    return {
+        status["statusId"]: status.get("idCode") or str(status["statusId"])
+        for status in statuses
+        if status["statusId"] in final
+    }
 
 
-def _settle(ctx: JobContext, client: StarwebClient, batch_id: str, final: Mapping[int, str],
-            row: StagedRow) -> tuple[StagedRow, str]:
+def _settle(
+    ctx: JobContext, client: StarwebClient, batch_id: str, final: Mapping[int, str], row: StagedRow
+) -> tuple[StagedRow, str]:
     """One order: read it, then record, skip or PATCH and record (see the module docstring); the outcome's name."""
     key, plan, dry_run = row.key, row.payload, ctx.params.dry_run
     ledger = ctx.store.get_ledger(ctx.shop.id, ENTITY, [key])
@@ -339,22 +395,27 @@ def _settle(ctx: JobContext, client: StarwebClient, batch_id: str, final: Mappin
     except StarwebError as exc:
         if exc.status not in REFUSAL_STATUSES:
             raise
-        reason = (f"shop {ctx.shop.id}: order {key}: Starweb refused status {plan['status_id']} for Mamut state "
-                  f"{plan['state']!r}: {exc}")
+        reason = (
+            f"shop {ctx.shop.id}: order {key}: Starweb refused status {plan['status_id']} for Mamut state "
+            f"{plan['state']!r}: {exc}"
+        )
         log.warning("quarantined on load: %s", reason)
         ctx.store.quarantine(ctx.shop.id, ENTITY, key, [{"check": "starweb_accepts", "reason": reason}], batch_id)
         return row, "failed"
     failpoint(f"{JOB}.after_patch")
     _record(ctx, row, ledger)
-    log.info("shop %s: order %s reported as status %s (Mamut state %r)", ctx.shop.id, key, plan["status_id"],
-             plan["state"])
+    log.info(
+        "shop %s: order %s reported as status %s (Mamut state %r)", ctx.shop.id, key, plan["status_id"], plan["state"]
+    )
     return row, "reported"
 
 
 def _record(ctx: JobContext, row: StagedRow, ledger: Iterable[tuple[str, str]]) -> None:
     """The state as reported, with the fingerprint, in one ledger write; a former skip no longer holds."""
-    entries = {(row.key, REPORTED + row.payload["state"]): str(row.payload["status_id"]),
-               (row.key, FINGERPRINT): row.content_hash}
+    entries = {
+        (row.key, REPORTED + row.payload["state"]): str(row.payload["status_id"]),
+        (row.key, FINGERPRINT): row.content_hash,
+    }
     if (row.key, SKIPPED) in ledger:
         entries[(row.key, SKIPPED)] = ""
     ctx.store.set_ledger(ctx.shop.id, ENTITY, entries)
@@ -364,6 +425,7 @@ def _skip(ctx: JobContext, row: StagedRow, outcome: str, reason: str) -> str:
     """Leave the order alone from now on (a manual resync may try it again); the outcome's name."""
     log.info("shop %s: order %s skipped: %s", ctx.shop.id, row.key, reason)
     if not ctx.params.dry_run:
-        ctx.store.set_ledger(ctx.shop.id, ENTITY,
-                             {(row.key, SKIPPED): reason, (row.key, FINGERPRINT): row.content_hash})
+        ctx.store.set_ledger(
+            ctx.shop.id, ENTITY, {(row.key, SKIPPED): reason, (row.key, FINGERPRINT): row.content_hash}
+        )
     return outcome

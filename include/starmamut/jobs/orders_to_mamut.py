@@ -69,8 +69,9 @@ def resolve_statuses(statuses: Iterable[dict[str, Any]], wanted: Iterable[int | 
         status_id = entry if isinstance(entry, int) else by_code.get(entry)
         if status_id not in ids:
             known = ", ".join(f"{status.get('idCode') or '-'}={status['statusId']}" for status in statuses)
-            raise UnknownOrderStatus(f"shop {shop_id}: order status {entry!r} does not exist in the shop "
-                                     f"(the shop has: {known})")
+            raise UnknownOrderStatus(
+                f"shop {shop_id}: order status {entry!r} does not exist in the shop (the shop has: {known})"
+            )
         resolved.add(status_id)
     return resolved
 
@@ -117,8 +118,14 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     if gone_from_quarantine and not params.dry_run:
         store.resolve_quarantine(shop.id, ENTITY, gone_from_quarantine)
     log.info("shop %s: staged %d order(s) of %d listed in batch %s", shop.id, staged, counts["listed"], batch_id)
-    return {"batch_id": batch_id, "read": counts["listed"], "staged": staged, "requests": requests, **counts,
-            **after_mapping.finish()}
+    return {
+        "batch_id": batch_id,
+        "read": counts["listed"],
+        "staged": staged,
+        "requests": requests,
+        **counts,
+        **after_mapping.finish(),
+    }
 
 
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
@@ -137,20 +144,39 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     known_currencies = OrderRepository(gateway).known_currencies()
     check_rows = []
     for row in readable:
-        check_row, problems = guard_record("order", row.key, lambda row=row: order_check_row(
-            row.payload, tolerance_per_line=settings.total_tolerance_per_line, known_skus=known_skus,
-            known_currencies=known_currencies))
+        check_row, problems = guard_record(
+            "order",
+            row.key,
+            lambda row=row: order_check_row(
+                row.payload,
+                tolerance_per_line=settings.total_tolerance_per_line,
+                known_skus=known_skus,
+                known_currencies=known_currencies,
+            ),
+        )
         if check_row is None:
             reasons[row.key] = problems
         else:
             check_rows.append(check_row)
-    report = validate_rows(pd.DataFrame(check_rows, columns=list(ORDER_COLUMNS)),
-                           order_checks(quarantine_unknown_skus=settings.unknown_sku == "quarantine"),
-                           key_column="row_key", suite_name=f"{shop.id}_{JOB}_{batch_id}")
-    reasons.update({key: [{"check": f.check, "reason": f.reason} for f in failures]
-                    for key, failures in report.failures.items()})
-    return apply_verdicts(ctx, batch_id, ENTITY, (row.key for row in staged), reasons,
-                          threshold=settings.quarantine_threshold, noun="order")
+    report = validate_rows(
+        pd.DataFrame(check_rows, columns=list(ORDER_COLUMNS)),
+        order_checks(quarantine_unknown_skus=settings.unknown_sku == "quarantine"),
+        key_column="row_key",
+        suite_name=f"{shop.id}_{JOB}_{batch_id}",
+    )
+    reasons.update(
+        {key: [{"check": f.check, "reason": f.reason} for f in failures] for key, failures in report.failures.items()}
+    )
+    return apply_verdicts(
+        ctx,
+        batch_id,
+        ENTITY,
+        (row.key for row in staged),
+        reasons,
+        threshold=settings.quarantine_threshold,
+        noun="order",
+    )
+
 
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Create each valid order in Mamut exactly once, link it, write the number back to Starweb."""
@@ -160,8 +186,16 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     orders, products = OrderRepository(gateway), ProductRepository(gateway)
     numbers = CustomerNumberPolicy(**ctx.settings.mamut.customer_numbers.model_dump())
     rates = ExchangeRateConvention(**ctx.settings.mamut.exchange_rate.model_dump())
-    counts = {"loaded": 0, "already_in_mamut": 0, "customers_created": 0, "written_back": 0,
-              "write_back_refused": 0, "failed": 0, "would_create": 0, "requests": 0}
+    counts = {
+        "loaded": 0,
+        "already_in_mamut": 0,
+        "customers_created": 0,
+        "written_back": 0,
+        "write_back_refused": 0,
+        "failed": 0,
+        "would_create": 0,
+        "requests": 0,
+    }
     before_load = _Transforms(ctx, batch_id, "before_load")
     settled: list[str] = []
     with ctx.open_starweb() as client:
@@ -173,34 +207,65 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
             try:
                 customer = mamut_customer(record, shop_id=shop.id)
                 known = products.keys_by_sku(line["sku"] for line in record["lines"] if line["sku"])
-                order = mamut_order(record, shop_id=shop.id, document=settings.document,
-                                    vat_codes=ctx.settings.mamut.vat_codes, known_skus=known,
-                                    shipping_sku=settings.shipping_sku, payment_fee_sku=settings.payment_fee_sku,
-                                    rates=rates)
+                order = mamut_order(
+                    record,
+                    shop_id=shop.id,
+                    document=settings.document,
+                    vat_codes=ctx.settings.mamut.vat_codes,
+                    known_skus=known,
+                    shipping_sku=settings.shipping_sku,
+                    payment_fee_sku=settings.payment_fee_sku,
+                    rates=rates,
+                )
             except MappingError as exc:
                 quarantine_on_load(ctx, batch_id, ENTITY, key, "mapping", str(exc))
                 counts["failed"] += 1
                 continue
             if params.dry_run:
                 counts["would_create"] += orders.find_by_external_id(order.external_id) is None
-                log.info("dry run: order %s would become a Mamut %s of %s with %d line(s) for %s", key,
-                         settings.document, order.total_incl_vat, len(order.lines), customer.name)
+                log.info(
+                    "dry run: order %s would become a Mamut %s of %s with %d line(s) for %s",
+                    key,
+                    settings.document,
+                    order.total_incl_vat,
+                    len(order.lines),
+                    customer.name,
+                )
                 continue
             try:
-                result = orders.create(order, customer, match_keys=settings.customer_match, numbers=numbers,
-                                       guest_customer_no=settings.guest_customer_no,
-                                       update_customer=settings.update_customer_from_order, now=ctx.clock())
+                result = orders.create(
+                    order,
+                    customer,
+                    match_keys=settings.customer_match,
+                    numbers=numbers,
+                    guest_customer_no=settings.guest_customer_no,
+                    update_customer=settings.update_customer_from_order,
+                    now=ctx.clock(),
+                )
             except (ValueError, MamutRecordError) as exc:  # refused data; database faults propagate and retry
                 quarantine_on_load(ctx, batch_id, ENTITY, key, "mamut_refused", str(exc))
                 counts["failed"] += 1
                 continue
             failpoint("orders_to_mamut.after_mamut_commit")
-            store.upsert_link(shop.id, ENTITY, key, starweb_id=key, mamut_key=str(result.order_key), sku=None,
-                              content_hash=row.content_hash)
+            store.upsert_link(
+                shop.id,
+                ENTITY,
+                key,
+                starweb_id=key,
+                mamut_key=str(result.order_key),
+                sku=None,
+                content_hash=row.content_hash,
+            )
             if customer.starweb_customer_id is not None:
-                store.upsert_link(shop.id, "customer", str(customer.starweb_customer_id),
-                                  starweb_id=str(customer.starweb_customer_id), mamut_key=str(result.contact_id),
-                                  sku=None, content_hash=None)
+                store.upsert_link(
+                    shop.id,
+                    "customer",
+                    str(customer.starweb_customer_id),
+                    starweb_id=str(customer.starweb_customer_id),
+                    mamut_key=str(result.contact_id),
+                    sku=None,
+                    content_hash=None,
+                )
             counts["loaded" if result.created else "already_in_mamut"] += 1
             counts["customers_created"] += result.customer_created
             number = result.invoice_no or result.order_no
@@ -210,9 +275,14 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
             except StarwebError as exc:
                 if not exc.is_record_level:
                     raise
-                quarantine_on_load(ctx, batch_id, ENTITY, key, "write_back",
-                                   f"order {key}: in Mamut as {number}, but Starweb refused the write-back of the "
-                                   f"number: {exc}")
+                quarantine_on_load(
+                    ctx,
+                    batch_id,
+                    ENTITY,
+                    key,
+                    "write_back",
+                    f"order {key}: in Mamut as {number}, but Starweb refused the write-back of the number: {exc}",
+                )
                 counts["write_back_refused"] += 1
                 continue
             settled.append(key)
@@ -224,8 +294,9 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     return counts
 
 
-def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
-           loaded: dict[str, Any]) -> dict[str, Any]:
+def report(
+    ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]
+) -> dict[str, Any]:
     counts = {
         "read": extracted["read"],
         "not_eligible": extracted["not_eligible"],
@@ -260,8 +331,16 @@ class _Transforms:
 
     def __init__(self, ctx: JobContext, batch_id: str, point: TransformPoint) -> None:
         def hook(entity: TransformEntity) -> RecordTransforms:
-            return RecordTransforms(ctx, batch_id, job=JOB, entity=entity, point=point, staged_entity=ENTITY,
-                                    key=lambda record: str(record["order_id"]), fixed=("order_id",))
+            return RecordTransforms(
+                ctx,
+                batch_id,
+                job=JOB,
+                entity=entity,
+                point=point,
+                staged_entity=ENTITY,
+                key=lambda record: str(record["order_id"]),
+                fixed=("order_id",),
+            )
 
         self._orders, self._customers = hook("orders"), hook("customers")
 
@@ -274,14 +353,22 @@ class _Transforms:
         if order is None or not self._customers:
             return order
         customer = self._customers.apply(
-            {"order_id": order["order_id"], **order["customer"], "invoice_address": order["invoice_address"],
-             "delivery_address": order["delivery_address"]},
+            {
+                "order_id": order["order_id"],
+                **order["customer"],
+                "invoice_address": order["invoice_address"],
+                "delivery_address": order["delivery_address"],
+            },
             source=source,
         )
         if customer is None:
             return None
-        return {**order, "customer": {field: customer.get(field) for field in order["customer"]},
-                "invoice_address": customer["invoice_address"], "delivery_address": customer["delivery_address"]}
+        return {
+            **order,
+            "customer": {field: customer.get(field) for field in order["customer"]},
+            "invoice_address": customer["invoice_address"],
+            "delivery_address": customer["delivery_address"],
+        }
 
 
 def _orders_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[str, Any]]:
@@ -300,13 +387,23 @@ def _orders_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[str
     watermark = None if params.full_refresh else ctx.store.get_watermark(shop.id, JOB)
     since = params.since or (watermark - timedelta(minutes=settings.overlap_minutes) if watermark else oldest)
     seen: set[str] = set()
-    for order in client.iter_orders(created_after=since, include=ORDER_INCLUDE, sort_by="createdAt",
-                                    sort_order="ASC", include_non_complete_payments=settings.include_unpaid):
+    for order in client.iter_orders(
+        created_after=since,
+        include=ORDER_INCLUDE,
+        sort_by="createdAt",
+        sort_order="ASC",
+        include_non_complete_payments=settings.include_unpaid,
+    ):
         seen.add(str(order["orderId"]))
         yield order
     if since > oldest:
-        for order in client.iter_orders(created_after=oldest, include=ORDER_INCLUDE, sort_by="modifiedAt",
-                                        sort_order="DESC", include_non_complete_payments=settings.include_unpaid):
+        for order in client.iter_orders(
+            created_after=oldest,
+            include=ORDER_INCLUDE,
+            sort_by="modifiedAt",
+            sort_order="DESC",
+            include_non_complete_payments=settings.include_unpaid,
+        ):
             modified = _modified_at(order)
             if modified is not None and modified < since:
                 break
@@ -321,8 +418,11 @@ def _modified_at(order: Mapping[str, Any]) -> datetime | None:
     try:
         return datetime.fromisoformat(order["modifiedAt"])
     except (KeyError, TypeError, ValueError):
-        log.warning("order %s: field 'modifiedAt' is missing or unreadable (%r); read anyway",
-                    order.get("orderId"), order.get("modifiedAt"))
+        log.warning(
+            "order %s: field 'modifiedAt' is missing or unreadable (%r); read anyway",
+            order.get("orderId"),
+            order.get("modifiedAt"),
+        )
         return None
 
 
@@ -352,10 +452,12 @@ def _write_back(ctx: JobContext, client: StarwebClient, key: str, number: int, s
         return False
     body: dict[str, Any] = {"externalId": str(number), "externalIdType": f"mamut_{shop.orders_to_mamut.document}"}
     if status_after is not None:
-        body |= {"statusId": status_after, "onOrderStatusChangeSendEmail": False,
-                 "onOrderStatusChangeProcessPayment": False}
+        body |= {
+            "statusId": status_after,
+            "onOrderStatusChangeSendEmail": False,
+            "onOrderStatusChangeProcessPayment": False,
+        }
     client.patch(f"/orders/{int(key)}", body)
     failpoint("orders_to_mamut.after_write_back")
     store.set_ledger(shop.id, WRITE_BACK, {(key, "order"): str(number)})
     return True
-

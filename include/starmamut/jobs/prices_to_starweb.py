@@ -46,17 +46,26 @@ VAT_LOOKUP_CHUNK = 1000
 
 
 def _request(record: Mapping[str, Any], variant: tuple[int, int], previous: str | None) -> PlannedRequest:
-    return price_request(*variant, record["pricelist_id"], record["price"], record["volume"],
-                         clear_volume=has_volume_breaks(previous))
+    return price_request(
+        *variant, record["pricelist_id"], record["price"], record["volume"], clear_volume=has_volume_breaks(previous)
+    )
 
 
 def _ledger_value(record: Mapping[str, Any]) -> str:
     return "" if record["price"] is None else price_ledger_value(record["price"], record["volume"])
 
 
-SPEC = PushSpec(job=JOB, entity=ENTITY, columns=PRICE_COLUMNS, check_row=price_check_row, checks=price_checks,
-                request=_request, threshold=lambda shop: shop.prices_to_starweb.quarantine_threshold,
-                transforms="prices", ledger_value=_ledger_value)
+SPEC = PushSpec(
+    job=JOB,
+    entity=ENTITY,
+    columns=PRICE_COLUMNS,
+    check_row=price_check_row,
+    checks=price_checks,
+    request=_request,
+    threshold=lambda shop: shop.prices_to_starweb.quarantine_threshold,
+    transforms="prices",
+    ledger_value=_ledger_value,
+)
 
 
 def extract(ctx: JobContext) -> dict[str, Any]:
@@ -67,8 +76,9 @@ def extract(ctx: JobContext) -> dict[str, Any]:
         gateway = ctx.open_mamut()
         reader = CatalogueReader(gateway)
         check_mamut_price_lists(ctx.shop.id, reader, settings)
-        prices = reader.iter_prices(list(dict.fromkeys(entry.mamut for entry in settings.pricelists)),
-                                    skus=ctx.params.skus or None)
+        prices = reader.iter_prices(
+            list(dict.fromkeys(entry.mamut for entry in settings.pricelists)), skus=ctx.params.skus or None
+        )
         return stage_changes(ctx, SPEC, client, _desired(ctx, gateway, prices, currencies))
 
 
@@ -82,8 +92,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     return run_steps(sys.modules[__name__], ctx)
 
 
-def shop_pricelist_currencies(shop_id: str, client: StarwebClient,
-                              settings: PricesToStarwebSettings) -> dict[int, str]:
+def shop_pricelist_currencies(shop_id: str, client: StarwebClient, settings: PricesToStarwebSettings) -> dict[int, str]:
     """Currency of every mapped Starweb price list (a customer list has its parent's); one request.
 
     Raises ShopMappingError naming a mapped price list the shop does not have, one that is inactive (unless
@@ -129,8 +138,9 @@ def check_mamut_price_lists(shop_id: str, reader: CatalogueReader, settings: Pri
             )
 
 
-def _desired(ctx: JobContext, gateway: MamutGateway, prices: Iterator[PriceRow],
-             currencies: Mapping[int, str]) -> Iterator[Desired]:
+def _desired(
+    ctx: JobContext, gateway: MamutGateway, prices: Iterator[PriceRow], currencies: Mapping[int, str]
+) -> Iterator[Desired]:
     """Each Mamut price once per Starweb price list it feeds, converted, rounded and in canonical form."""
     settings = ctx.shop.prices_to_starweb
     targets: dict[str, list[int]] = {}
@@ -139,15 +149,23 @@ def _desired(ctx: JobContext, gateway: MamutGateway, prices: Iterator[PriceRow],
     for chunk in chunked(prices, VAT_LOOKUP_CHUNK):
         rates = _vat_rates(ctx, gateway, [row.sku for row in chunk if row.incl_vat])
         for row in chunk:
-            mapped = shop_price(row.price, row.volume, incl_vat=row.incl_vat, vat_rate=rates.get(row.sku),
-                                rounding=settings.rounding)
+            mapped = shop_price(
+                row.price, row.volume, incl_vat=row.incl_vat, vat_rate=rates.get(row.sku), rounding=settings.rounding
+            )
             price = None if mapped is None else mapped["price"]
             volume = [] if mapped is None else mapped["volume"]
             for pricelist_id in targets[row.source]:
-                record = {"pricelist_id": pricelist_id, "source": row.source, "currency": row.currency,
-                          "pricelist_currency": currencies[pricelist_id], "price": price, "volume": volume}
-                yield Desired(sku=row.sku, target=pricelist_target(pricelist_id), value=_ledger_value(record),
-                              record=record)
+                record = {
+                    "pricelist_id": pricelist_id,
+                    "source": row.source,
+                    "currency": row.currency,
+                    "pricelist_currency": currencies[pricelist_id],
+                    "price": price,
+                    "volume": volume,
+                }
+                yield Desired(
+                    sku=row.sku, target=pricelist_target(pricelist_id), value=_ledger_value(record), record=record
+                )
 
 
 def _vat_rates(ctx: JobContext, gateway: MamutGateway, skus: list[str]) -> dict[str, Decimal]:

@@ -66,14 +66,20 @@ def extract(ctx: JobContext) -> dict[str, Any]:
         reference = ShopReference.read(client, shop.language)
         check_clock(client, shop.products_to_mamut.overlap_minutes)
         products = _products_to_read(ctx, client)
+
         def read_variants(product: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
             return product, reference.normalise(product, variants_of(client, product, include=VARIANT_INCLUDE))
 
         records = client.map_concurrent(read_variants, products)
-        staged = store.stage_rows(batch_id, ENTITY, (
-            StagedRow(key=str(rec["product_id"]), payload=rec, content_hash=content_hash(rec))
-            for product, normalised in records if (rec := after_mapping.apply(normalised, source=product)) is not None
-        ))
+        staged = store.stage_rows(
+            batch_id,
+            ENTITY,
+            (
+                StagedRow(key=str(rec["product_id"]), payload=rec, content_hash=content_hash(rec))
+                for product, normalised in records
+                if (rec := after_mapping.apply(normalised, source=product)) is not None
+            ),
+        )
         requests = client.stats.requests_sent
     transformed = after_mapping.finish()
     log.info("shop %s: staged %d product(s) in batch %s with %d request(s)", shop.id, staged, batch_id, requests)
@@ -83,9 +89,15 @@ def extract(ctx: JobContext) -> dict[str, Any]:
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Run the product checks; quarantine failing products with their reasons; stop if too many fail."""
     staged = list(ctx.store.iter_staged(batch_id, ENTITY))
-    return apply_verdicts(ctx, batch_id, ENTITY, (record.key for record in staged),
-                          check_records(ctx, batch_id, staged),
-                          threshold=ctx.shop.products_to_mamut.quarantine_threshold, noun="product")
+    return apply_verdicts(
+        ctx,
+        batch_id,
+        ENTITY,
+        (record.key for record in staged),
+        check_records(ctx, batch_id, staged),
+        threshold=ctx.shop.products_to_mamut.quarantine_threshold,
+        noun="product",
+    )
 
 
 def check_records(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> dict[str, Reasons]:
@@ -94,8 +106,9 @@ def check_records(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> di
     from starmamut.quality.runner import validate_rows
 
     rows = [row for record in staged for row in validation_rows(record.payload)]
-    frame = pd.DataFrame(rows, columns=["row_key", "product_key", "sku", "name", "price", "vat_rate",
-                                        "axis_count", "ean"])
+    frame = pd.DataFrame(
+        rows, columns=["row_key", "product_key", "sku", "name", "price", "vat_rate", "axis_count", "ean"]
+    )
     report = validate_rows(
         frame,
         product_checks(allowed_vat_rates=ctx.settings.mamut.vat_codes),
@@ -122,8 +135,14 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     settings = ctx.shop.products_to_mamut
     repository = ProductRepository(ctx.open_mamut())
     before_load = transforms_at(ctx, batch_id, "before_load")
-    counts = {"changed": 0, "loaded": 0, "unchanged": 0, "created_articles": 0, "updated_articles": 0,
-              "quarantined_on_load": 0}
+    counts = {
+        "changed": 0,
+        "loaded": 0,
+        "unchanged": 0,
+        "created_articles": 0,
+        "updated_articles": 0,
+        "quarantined_on_load": 0,
+    }
     plan: list[dict[str, Any]] = []
     settled: list[str] = []
     for batch in chunked(store.iter_staged(batch_id, ENTITY, verdict="valid"), 500):
@@ -148,12 +167,18 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 continue
             if params.dry_run:
                 existing = repository.keys_by_sku(family.skus)
-                plan.append({"product": row.key, "create": [s for s in family.skus if s not in existing],
-                             "update": [s for s in family.skus if s in existing]})
+                plan.append(
+                    {
+                        "product": row.key,
+                        "create": [s for s in family.skus if s not in existing],
+                        "update": [s for s in family.skus if s in existing],
+                    }
+                )
                 continue
             try:
-                result = write_family(ctx, repository, family, record, content_hash=row.content_hash,
-                                      update_price=shop.flow == "ecom")
+                result = write_family(
+                    ctx, repository, family, record, content_hash=row.content_hash, update_price=shop.flow == "ecom"
+                )
             except MamutConflict as exc:
                 quarantine_on_load(ctx, batch_id, ENTITY, row.key, "mamut_conflict", str(exc))
                 counts["quarantined_on_load"] += 1
@@ -165,37 +190,68 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     counts.update(before_load.finish())
     if params.dry_run:
         for item in plan:
-            log.info("dry run: product %s would create %s and update %s", item["product"], item["create"],
-                     item["update"])
-        return {**counts, "would_write": len(plan),
-                "would_create_articles": sum(len(item["create"]) for item in plan),
-                "would_update_articles": sum(len(item["update"]) for item in plan)}
+            log.info(
+                "dry run: product %s would create %s and update %s", item["product"], item["create"], item["update"]
+            )
+        return {
+            **counts,
+            "would_write": len(plan),
+            "would_create_articles": sum(len(item["create"]) for item in plan),
+            "would_update_articles": sum(len(item["update"]) for item in plan),
+        }
     store.resolve_quarantine(shop.id, ENTITY, settled)
     advance_watermark(ctx, JOB, store.get_batch(batch_id).started_at)
     return counts
 
 
-def write_family(ctx: JobContext, repository: ProductRepository, family: MamutProductFamily,
-                 record: dict[str, Any], *, content_hash: str, update_price: bool) -> FamilyWriteResult:
+def write_family(
+    ctx: JobContext,
+    repository: ProductRepository,
+    family: MamutProductFamily,
+    record: dict[str, Any],
+    *,
+    content_hash: str,
+    update_price: bool,
+) -> FamilyWriteResult:
     """Upsert one product family in Mamut, then link the product and its variants at once (after the commit)."""
     shop = ctx.shop.id
     result = repository.upsert_family(family, update_price=update_price, now=ctx.clock())
     failpoint("products_to_mamut.after_mamut_commit")
-    ctx.store.upsert_links([
-        *(Link(shop=shop, entity="variant", key=str(variant["variant_id"]),
-               starweb_id=variant_ref(record["product_id"], variant["variant_id"]),
-               mamut_key=str(result.keys[variant["sku"]]), sku=variant["sku"], content_hash=None,
-               synced_at=None, retired_at=None)
-          for variant in record["variants"]),
-        Link(shop=shop, entity=ENTITY, key=str(record["product_id"]), starweb_id=str(record["product_id"]),
-             mamut_key=str(result.keys[family.main.sku]), sku=family.main.sku, content_hash=content_hash,
-             synced_at=None, retired_at=None),
-    ])
+    ctx.store.upsert_links(
+        [
+            *(
+                Link(
+                    shop=shop,
+                    entity="variant",
+                    key=str(variant["variant_id"]),
+                    starweb_id=variant_ref(record["product_id"], variant["variant_id"]),
+                    mamut_key=str(result.keys[variant["sku"]]),
+                    sku=variant["sku"],
+                    content_hash=None,
+                    synced_at=None,
+                    retired_at=None,
+                )
+                for variant in record["variants"]
+            ),
+            Link(
+                shop=shop,
+                entity=ENTITY,
+                key=str(record["product_id"]),
+                starweb_id=str(record["product_id"]),
+                mamut_key=str(result.keys[family.main.sku]),
+                sku=family.main.sku,
+                content_hash=content_hash,
+                synced_at=None,
+                retired_at=None,
+            ),
+        ]
+    )
     return result
 
 
-def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
-           loaded: dict[str, Any]) -> dict[str, Any]:
+def report(
+    ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]
+) -> dict[str, Any]:
     """Close the batch with its counts and log them as a table."""
     counts = {
         "read": extracted["read"],
@@ -216,15 +272,24 @@ def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated:
 
 def transforms_at(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
     """The shop's product transforms at one point; they see the staged record (``product_id`` stays fixed)."""
-    return RecordTransforms(ctx, batch_id, job=JOB, entity="products", point=point, staged_entity=ENTITY,
-                            key=lambda record: str(record["product_id"]), fixed=("product_id",))
+    return RecordTransforms(
+        ctx,
+        batch_id,
+        job=JOB,
+        entity="products",
+        point=point,
+        staged_entity=ENTITY,
+        key=lambda record: str(record["product_id"]),
+        fixed=("product_id",),
+    )
 
 
 class ShopReference:
     """Shop-wide facts a product record needs: master price list, default VAT, attribute names."""
 
-    def __init__(self, master_pricelist_id: int, shop_vat_rate: float, values: dict[int, AttributeValue],
-                 language: str) -> None:
+    def __init__(
+        self, master_pricelist_id: int, shop_vat_rate: float, values: dict[int, AttributeValue], language: str
+    ) -> None:
         self.master_pricelist_id = master_pricelist_id
         self.shop_vat_rate = shop_vat_rate
         self.values = values
@@ -246,9 +311,14 @@ class ShopReference:
         return cls(master["pricelistId"], float(shop.get("generalDefaultVatRate") or 25), values, language)
 
     def normalise(self, product: dict[str, Any], variants: list[dict[str, Any]]) -> dict[str, Any]:
-        return normalise_product(product, variants, language=self.language,
-                                 master_pricelist_id=self.master_pricelist_id, shop_vat_rate=self.shop_vat_rate,
-                                 attribute_values=self.values)
+        return normalise_product(
+            product,
+            variants,
+            language=self.language,
+            master_pricelist_id=self.master_pricelist_id,
+            shop_vat_rate=self.shop_vat_rate,
+            attribute_values=self.values,
+        )
 
 
 def _products_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[str, Any]]:
@@ -263,8 +333,7 @@ def _products_to_read(ctx: JobContext, client: StarwebClient) -> Iterator[dict[s
     for product in client.iter_products(updated_since=since, include=PRODUCT_INCLUDE):
         seen.add(str(product["productId"]))
         yield product
-    yield from reread_quarantined(ctx, ENTITY, seen,
-                                  lambda key: client.get_product(int(key), include=PRODUCT_INCLUDE))
+    yield from reread_quarantined(ctx, ENTITY, seen, lambda key: client.get_product(int(key), include=PRODUCT_INCLUDE))
 
 
 def _products_by_id(ctx: JobContext, client: StarwebClient, product_ids: Iterable[int]) -> Iterator[dict[str, Any]]:

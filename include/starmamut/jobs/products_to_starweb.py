@@ -103,12 +103,19 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     vat_rates = vat_rates_by_code(ctx.settings.mamut.vat_codes)
     after_mapping = transforms_at(ctx, batch_id, "after_mapping")
     with ctx.open_mamut() as gateway:
-        records = (normalise_family(snapshot.family, vat_rates=vat_rates)
-                   for snapshot in _families_to_read(ctx, CatalogueReader(gateway)))
-        staged = store.stage_rows(batch_id, ENTITY, (
-            StagedRow(key=record["key"], payload=record, content_hash=content_hash(record))
-            for normalised in records if (record := after_mapping.apply(normalised)) is not None
-        ))
+        records = (
+            normalise_family(snapshot.family, vat_rates=vat_rates)
+            for snapshot in _families_to_read(ctx, CatalogueReader(gateway))
+        )
+        staged = store.stage_rows(
+            batch_id,
+            ENTITY,
+            (
+                StagedRow(key=record["key"], payload=record, content_hash=content_hash(record))
+                for normalised in records
+                if (record := after_mapping.apply(normalised)) is not None
+            ),
+        )
     transformed = after_mapping.finish()
     log.info("shop %s: staged %d Mamut product famil(ies) in batch %s", shop.id, staged, batch_id)
     return {"batch_id": batch_id, "read": staged + sum(transformed.values()), "requests": 0, **transformed}
@@ -117,9 +124,15 @@ def extract(ctx: JobContext) -> dict[str, Any]:
 def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Run the catalogue checks; quarantine failing families with their reasons; stop if too many fail."""
     staged = list(ctx.store.iter_staged(batch_id, ENTITY))
-    return apply_verdicts(ctx, batch_id, ENTITY, (record.key for record in staged),
-                          check_records(ctx, batch_id, staged),
-                          threshold=ctx.shop.products_to_starweb.quarantine_threshold, noun="Mamut product")
+    return apply_verdicts(
+        ctx,
+        batch_id,
+        ENTITY,
+        (record.key for record in staged),
+        check_records(ctx, batch_id, staged),
+        threshold=ctx.shop.products_to_starweb.quarantine_threshold,
+        noun="Mamut product",
+    )
 
 
 def check_records(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> dict[str, Reasons]:
@@ -153,8 +166,17 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     write it would send; its result lists the first of them. Every result lists the first SKU conflicts.
     """
     shop, store, params = ctx.shop, ctx.store, ctx.params
-    counts = {"changed": 0, "loaded": 0, "unchanged": 0, "created_products": 0, "updated_products": 0,
-              "quarantined_on_load": 0, "conflicts": 0, "write_requests": 0, "requests": 0}
+    counts = {
+        "changed": 0,
+        "loaded": 0,
+        "unchanged": 0,
+        "created_products": 0,
+        "updated_products": 0,
+        "quarantined_on_load": 0,
+        "conflicts": 0,
+        "write_requests": 0,
+        "requests": 0,
+    }
     would = {"would_write_requests": 0, "would_create_products": 0}
     planned: list[str] = []
     conflicts: list[str] = []  # "<family>: <reason>"
@@ -205,8 +227,9 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     return {**counts, "conflict_reasons": conflicts}
 
 
-def report(ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any],
-           loaded: dict[str, Any]) -> dict[str, Any]:
+def report(
+    ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]
+) -> dict[str, Any]:
     """Close the batch with its counts (requests used included) and log them as a table."""
     counts = {
         "read": extracted["read"],
@@ -256,8 +279,9 @@ def _families_to_read(ctx: JobContext, reader: CatalogueReader) -> Iterator[Fami
         yield snapshot
     gone = [key for key in recheck if key not in seen]
     if gone and not params.dry_run:
-        log.warning("shop %s: quarantined product(s) %s are no longer in Mamut; their entries are closed",
-                    shop.id, gone)
+        log.warning(
+            "shop %s: quarantined product(s) %s are no longer in Mamut; their entries are closed", shop.id, gone
+        )
         store.resolve_quarantine(shop.id, ENTITY, gone)
 
 
@@ -266,8 +290,16 @@ def _families_to_read(ctx: JobContext, reader: CatalogueReader) -> Iterator[Fami
 
 def transforms_at(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:
     """The shop's product transforms at one point; they see the staged family (``key`` stays fixed)."""
-    return RecordTransforms(ctx, batch_id, job=JOB, entity="products", point=point, staged_entity=ENTITY,
-                            key=lambda record: str(record["key"]), fixed=("key",))
+    return RecordTransforms(
+        ctx,
+        batch_id,
+        job=JOB,
+        entity="products",
+        point=point,
+        staged_entity=ENTITY,
+        key=lambda record: str(record["key"]),
+        fixed=("key",),
+    )
 
 
 def _forced(ctx: JobContext) -> bool:
@@ -341,10 +373,16 @@ class FamilySync:
     from it; the migration passes ``quarantine``, having matched its families already.
     """
 
-    def __init__(self, ctx: JobContext, client: StarwebClient, *, attributes: AttributeIds | None = None,
-                 before_create: Callable[[str], None] | None = None,
-                 variant_extras: Mapping[str, Mapping[str, Any]] | None = None,
-                 on_conflict: OnConflict | None = None) -> None:
+    def __init__(
+        self,
+        ctx: JobContext,
+        client: StarwebClient,
+        *,
+        attributes: AttributeIds | None = None,
+        before_create: Callable[[str], None] | None = None,
+        variant_extras: Mapping[str, Mapping[str, Any]] | None = None,
+        on_conflict: OnConflict | None = None,
+    ) -> None:
         self._ctx = ctx
         self._client = client
         self._settings = ctx.shop.products_to_starweb
@@ -375,8 +413,12 @@ class FamilySync:
                     raise
                 # The shop changed since the last push (a product or variant deleted, a field set by hand that
                 # rules out the change): compare with what the shop has now, recreating what is gone.
-                log.warning("shop %s: Starweb refused an update of %s (%s); comparing with the shop and retrying",
-                            self._ctx.shop.id, row.key, exc)
+                log.warning(
+                    "shop %s: Starweb refused an update of %s (%s); comparing with the shop and retrying",
+                    self._ctx.shop.id,
+                    row.key,
+                    exc,
+                )
                 self._sync(row, known, outcome, refresh=True)
         except MappingError as exc:
             outcome.problem = ("mapping", str(exc))
@@ -418,10 +460,17 @@ class FamilySync:
             outcome.compared_with_shop = True
             self._create(row, desired, outcome)
             return
-        target = governed_state(desired, current, owners=self._settings.field_owners,
-                                default_visibility=self._settings.new_product_visibility)
-        retired = [] if self._settings.field_owners.variant_active == "shop" else [
-            key for key in (pushed.variants if pushed else {}) if key not in desired.variants]
+        target = governed_state(
+            desired,
+            current,
+            owners=self._settings.field_owners,
+            default_visibility=self._settings.new_product_visibility,
+        )
+        retired = (
+            []
+            if self._settings.field_owners.variant_active == "shop"
+            else [key for key in (pushed.variants if pushed else {}) if key not in desired.variants]
+        )
         state = current
         for request in plan_requests(target, current, language=self._language, retired=retired):
             outcome.planned.append(request)
@@ -432,8 +481,9 @@ class FamilySync:
             except StarwebError:
                 # What reached the shop, of the family's variants only: a variant of the shop's own in the
                 # ledger would pass for one Mamut dropped, and be deactivated.
-                self._remember(row.key, replace(settled_state(state, target, retired), active=state.active),
-                               content_hash=None)
+                self._remember(
+                    row.key, replace(settled_state(state, target, retired), active=state.active), content_hash=None
+                )
                 raise
             outcome.writes += 1
             state = apply_request(state, target, request, response)
@@ -446,10 +496,18 @@ class FamilySync:
     def _product_id(self, record: Mapping[str, Any], known: KnownFamilies) -> int | None:
         """The family's product: as last pushed or linked, else the one shop product holding its SKUs."""
         linked = known.product_id(record["key"])
-        targets = {sku_key(sku): [SkuHolder(key=str(self._bound[sku]), sku=sku, sku_key=sku_key(sku))]
-                   for sku in (variant["sku"] for variant in record["variants"]) if sku in self._bound}
-        found = locate(record["key"], [variant["sku"] for variant in record["variants"]], targets=targets,
-                       sides=MAMUT_TO_SHOP, linked=None if linked is None else str(linked))
+        targets = {
+            sku_key(sku): [SkuHolder(key=str(self._bound[sku]), sku=sku, sku_key=sku_key(sku))]
+            for sku in (variant["sku"] for variant in record["variants"])
+            if sku in self._bound
+        }
+        found = locate(
+            record["key"],
+            [variant["sku"] for variant in record["variants"]],
+            targets=targets,
+            sides=MAMUT_TO_SHOP,
+            linked=None if linked is None else str(linked),
+        )
         return None if found is None else int(found)
 
     def _take_over(self, row: StagedRow, current: ProductState) -> bool:
@@ -458,10 +516,17 @@ class FamilySync:
         and records the shop's values as pushed, writing nothing: later Mamut changes are compared with those."""
         record = row.payload
         try:
-            check_structure(record["key"], [variant["sku"] for variant in record["variants"]],
-                            str(current.product_id), [variant.sku for variant in current.variants.values()],
-                            sides=MAMUT_TO_SHOP, axes=(record["axes"], self._attributes.axes_of(
-                                link for variant in current.variants.values() for link in variant.links)))
+            check_structure(
+                record["key"],
+                [variant["sku"] for variant in record["variants"]],
+                str(current.product_id),
+                [variant.sku for variant in current.variants.values()],
+                sides=MAMUT_TO_SHOP,
+                axes=(
+                    record["axes"],
+                    self._attributes.axes_of(link for variant in current.variants.values() for link in variant.links),
+                ),
+            )
         except SkuConflict as conflict:
             if self._on_conflict not in ("link_and_skip", "overwrite"):
                 raise
@@ -469,8 +534,14 @@ class FamilySync:
             if self._on_conflict == "link_and_skip":
                 if not self._ctx.params.dry_run:
                     skus = [variant["sku"] for variant in record["variants"]]
-                    taken = replace(current, variants={key: variant for key, variant in current.variants.items()
-                                                       if key in {sku_key(sku) for sku in skus}})
+                    taken = replace(
+                        current,
+                        variants={
+                            key: variant
+                            for key, variant in current.variants.items()
+                            if key in {sku_key(sku) for sku in skus}
+                        },
+                    )
                     self._remember(row.key, taken, content_hash=row.content_hash)
                     self._link_variants(taken, skus)
                 return False
@@ -507,8 +578,7 @@ class FamilySync:
             if found is None:
                 log.warning("shop %s: %s; the shop does not have it, so it is sent again", self._ctx.shop.id, exc)
                 return self._write(request)
-            log.warning("shop %s: %s; the shop has it, so it was applied: taken as the answer", self._ctx.shop.id,
-                        exc)
+            log.warning("shop %s: %s; the shop has it, so it was applied: taken as the answer", self._ctx.shop.id, exc)
             return found
 
     def _write(self, request: PlannedRequest) -> dict[str, Any]:
@@ -521,8 +591,11 @@ class FamilySync:
     def _find_posted(self, key: str, request: PlannedRequest) -> dict[str, Any] | None:
         """The answer a lost product or variant POST would have had, built from the shop's variants holding its
         SKUs; None when the shop holds none of them. Some of them, or on another product, is a SKU conflict."""
-        skus = [variant["sku"] for variant in request.body["variants"]] if request.kind == "new_product" \
+        skus = (
+            [variant["sku"] for variant in request.body["variants"]]
+            if request.kind == "new_product"
             else [request.body["sku"]]
+        )
         found = list(locate_variants(self._client, skus))
         if not found:
             return None
@@ -530,12 +603,16 @@ class FamilySync:
         expected = {request.path.split("/")[2]} if request.kind == "new_variant" else products
         if len(found) < len(skus) or len(products) > 1 or products != expected:
             held = "; ".join(f"{sku} on shop product {product_id}" for sku, product_id, _ in found)
-            raise SkuConflict(f"Mamut family {key}: after a lost answer to {request.method} {request.path}, the "
-                              f"shop holds {held} of SKUs {', '.join(sorted(skus))}: look at them before the next run")
+            raise SkuConflict(
+                f"Mamut family {key}: after a lost answer to {request.method} {request.path}, the "
+                f"shop holds {held} of SKUs {', '.join(sorted(skus))}: look at them before the next run"
+            )
         if request.kind == "new_variant":
             return {"variantId": found[0][2]}
-        return {"productId": found[0][1],
-                "variants": {"data": [{"sku": sku, "variantId": variant_id} for sku, _, variant_id in found]}}
+        return {
+            "productId": found[0][1],
+            "variants": {"data": [{"sku": sku, "variantId": variant_id} for sku, _, variant_id in found]},
+        }
 
     def _read_shop(self, product_id: int, *, active: bool) -> ProductState | None:
         """The product as the shop shows it now; None if the shop no longer has it."""
@@ -549,8 +626,9 @@ class FamilySync:
         if not any(entry.get("langCode") == self._language for entry in languages):
             # The include carries the shop's default language only.
             try:
-                name = language_name([client.get(f"/products/{product_id}/languages/{self._language}")["data"]],
-                                     self._language)
+                name = language_name(
+                    [client.get(f"/products/{product_id}/languages/{self._language}")["data"]], self._language
+                )
             except StarwebNotFound:
                 name = None
         return live_state(product, variants_of(client, product), name=name, active=active)
@@ -561,8 +639,9 @@ class FamilySync:
             return
         store, shop = self._ctx.store, self._ctx.shop.id
         store.set_ledger(shop, LEDGER_DIMENSION, {(key, LEDGER_TARGET): state_to_json(state)})
-        store.upsert_link(shop, ENTITY, key, starweb_id=str(state.product_id), mamut_key=None, sku=key,
-                          content_hash=content_hash)
+        store.upsert_link(
+            shop, ENTITY, key, starweb_id=str(state.product_id), mamut_key=None, sku=key, content_hash=content_hash
+        )
 
     def _link_variants(self, state: ProductState, skus: Iterable[str]) -> None:
         """Link the variants of ``skus`` the id map does not yet place right, keeping the Mamut key a link had.
@@ -570,25 +649,37 @@ class FamilySync:
         if state.product_id is None:
             return
         store, shop = self._ctx.store, self._ctx.shop.id
-        variants = {str(variant.variant_id): sku for sku in skus
-                    if (variant := state.variants.get(sku_key(sku))) is not None and variant.variant_id is not None}
+        variants = {
+            str(variant.variant_id): sku
+            for sku in skus
+            if (variant := state.variants.get(sku_key(sku))) is not None and variant.variant_id is not None
+        }
         existing = store.get_links(shop, VARIANT, variants)
         for key, sku in variants.items():
             ref = variant_ref(state.product_id, key)
             link = existing.get(key)
             if link is not None and link.retired_at is None and (link.starweb_id, link.sku) == (ref, sku):
                 continue
-            store.upsert_link(shop, VARIANT, key, starweb_id=ref, mamut_key=link.mamut_key if link else None,
-                              sku=sku, content_hash=None)
-
+            store.upsert_link(
+                shop,
+                VARIANT,
+                key,
+                starweb_id=ref,
+                mamut_key=link.mamut_key if link else None,
+                sku=sku,
+                content_hash=None,
+            )
 
     def _retire_vanished(self, pushed: ProductState, current: ProductState | None) -> None:
         """Retire the links of variants deleted in the shop since the last push (all of them if the product went)."""
         if self._ctx.params.dry_run:
             return
         alive = {variant.variant_id for variant in current.variants.values()} if current is not None else set()
-        gone = [str(variant.variant_id) for variant in pushed.variants.values()
-                if variant.variant_id is not None and variant.variant_id not in alive]
+        gone = [
+            str(variant.variant_id)
+            for variant in pushed.variants.values()
+            if variant.variant_id is not None and variant.variant_id not in alive
+        ]
         store, shop = self._ctx.store, self._ctx.shop.id
         for key, link in store.get_links(shop, VARIANT, gone).items():
             if link.retired_at is None:
@@ -616,9 +707,12 @@ class AttributeIds:
     def known(self) -> dict[str, Any]:
         """The ids read or created so far, JSON-able, for :meth:`restore` in another process."""
         with self._lock:
-            return {"attributes": self._attribute_ids or {},
-                    "values": [[attribute_id, value, value_id]
-                               for (attribute_id, value), value_id in self._value_ids.items()]}
+            return {
+                "attributes": self._attribute_ids or {},
+                "values": [
+                    [attribute_id, value, value_id] for (attribute_id, value), value_id in self._value_ids.items()
+                ],
+            }
 
     def restore(self, known: Mapping[str, Any]) -> None:
         """Take the ids :meth:`known` gave instead of reading the shop's attributes again."""
@@ -633,8 +727,10 @@ class AttributeIds:
         with self._lock:
             if self._attribute_ids is None:
                 self._read()
-            return {(axis, value): self._value_id(self._attribute_id(axis, outcome), value, outcome)
-                    for axis, value in wanted}
+            return {
+                (axis, value): self._value_id(self._attribute_id(axis, outcome), value, outcome)
+                for axis, value in wanted
+            }
 
     def axes_of(self, value_ids: Iterable[int]) -> set[str]:
         """The names of the attributes these value ids belong to: a shop product's axes (a value the shop's
@@ -643,11 +739,15 @@ class AttributeIds:
             if self._attribute_ids is None:
                 self._read()
             assert self._attribute_ids is not None
-            names = {attribute_id: self._attribute_names.get(attribute_id, folded)
-                     for folded, attribute_id in self._attribute_ids.items()}
+            names = {
+                attribute_id: self._attribute_names.get(attribute_id, folded)
+                for folded, attribute_id in self._attribute_ids.items()
+            }
             attribute_of = {value_id: attribute_id for (attribute_id, _), value_id in self._value_ids.items()}
-            return {names[attribute_of[value_id]] if value_id in attribute_of
-                    else f"(the attribute of value {value_id})" for value_id in value_ids}
+            return {
+                names[attribute_of[value_id]] if value_id in attribute_of else f"(the attribute of value {value_id})"
+                for value_id in value_ids
+            }
 
     def _read(self) -> None:
         self._attribute_ids = {}
@@ -695,10 +795,13 @@ def _refusal(key: str, exc: StarwebError, planned: list[PlannedRequest]) -> str:
     """The quarantine reason of a request Starweb refused for one family: the family, the variant or product, the
     fields sent and Starweb's own words (which usually name the field at fault)."""
     said = exc.error_description or exc.error or f"HTTP {exc.status}"
-    request = next((request for request in reversed(planned) if (request.method, request.path) == (
-        exc.method, exc.path)), None)
+    request = next(
+        (request for request in reversed(planned) if (request.method, request.path) == (exc.method, exc.path)), None
+    )
     if request is None:
         return f"Mamut family {key}: Starweb refused {exc.method} {exc.path} (HTTP {exc.status}): {said}"
     what = f"variant {request.sku}" if request.sku else f"its {request.kind.replace('_', ' ')}"
-    return (f"Mamut family {key}: Starweb refused {what} ({request.method} {request.path}, field(s) "
-            f"{', '.join(request.body)}; HTTP {exc.status}): {said}")
+    return (
+        f"Mamut family {key}: Starweb refused {what} ({request.method} {request.path}, field(s) "
+        f"{', '.join(request.body)}; HTTP {exc.status}): {said}"
+    )

@@ -69,7 +69,7 @@ JOBS: dict[str, JobSpec] = {
             optional_flows=frozenset({"ecom"}),
             default_schedule="*/10 * * * *",
             summary="Mamut order states (delivered, cancelled, …) reported to Starweb as statuses, with the buyer's "
-                    "e-mail, tracking number and payment capture, once each.",
+            "e-mail, tracking number and payment capture, once each.",
             params=("dry_run", "full_refresh", "resync_ids", "since", "accept_quarantine"),
         ),
     )
@@ -83,8 +83,9 @@ MIGRATION = "initial_product_sync"
 def jobs_for_shop(flow: str, extra_jobs: Iterable[str] = ()) -> list[JobSpec]:
     """The jobs a shop runs: those of its flow plus the optional ones it turned on, in a stable order."""
     extra = set(extra_jobs)
-    return [spec for spec in JOBS.values()
-            if flow in spec.flows or (flow in spec.optional_flows and spec.name in extra)]
+    return [
+        spec for spec in JOBS.values() if flow in spec.flows or (flow in spec.optional_flows and spec.name in extra)
+    ]
 
 
 def dag_id(shop_id: str, job: str) -> str:

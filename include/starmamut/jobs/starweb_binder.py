@@ -48,10 +48,17 @@ def bind_variants_by_sku(ctx: JobContext, client: StarwebClient, skus: Collectio
         links = {}
         for sku, product_id, variant_id in found:
             previous = earlier.get(str(variant_id))
-            links[sku] = Link(shop=shop, entity=VARIANT, key=str(variant_id),
-                              starweb_id=variant_ref(product_id, variant_id),
-                              mamut_key=previous.mamut_key if previous else None, sku=sku, content_hash=None,
-                              synced_at=None if ctx.params.dry_run else ctx.clock(), retired_at=None)
+            links[sku] = Link(
+                shop=shop,
+                entity=VARIANT,
+                key=str(variant_id),
+                starweb_id=variant_ref(product_id, variant_id),
+                mamut_key=previous.mamut_key if previous else None,
+                sku=sku,
+                content_hash=None,
+                synced_at=None if ctx.params.dry_run else ctx.clock(),
+                retired_at=None,
+            )
         if not ctx.params.dry_run:
             store.upsert_links(links.values())
         bound.update(links)
@@ -66,11 +73,15 @@ def locate_variants(client: StarwebClient, skus: Iterable[str]) -> Iterator[tupl
     if len(sought) <= FILTER_LOOKUP_LIMIT and all(_FILTERABLE_SKU.fullmatch(sku) for sku in sought.values()):
         # Pulled lazily: a SKU found meanwhile among a looked-up product's variants is not looked up again.
         still_sought = (sku for sku in list(sought.values()) if sku_key(sku) in sought)
-        found = (entry for entries in client.map_concurrent(lambda sku: _filtered(client, sku), still_sought)
-                 for entry in entries)
+        found = (
+            entry
+            for entries in client.map_concurrent(lambda sku: _filtered(client, sku), still_sought)
+            for entry in entries
+        )
     else:
-        found = client.map_concurrent(lambda product: with_variants(client, product),
-                                      client.iter_products(include=("primaryVariant",)))
+        found = client.map_concurrent(
+            lambda product: with_variants(client, product), client.iter_products(include=("primaryVariant",))
+        )
     for product_id, variants in found:
         for variant in variants:
             sku = sought.pop(sku_key(variant["sku"]), None)
@@ -80,8 +91,7 @@ def locate_variants(client: StarwebClient, skus: Iterable[str]) -> Iterator[tupl
             return
 
 
-def variants_of(client: StarwebClient, product: Mapping[str, Any],
-                include: Sequence[str] = ()) -> list[dict[str, Any]]:
+def variants_of(client: StarwebClient, product: Mapping[str, Any], include: Sequence[str] = ()) -> list[dict[str, Any]]:
     """All variants of a listed product: the embedded primary one suffices unless it has several."""
     if product.get("hasSeveralVariants"):
         return list(client.iter_variants(product["productId"], include=include))
@@ -94,5 +104,6 @@ def with_variants(client: StarwebClient, product: Mapping[str, Any]) -> tuple[in
 
 
 def _filtered(client: StarwebClient, sku: str) -> list[tuple[int, list[dict[str, Any]]]]:
-    return [with_variants(client, product)
-            for product in client.iter_products(filter_sku=sku, include=("primaryVariant",))]
+    return [
+        with_variants(client, product) for product in client.iter_products(filter_sku=sku, include=("primaryVariant",))
+    ]

@@ -50,9 +50,17 @@ def _ledger_value(record: Mapping[str, Any]) -> str:
     return stock_ledger_value(record["quantity"], record["status"])
 
 
-SPEC = PushSpec(job=JOB, entity=ENTITY, columns=STOCK_COLUMNS, check_row=stock_check_row, checks=stock_checks,
-                request=_request, threshold=lambda shop: shop.stock_to_starweb.quarantine_threshold,
-                transforms="stock", ledger_value=_ledger_value)
+SPEC = PushSpec(
+    job=JOB,
+    entity=ENTITY,
+    columns=STOCK_COLUMNS,
+    check_row=stock_check_row,
+    checks=stock_checks,
+    request=_request,
+    threshold=lambda shop: shop.stock_to_starweb.quarantine_threshold,
+    transforms="stock",
+    ledger_value=_ledger_value,
+)
 
 
 def extract(ctx: JobContext) -> dict[str, Any]:
@@ -60,12 +68,12 @@ def extract(ctx: JobContext) -> dict[str, Any]:
     settings = ctx.shop.stock_to_starweb
     with ctx.open_starweb() as client:
         statuses = shop_stock_statuses(ctx.shop.id, client, settings)
-        groups = {stock.target: list(stock.entry.warehouses)
-                  for stock in mapped_stocks(ctx.shop.id, client, settings)}
+        groups = {stock.target: list(stock.entry.warehouses) for stock in mapped_stocks(ctx.shop.id, client, settings)}
         reader = CatalogueReader(ctx.open_mamut())
         try:
-            stock = reader.iter_stock(groups, subtract_reserved=settings.subtract_reserved,
-                                      skus=ctx.params.skus or None)
+            stock = reader.iter_stock(
+                groups, subtract_reserved=settings.subtract_reserved, skus=ctx.params.skus or None
+            )
         except UnknownWarehouse as exc:
             raise ShopMappingError(
                 f"shop {ctx.shop.id}: stock_to_starweb.locations: {exc}. Nothing was sent."
@@ -142,10 +150,12 @@ def mapped_stocks(shop_id: str, client: StarwebClient, settings: StockToStarwebS
     return stocks
 
 
-def _desired(settings: StockToStarwebSettings, stock: Iterator[StockRow],
-             statuses: StockStatusIds) -> Iterator[Desired]:
+def _desired(
+    settings: StockToStarwebSettings, stock: Iterator[StockRow], statuses: StockStatusIds
+) -> Iterator[Desired]:
     for row in stock:
-        quantity, status = shop_stock(row.on_hand, use_store=row.use_store, inactive=row.inactive,
-                                      negative=settings.negative, statuses=statuses)
+        quantity, status = shop_stock(
+            row.on_hand, use_store=row.use_store, inactive=row.inactive, negative=settings.negative, statuses=statuses
+        )
         record = {"quantity": quantity, "status": status, "available": str(row.on_hand)}
         yield Desired(sku=row.sku, target=row.group, value=_ledger_value(record), record=record)

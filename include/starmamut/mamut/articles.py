@@ -45,9 +45,7 @@ class MamutProductFamily:
         """Why this family cannot be written as one main plus linked variants (empty list: it can)."""
         problems: list[str] = []
         if self.main.main_sku is not None:
-            problems.append(
-                f"main article {self.main.sku} has main_sku {self.main.main_sku}; a main has none"
-            )
+            problems.append(f"main article {self.main.sku} has main_sku {self.main.main_sku}; a main has none")
         seen: set[str] = set()
         for sku in self.skus:
             if not sku or not sku.strip():
@@ -58,7 +56,6 @@ class MamutProductFamily:
         for variant in self.variants:
             if variant.main_sku not in (None, self.main.sku):
                 problems.append(
-                    f"variant {variant.sku} names main {variant.main_sku}, "
-                    f"but its family's main is {self.main.sku}"
+                    f"variant {variant.sku} names main {variant.main_sku}, but its family's main is {self.main.sku}"
                 )
         return problems

@@ -150,8 +150,9 @@ class ExchangeRateConvention:
 
     def __post_init__(self) -> None:
         if self.direction not in RATE_DIRECTIONS:
-            raise ValueError(f"exchange rate direction must be one of {', '.join(RATE_DIRECTIONS)}, "
-                             f"got {self.direction!r}")
+            raise ValueError(
+                f"exchange rate direction must be one of {', '.join(RATE_DIRECTIONS)}, got {self.direction!r}"
+            )
         if self.unit not in RATE_UNITS:
             raise ValueError(f"exchange rate unit must be 1 or 100, got {self.unit!r}")
 

@@ -109,13 +109,26 @@ CatalogKind = Literal["int", "text", "decimal", "float", "bit", "datetime", "dat
 
 # ODBC SQL type codes (sql.h / sqlext.h); any other, e.g. SQL Server's datetimeoffset (-155), is "other".
 _KIND_BY_ODBC_TYPE: dict[int, CatalogKind] = {
-    1: "text", 12: "text", -1: "text", -8: "text", -9: "text", -10: "text",
-    2: "decimal", 3: "decimal",
-    4: "int", 5: "int", -5: "int", -6: "int",
-    6: "float", 7: "float", 8: "float",
+    1: "text",
+    12: "text",
+    -1: "text",
+    -8: "text",
+    -9: "text",
+    -10: "text",
+    2: "decimal",
+    3: "decimal",
+    4: "int",
+    5: "int",
+    -5: "int",
+    -6: "int",
+    6: "float",
+    7: "float",
+    8: "float",
     -7: "bit",
-    9: "date", 91: "date",
-    11: "datetime", 93: "datetime",
+    9: "date",
+    91: "date",
+    11: "datetime",
+    93: "datetime",
 }
 _DECLARED_SIZE = re.compile(r"\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)")
 
@@ -169,9 +182,7 @@ class CatalogColumn:
 class MamutGateway:
     """Opens transactions on the Mamut company database; reuses idle connections between them."""
 
-    def __init__(
-        self, odbc_connection_string: str, schema_map: SchemaMap, *, timeout_seconds: int = 30
-    ) -> None:
+    def __init__(self, odbc_connection_string: str, schema_map: SchemaMap, *, timeout_seconds: int = 30) -> None:
         self._connection_string = odbc_connection_string
         self._secrets = connection_string_secrets(odbc_connection_string)
         self.schema_map = schema_map
@@ -267,9 +278,7 @@ class MamutGateway:
 
     def _connect(self) -> tuple[pyodbc.Connection, _ConnectionInfo]:
         try:
-            connection = pyodbc.connect(
-                self._connection_string, autocommit=False, timeout=self.timeout_seconds
-            )
+            connection = pyodbc.connect(self._connection_string, autocommit=False, timeout=self.timeout_seconds)
         except pyodbc.Error as exc:
             raise self._driver_error("connect", None, exc) from None
         try:
@@ -434,9 +443,7 @@ class MamutTransaction:
         if where_in is None:
             return self._fetch_all(spec, selected, base + where_sql, where_params)
         in_column = spec.column(where_in[0])
-        values = list(
-            dict.fromkeys(in_column.to_param(v, strict=False) for v in where_in[1] if v is not None)
-        )
+        values = list(dict.fromkeys(in_column.to_param(v, strict=False) for v in where_in[1] if v is not None))
         chunk_size = MAX_PARAMS_PER_STATEMENT - len(where_params)
         joiner = " AND " if where_sql else " WHERE "
         rows: list[dict[str, Any]] = []
@@ -551,9 +558,7 @@ class MamutTransaction:
         param_rows: list[list[Any]] = []
         for index, row in enumerate(rows):
             if list(row) != names:
-                raise ValueError(
-                    f"insert_many on {spec.label}: row {index} has columns {list(row)}, expected {names}"
-                )
+                raise ValueError(f"insert_many on {spec.label}: row {index} has columns {list(row)}, expected {names}")
             columns, params = self._row_params(spec, row, operation="insert")
             param_rows.append(params)
         sql = self._insert_sql(spec, columns)
@@ -623,12 +628,7 @@ class MamutTransaction:
             missing = [
                 column.logical
                 for column in spec.columns
-                if not (
-                    column.nullable
-                    or column.identity
-                    or column.default is not None
-                    or column.logical in values
-                )
+                if not (column.nullable or column.identity or column.default is not None or column.logical in values)
             ]
             if missing:
                 raise MamutError(

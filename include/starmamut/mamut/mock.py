@@ -83,9 +83,7 @@ def sqlite_odbc_string(path: str | Path) -> str:
     """ODBC connection string for a SQLite file (created on first connect), foreign keys enforced."""
     absolute = str(Path(path).resolve())
     if any(char in absolute for char in ";{}"):
-        raise ValueError(
-            f"the SQLite3 ODBC driver cannot open a path containing ';', '{{' or '}}': {absolute}"
-        )
+        raise ValueError(f"the SQLite3 ODBC driver cannot open a path containing ';', '{{' or '}}': {absolute}")
     # The driver takes the path verbatim (spaces are fine) and does not understand {braced} values.
     return f"DRIVER={{SQLite3}};Database={absolute};FKSupport=1;Timeout=10000"
 
@@ -100,9 +98,7 @@ def create_mock_company_database(
     with MamutGateway(odbc_connection_string, schema_map) as gateway:
         with gateway.transaction() as transaction:
             if transaction.backend not in ("sqlite", "postgres"):
-                raise MamutError(
-                    f"the mock is created on SQLite or PostgreSQL only, not on {transaction.dbms}"
-                )
+                raise MamutError(f"the mock is created on SQLite or PostgreSQL only, not on {transaction.dbms}")
             for statement in render_ddl(schema_map, transaction.backend):  # type: ignore[arg-type]
                 transaction.execute_ddl(statement)
         with gateway.transaction() as transaction:
@@ -153,9 +149,7 @@ def _column_ddl(column: ColumnSpec, dialect: Dialect) -> str:
         return f"{column.sql_name} {identity}"
     parts = [column.sql_name, _type_ddl(column, dialect)]
     if column.default is not None:
-        parts.append(
-            "DEFAULT " + (_NOW_DEFAULT[dialect] if column.default == "now" else str(int(column.default)))
-        )
+        parts.append("DEFAULT " + (_NOW_DEFAULT[dialect] if column.default == "now" else str(int(column.default))))
     parts.append("NULL" if column.nullable else "NOT NULL")
     return " ".join(parts)
 
@@ -177,18 +171,14 @@ def _type_ddl(column: ColumnSpec, dialect: Dialect) -> str:
     }[sql_type.kind]
 
 
-def _create_index(
-    table: TableSpec, columns: Sequence[str], dialect: Dialect, guard: str, *, unique: bool
-) -> list[str]:
+def _create_index(table: TableSpec, columns: Sequence[str], dialect: Dialect, guard: str, *, unique: bool) -> list[str]:
     if not all(table.has(name) for name in columns):
         return []  # an index on a column this install does not have
     specs = [table.column(name) for name in columns]
     names = [spec.sql_name for spec in specs]
     bare_name = table.physical.split(".")[-1]
     index = f"{'UX' if unique else 'IX'}_{bare_name}_{'_'.join(names)}"
-    statement = (
-        f"CREATE {'UNIQUE ' if unique else ''}INDEX{guard} {index} ON {table.physical} ({', '.join(names)})"
-    )
+    statement = f"CREATE {'UNIQUE ' if unique else ''}INDEX{guard} {index} ON {table.physical} ({', '.join(names)})"
     nullable = [spec.sql_name for spec in specs if spec.nullable]
     if unique and nullable:
         # SQL Server lets a unique index hold one NULL only; the filter makes NULLs free everywhere.
@@ -226,8 +216,7 @@ def _seed_reference(transaction: MamutTransaction) -> None:
     ]
     transaction.insert_many("order_status", missing("order_status", "status_id", statuses))
     present_codes = {
-        (row["register_id"], row["code"])
-        for row in transaction.select("code_register", ["register_id", "code"])
+        (row["register_id"], row["code"]) for row in transaction.select("code_register", ["register_id", "code"])
     }
     transaction.insert_many(
         "code_register",
@@ -238,9 +227,7 @@ def _seed_reference(transaction: MamutTransaction) -> None:
         ],
     )
     currency_ids = {iso: cid for cid, iso in CURRENCIES}
-    price_lists = [
-        {"name": name, "currency_id": currency_ids[iso], "incl_vat": False} for name, iso in PRICE_LISTS
-    ]
+    price_lists = [{"name": name, "currency_id": currency_ids[iso], "incl_vat": False} for name, iso in PRICE_LISTS]
     # Identity keys are never given explicitly (SQL Server would need IDENTITY_INSERT): match by name.
     transaction.insert_many("price_list", missing("price_list", "name", price_lists))
 
@@ -303,13 +290,9 @@ def demo_families() -> tuple[MamutProductFamily, ...]:
         ),
     )
     return (
-        single(
-            "MUGG-ORE", "Kaffemugg Örebro", "79.20", ean="7350012340018", unit="st", weight=Decimal("0.350")
-        ),
+        single("MUGG-ORE", "Kaffemugg Örebro", "79.20", ean="7350012340018", unit="st", weight=Decimal("0.350")),
         single("KASSE-ARE", "Tygkasse Åre", "63.20", ean="7350012340025", unit="st", weight=Decimal("0.120")),
-        single(
-            "BOK-SKANE", "Kokbok Smaker från Skåne", "235.85", vat_code=3, unit="st", weight=Decimal("0.900")
-        ),
+        single("BOK-SKANE", "Kokbok Smaker från Skåne", "235.85", vat_code=3, unit="st", weight=Decimal("0.900")),
         single("PRESENTKORT-500", "Presentkort 500 kr", "500.00", vat_code=4, use_store=False),
         tshirt,
         hoodie,
@@ -357,8 +340,7 @@ def _seed_demo(gateway: MamutGateway) -> None:
                 )
         transaction.insert_many("product_stock", stock_rows)
         list_ids = {
-            row["name"]: row["price_list_id"]
-            for row in transaction.select("price_list", ["name", "price_list_id"])
+            row["name"]: row["price_list_id"] for row in transaction.select("price_list", ["name", "price_list_id"])
         }
         present_lines = {
             (row["price_list_id"], row["product_key"], row["min_qty"])
@@ -393,12 +375,8 @@ def _seed_demo(gateway: MamutGateway) -> None:
                 }
             )
         transaction.insert_many("price_list_line", lines)
-        if not transaction.select(
-            "discount", ["discount_pct"], where={"customer_category": 2, "product_group": 1}
-        ):
-            transaction.insert(
-                "discount", {"customer_category": 2, "product_group": 1, "discount_pct": Decimal("10")}
-            )
+        if not transaction.select("discount", ["discount_pct"], where={"customer_category": 2, "product_group": 1}):
+            transaction.insert("discount", {"customer_category": 2, "product_group": 1, "discount_pct": Decimal("10")})
 
 
 BackOfficeStep = Literal["picked", "invoiced", "paid", "delivered", "cancelled", "credited"]
@@ -474,8 +452,7 @@ def progress_demo_orders(gateway: MamutGateway, shop_id: str, *, now: dt.datetim
     for order_id, steps, tracking_no, tracker_type in DEMO_ORDER_PROGRESS:
         external_id = f"{shop_id}:{order_id}"
         if external_id in present:
-            progress_order(gateway, external_id, *steps, now=now, tracking_no=tracking_no,
-                           tracker_type=tracker_type)
+            progress_order(gateway, external_id, *steps, now=now, tracking_no=tracking_no, tracker_type=tracker_type)
             progressed.append(external_id)
     return progressed
 
@@ -485,8 +462,11 @@ def _status_for(transaction: MamutTransaction, step: str) -> int:
     rows = transaction.select("order_status", ["status_id", *wanted])
     fitting = [row["status_id"] for row in rows if all(row[flag] == value for flag, value in wanted.items())]
     if not fitting:
-        raise MamutError(f"no order status fits the back-office step {step!r} in the order status register",
-                         operation="select", table="order_status")
+        raise MamutError(
+            f"no order status fits the back-office step {step!r} in the order status register",
+            operation="select",
+            table="order_status",
+        )
     return min(fitting)
 
 

@@ -89,11 +89,13 @@ class OrderStateReader:
         for rule in self._rules:
             for table, column in rule.any_of:
                 if table not in tables:
-                    raise SchemaMapError(f"state rule {rule.name!r}: table {table!r} is not {ORDER!r} or "
-                                         f"{ORDER_STATUS!r}")
+                    raise SchemaMapError(
+                        f"state rule {rule.name!r}: table {table!r} is not {ORDER!r} or {ORDER_STATUS!r}"
+                    )
                 tables[table].has(column)  # an unknown column is an error; one mapped to null only never matches
-        self._inputs = sorted({(table, column) for rule in self._rules for table, column in rule.any_of
-                               if tables[table].has(column)})
+        self._inputs = sorted(
+            {(table, column) for rule in self._rules for table, column in rule.any_of if tables[table].has(column)}
+        )
 
     @property
     def tracks_changes(self) -> bool:
@@ -119,7 +121,7 @@ class OrderStateReader:
         external_ids = sorted({f"{prefix}{order_id}" for order_id in order_ids})
         found: list[OrderState] = []
         for start in range(0, len(external_ids), MAX_PARAMS_PER_STATEMENT):
-            chunk = external_ids[start:start + MAX_PARAMS_PER_STATEMENT]
+            chunk = external_ids[start : start + MAX_PARAMS_PER_STATEMENT]
             where = f"{{o.external_id}} IN ({', '.join('?' * len(chunk))})"
             found.extend(self._query(prefix, where, chunk))
         return found
@@ -131,7 +133,7 @@ class OrderStateReader:
         body = f"FROM {{o}} JOIN {{s}} ON {{s.status_id}} = {{o.status_id}} WHERE {where} ORDER BY {{o.order_key}}"
         with self._gateway.transaction() as transaction:
             for row in transaction.iter_query({"o": ORDER, "s": ORDER_STATUS}, select, body, params):
-                order_id = row["external_id"][len(prefix):]
+                order_id = row["external_id"][len(prefix) :]
                 # LIKE ignores case on some databases, and only digits can be a Starweb orderId.
                 if row["external_id"].startswith(prefix) and order_id.isdigit():
                     yield self._state(order_id, row)

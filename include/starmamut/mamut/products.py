@@ -144,9 +144,7 @@ class ProductRepository:
             rows = transaction.select(PRODUCT, ["sku", "product_key"], where_in=("sku", wanted))
         return {row["sku"]: row["product_key"] for row in rows}
 
-    def upsert_family(
-        self, family: MamutProductFamily, *, update_price: bool, now: dt.datetime
-    ) -> FamilyWriteResult:
+    def upsert_family(self, family: MamutProductFamily, *, update_price: bool, now: dt.datetime) -> FamilyWriteResult:
         """Create or update the family's rows in one transaction; see the module docstring.
 
         ``update_price=False`` leaves PRICEOUT of existing rows alone (Mamut governs prices in flow combo).
@@ -181,9 +179,7 @@ class ProductRepository:
                 values = desired[variant.sku]
                 if self._links_variants:
                     values = {**values, "main_product_key": keys[family.main.sku]}
-                outcome[variant.sku] = self._write(
-                    transaction, values, existing.get(variant.sku), update_price, stamps
-                )
+                outcome[variant.sku] = self._write(transaction, values, existing.get(variant.sku), update_price, stamps)
             missing_keys = [sku for sku in family.skus if sku not in keys]
             keys.update(self._keys_in(transaction, missing_keys))
         return FamilyWriteResult(
@@ -219,8 +215,7 @@ class ProductRepository:
         return MamutProductFamily(
             main=article_from_row(main, main_sku=None),
             variants=tuple(
-                article_from_row(row, main_sku=main["sku"])
-                for row in sorted(variants, key=lambda r: r["product_key"])
+                article_from_row(row, main_sku=main["sku"]) for row in sorted(variants, key=lambda r: r["product_key"])
             ),
         )
 
@@ -261,8 +256,7 @@ class ProductRepository:
                 )
             }
             desired = {
-                (list_ids[name], product_keys[sku], min_qty): values
-                for (sku, name, min_qty), values in wanted.items()
+                (list_ids[name], product_keys[sku], min_qty): values for (sku, name, min_qty), values in wanted.items()
             }
             return _write_values(
                 transaction,
@@ -307,9 +301,7 @@ class ProductRepository:
                     where_in=("product_key", list(product_keys.values())),
                 )
             }
-            desired = {
-                (product_keys[sku], warehouse_id): values for (sku, warehouse_id), values in wanted.items()
-            }
+            desired = {(product_keys[sku], warehouse_id): values for (sku, warehouse_id), values in wanted.items()}
             return _write_values(
                 transaction,
                 stock_table,
@@ -347,8 +339,9 @@ class ProductRepository:
                     table=PRICE_LIST,
                 )
             ids[name] = row["price_list_id"]
-        _refuse_unknown([repr(name) for name in names], {repr(name) for name in ids}, "unknown Mamut price list(s)",
-                        PRICE_LIST)
+        _refuse_unknown(
+            [repr(name) for name in names], {repr(name) for name in ids}, "unknown Mamut price list(s)", PRICE_LIST
+        )
         return ids
 
     @staticmethod
@@ -388,9 +381,7 @@ class ProductRepository:
 
     def _stamps(self, now: dt.datetime) -> dict[str, dt.datetime]:
         return {
-            name: self._table.column(name).canonical(now)
-            for name in ("reg_date", "edit_date")
-            if self._table.has(name)
+            name: self._table.column(name).canonical(now) for name in ("reg_date", "edit_date") if self._table.has(name)
         }
 
     def _write(
@@ -431,8 +422,7 @@ class ProductRepository:
         if main_row is not None and main_row["main_product_key"] is not None:
             other = self._sku_of(transaction, main_row["main_product_key"])
             raise MamutConflict(
-                f"sku {main_sku} is a variant of main article {other} in Mamut, "
-                "but the family makes it a main article",
+                f"sku {main_sku} is a variant of main article {other} in Mamut, but the family makes it a main article",
                 sku=main_sku,
                 other_sku=other,
             )

@@ -34,9 +34,7 @@ DEFAULT_SCHEMA_MAP_PATH = Path(__file__).with_name("default_schema_map.yaml")
 
 _COLUMN_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TABLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_TYPE_PATTERN = re.compile(
-    r"^(int|bit|datetime|date|nvarchar\((\d+)\)|char\((\d+)\)|decimal\((\d+),\s*(\d+)\))$"
-)
+_TYPE_PATTERN = re.compile(r"^(int|bit|datetime|date|nvarchar\((\d+)\)|char\((\d+)\)|decimal\((\d+),\s*(\d+)\))$")
 
 LONGEST_CLOCK_SHIFT = dt.timedelta(hours=2)
 """Clocks go back by at most this much at once (one hour in Europe; two covers historical double summer time)."""
@@ -140,8 +138,7 @@ class ColumnSpec:
                 raise ValueError(f"{self.label} takes text, got {type(value).__name__}")
             if strict and self.sql_type.length is not None and len(value) > self.sql_type.length:
                 raise ValueError(
-                    f"{self.label} takes at most {self.sql_type.length} characters, "
-                    f"got {len(value)}: {value[:60]!r}"
+                    f"{self.label} takes at most {self.sql_type.length} characters, got {len(value)}: {value[:60]!r}"
                 )
             return value
         if kind == "decimal":
@@ -205,9 +202,7 @@ class ColumnSpec:
             raise ValueError(f"{self.label} takes a finite number, got {value!r}")
         integer_digits = (self.sql_type.precision or 0) - scale
         if strict and abs(quantised) >= Decimal(10) ** integer_digits:
-            raise ValueError(
-                f"{self.label} holds at most {integer_digits} digits before the point, got {value}"
-            )
+            raise ValueError(f"{self.label} holds at most {integer_digits} digits before the point, got {value}")
         return quantised
 
 
@@ -257,8 +252,9 @@ class SchemaMap:
         self._tables = MappingProxyType(dict(tables))
 
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *,
-             timezone: dt.tzinfo = dt.UTC) -> SchemaMap:
+    def load(
+        cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, *, timezone: dt.tzinfo = dt.UTC
+    ) -> SchemaMap:
         """The default map, then the install's override file at ``path``, then ``overrides`` on top;
         ``timezone`` is the wall clock the install's datetime columns hold (``mamut.timezone``).
 
@@ -281,9 +277,7 @@ class SchemaMap:
     def table(self, logical: str) -> TableSpec:
         spec = self._tables.get(logical)
         if spec is None:
-            raise SchemaMapError(
-                f"unknown table {logical!r}; known tables: {', '.join(sorted(self._tables))}"
-            )
+            raise SchemaMapError(f"unknown table {logical!r}; known tables: {', '.join(sorted(self._tables))}")
         return spec
 
     @property
@@ -296,9 +290,7 @@ class SchemaMap:
         for table in self._tables.values():
             for name in table.primary_key:
                 if not table.has(name):
-                    raise SchemaMapError(
-                        f"primary key column {table.logical}.{name} cannot be mapped to null"
-                    )
+                    raise SchemaMapError(f"primary key column {table.logical}.{name} cannot be mapped to null")
             for columns in table.unique + table.indexes:
                 for name in columns:
                     table.has(name)
@@ -332,8 +324,7 @@ def _parse_default(document: Mapping[str, Any]) -> dict[str, TableSpec]:
                 optional=bool(spec.get("optional", False)),
             )
         foreign_keys = {
-            column: tuple(str(target).split(".", 1))
-            for column, target in (body.get("foreign_keys") or {}).items()
+            column: tuple(str(target).split(".", 1)) for column, target in (body.get("foreign_keys") or {}).items()
         }
         tables[logical] = TableSpec(
             logical=logical,
@@ -366,8 +357,7 @@ def _apply_overrides(tables: dict[str, TableSpec], document: Any, *, source: str
             if spec is None:
                 known = ", ".join(sorted(columns))
                 raise SchemaMapError(
-                    f"schema map {source}: unknown column {column!r} of table {logical!r}; "
-                    f"known columns: {known}"
+                    f"schema map {source}: unknown column {column!r} of table {logical!r}; known columns: {known}"
                 )
             if new_name is None and not spec.optional:
                 raise SchemaMapError(
@@ -407,7 +397,5 @@ def _checked_table_name(logical: str, physical: Any) -> str:
 
 def _checked_column_name(table: str, logical: str, physical: Any) -> str:
     if not isinstance(physical, str) or not _COLUMN_IDENTIFIER.match(physical):
-        raise SchemaMapError(
-            f"column {table}.{logical}: {physical!r} is not a plain SQL identifier such as PRODID"
-        )
+        raise SchemaMapError(f"column {table}.{logical}: {physical!r} is not a plain SQL identifier such as PRODID")
     return physical

@@ -106,8 +106,10 @@ def normalise_family(family: MamutProductFamily, *, vat_rates: Mapping[int, floa
     positions = [index for index, axis in enumerate(main.variant_axes) if axis and axis.strip()]
     axes = [str(main.variant_axes[index]).strip() for index in positions]
     if family.variants:
-        variants = [_variant_record(variant, values=[variant.variant_values[index] for index in positions])
-                    for variant in sorted(family.variants, key=lambda article: article.sku)]
+        variants = [
+            _variant_record(variant, values=[variant.variant_values[index] for index in positions])
+            for variant in sorted(family.variants, key=lambda article: article.sku)
+        ]
         active = not main.inactive and any(variant["active"] for variant in variants)
     else:
         variants = [] if axes else [_variant_record(main, values=[])]
@@ -144,22 +146,24 @@ def validation_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
         if several and not axes:
             missing = ["(the main article names no variant axis)"]
         sku = variant["sku"]
-        rows.append({
-            "row_key": f"{record['key']}#{index}",
-            "product_key": record["key"],
-            "sku": sku,
-            "sku_folded": sku_key(sku) if isinstance(sku, str) else None,
-            "name": record["name"],
-            "vat_code": record["vat_code"],
-            "ean": variant["ean"],
-            "weight": None if variant["weight"] is None else float(variant["weight"]),
-            "missing_axes": ", ".join(missing) or None,
-            "combination": "|".join([record["key"], *(value or "" for value in values)]) if axes else None,
-            "axis_1": axes[0] if len(axes) > 0 else None,
-            "axis_2": axes[1] if len(axes) > 1 else None,
-            "value_1": values[0] if len(values) > 0 else None,
-            "value_2": values[1] if len(values) > 1 else None,
-        })
+        rows.append(
+            {
+                "row_key": f"{record['key']}#{index}",
+                "product_key": record["key"],
+                "sku": sku,
+                "sku_folded": sku_key(sku) if isinstance(sku, str) else None,
+                "name": record["name"],
+                "vat_code": record["vat_code"],
+                "ean": variant["ean"],
+                "weight": None if variant["weight"] is None else float(variant["weight"]),
+                "missing_axes": ", ".join(missing) or None,
+                "combination": "|".join([record["key"], *(value or "" for value in values)]) if axes else None,
+                "axis_1": axes[0] if len(axes) > 0 else None,
+                "axis_2": axes[1] if len(axes) > 1 else None,
+                "value_1": values[0] if len(values) > 0 else None,
+                "value_2": values[1] if len(values) > 1 else None,
+            }
+        )
     return rows
 
 
@@ -187,16 +191,24 @@ def axis_values(record: Mapping[str, Any]) -> set[tuple[str, str]]:
 def desired_state(record: Mapping[str, Any], *, value_ids: Mapping[tuple[str, str], int]) -> ProductState:
     """What the shop should show for a validated record, attribute values resolved to their ids."""
     if record["vat_rate"] is None:
-        raise MappingError(f"family {record['key']}: field 'vat_code': VAT code {record['vat_code']} "
-                           "has no rate in the config")
+        raise MappingError(
+            f"family {record['key']}: field 'vat_code': VAT code {record['vat_code']} has no rate in the config"
+        )
     variants = {}
     for variant in record["variants"]:
         try:
-            links = tuple(sorted(value_ids[(axis, value)]
-                                 for axis, value in zip(record["axes"], variant["values"], strict=True) if value))
+            links = tuple(
+                sorted(
+                    value_ids[(axis, value)]
+                    for axis, value in zip(record["axes"], variant["values"], strict=True)
+                    if value
+                )
+            )
         except KeyError as missing:
-            raise MappingError(f"family {record['key']}: variant {variant['sku']}: field 'values': "
-                               f"no Starweb attribute value for {missing.args[0]}") from None
+            raise MappingError(
+                f"family {record['key']}: variant {variant['sku']}: field 'values': "
+                f"no Starweb attribute value for {missing.args[0]}"
+            ) from None
         variants[sku_key(variant["sku"])] = VariantState(
             sku=variant["sku"],
             ean=variant["ean"],
@@ -204,8 +216,9 @@ def desired_state(record: Mapping[str, Any], *, value_ids: Mapping[tuple[str, st
             active=variant["active"],
             links=links,
         )
-    return ProductState(name=record["name"], vat_rate=float(record["vat_rate"]), active=record["active"],
-                        variants=variants)
+    return ProductState(
+        name=record["name"], vat_rate=float(record["vat_rate"]), active=record["active"], variants=variants
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- step 3
@@ -222,8 +235,9 @@ def create_request(desired: ProductState, *, language: str, visibility: Visibili
     return PlannedRequest("new_product", "POST", "/products", body)
 
 
-def governed_state(desired: ProductState, current: ProductState, *, owners: ProductFieldOwners,
-                   default_visibility: Visibility) -> ProductState:
+def governed_state(
+    desired: ProductState, current: ProductState, *, owners: ProductFieldOwners, default_visibility: Visibility
+) -> ProductState:
     """What the job may make of ``current``, an existing product: ``desired`` with each field the shop owns, and
     each empty Mamut value that must not clear the shop's (``mamut_if_set``), kept as ``current`` has it.
 
@@ -243,13 +257,17 @@ def governed_state(desired: ProductState, current: ProductState, *, owners: Prod
     variants = {}
     for key, variant in desired.variants.items():
         shop = current.variants.get(key)
-        variants[key] = variant if shop is None else replace(
-            variant,
-            sku=shop.sku if owners.sku_case == "shop" else variant.sku,
-            ean=_owned(variant.ean, shop.ean, owners.ean),
-            weight=_owned(variant.weight, shop.weight, owners.weight),
-            active=shop.active if owners.variant_active == "shop" else variant.active,
-            links=variant.links or shop.links,
+        variants[key] = (
+            variant
+            if shop is None
+            else replace(
+                variant,
+                sku=shop.sku if owners.sku_case == "shop" else variant.sku,
+                ean=_owned(variant.ean, shop.ean, owners.ean),
+                weight=_owned(variant.weight, shop.weight, owners.weight),
+                active=shop.active if owners.variant_active == "shop" else variant.active,
+                links=variant.links or shop.links,
+            )
         )
     name = current.name if owners.name == "shop" and current.name is not None else desired.name
     return replace(desired, name=name, visibility=visibility, variants=variants)
@@ -289,38 +307,58 @@ def plan_requests(
     if desired.name != current.name:
         # PATCH keeps the descriptions the shop wrote; PUT creates a language the product lacks.
         method = "PUT" if current.name is None else "PATCH"
-        requests.append(PlannedRequest("language", method, f"{product_path}/languages/{language}",
-                                       {"langCode": language, "name": desired.name}))
+        requests.append(
+            PlannedRequest(
+                "language", method, f"{product_path}/languages/{language}", {"langCode": language, "name": desired.name}
+            )
+        )
     for key, variant in desired.variants.items():
         existing = current.variants.get(key)
         if existing is None or existing.variant_id is None:
-            requests.append(PlannedRequest("new_variant", "POST", f"{product_path}/variants",
-                                           _variant_body(variant, new=True), sku=variant.sku))
+            requests.append(
+                PlannedRequest(
+                    "new_variant", "POST", f"{product_path}/variants", _variant_body(variant, new=True), sku=variant.sku
+                )
+            )
             continue
         changes = _variant_changes(variant, existing)
         if changes:
-            requests.append(PlannedRequest("variant", "PATCH", f"{product_path}/variants/{existing.variant_id}",
-                                           changes, sku=variant.sku))
+            requests.append(
+                PlannedRequest(
+                    "variant", "PATCH", f"{product_path}/variants/{existing.variant_id}", changes, sku=variant.sku
+                )
+            )
     for key in retired:
         existing = current.variants.get(key)
-        if key not in desired.variants and existing is not None and existing.variant_id is not None \
-                and existing.active:
-            requests.append(PlannedRequest("variant", "PATCH", f"{product_path}/variants/{existing.variant_id}",
-                                           {"isActive": False}, sku=existing.sku))
+        if key not in desired.variants and existing is not None and existing.variant_id is not None and existing.active:
+            requests.append(
+                PlannedRequest(
+                    "variant",
+                    "PATCH",
+                    f"{product_path}/variants/{existing.variant_id}",
+                    {"isActive": False},
+                    sku=existing.sku,
+                )
+            )
     return requests
 
 
-def apply_request(current: ProductState, desired: ProductState, request: PlannedRequest,
-                  response: Mapping[str, Any]) -> ProductState:
+def apply_request(
+    current: ProductState, desired: ProductState, request: PlannedRequest, response: Mapping[str, Any]
+) -> ProductState:
     """The state after ``request`` succeeded with ``response`` (the ``data`` of Starweb's answer)."""
     if request.kind == "new_product":
         ids = {sku_key(variant["sku"]): variant["variantId"] for variant in children(response, "variants")}
-        return replace(desired, product_id=response["productId"], visibility=request.body["visibility"],
-                       variants={key: replace(variant, variant_id=ids.get(key))
-                                 for key, variant in desired.variants.items()})
+        return replace(
+            desired,
+            product_id=response["productId"],
+            visibility=request.body["visibility"],
+            variants={key: replace(variant, variant_id=ids.get(key)) for key, variant in desired.variants.items()},
+        )
     if request.kind == "product":
-        return replace(current, vat_rate=desired.vat_rate,
-                       visibility=request.body.get("visibility", current.visibility))
+        return replace(
+            current, vat_rate=desired.vat_rate, visibility=request.body.get("visibility", current.visibility)
+        )
     if request.kind == "language":
         return replace(current, name=desired.name)
     assert request.sku is not None
@@ -339,13 +377,11 @@ def settled_state(current: ProductState, desired: ProductState, retired: Iterabl
     """What to remember once every planned request succeeded: the family's variants (retired ones
     included, so they stay deactivated) and no variant of the shop's own."""
     keep = {key for key in (*desired.variants, *retired) if key in current.variants}
-    return replace(current, active=desired.active,
-                   variants={key: current.variants[key] for key in sorted(keep)})
+    return replace(current, active=desired.active, variants={key: current.variants[key] for key in sorted(keep)})
 
 
 def _variant_body(variant: VariantState, *, new: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {"sku": variant.sku, "attributeValueLinks": list(variant.links),
-                            "isActive": variant.active}
+    body: dict[str, Any] = {"sku": variant.sku, "attributeValueLinks": list(variant.links), "isActive": variant.active}
     if variant.ean is not None:
         body["ean"] = variant.ean
     if variant.weight is not None:
@@ -391,8 +427,9 @@ def live_variant(variant: Mapping[str, Any]) -> VariantState:
     )
 
 
-def live_state(product: Mapping[str, Any], variants: Iterable[Mapping[str, Any]], *, name: str | None,
-               active: bool) -> ProductState:
+def live_state(
+    product: Mapping[str, Any], variants: Iterable[Mapping[str, Any]], *, name: str | None, active: bool
+) -> ProductState:
     """A product as the shop shows it now; ``active`` is carried over from what was last pushed."""
     rate = product.get("defaultVatRate")
     states = (live_variant(variant) for variant in variants)
@@ -408,27 +445,48 @@ def live_state(product: Mapping[str, Any], variants: Iterable[Mapping[str, Any]]
 
 def state_to_json(state: ProductState) -> str:
     """The ledger's text for a state (what was last pushed), stable for equal states."""
-    return json.dumps({
-        "product_id": state.product_id,
-        "name": state.name,
-        "vat_rate": state.vat_rate,
-        "visibility": state.visibility,
-        "active": state.active,
-        "variants": [
-            {"sku": v.sku, "variant_id": v.variant_id, "ean": v.ean, "weight": v.weight, "active": v.active,
-             "links": list(v.links)}
-            for v in state.variants.values()
-        ],
-    }, ensure_ascii=False, sort_keys=True)
+    return json.dumps(
+        {
+            "product_id": state.product_id,
+            "name": state.name,
+            "vat_rate": state.vat_rate,
+            "visibility": state.visibility,
+            "active": state.active,
+            "variants": [
+                {
+                    "sku": v.sku,
+                    "variant_id": v.variant_id,
+                    "ean": v.ean,
+                    "weight": v.weight,
+                    "active": v.active,
+                    "links": list(v.links),
+                }
+                for v in state.variants.values()
+            ],
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+    )
 
 
 def state_from_json(text: str) -> ProductState:
     data = json.loads(text)
     variants = (
-        VariantState(sku=v["sku"], variant_id=v["variant_id"], ean=v["ean"], weight=v["weight"], active=v["active"],
-                     links=tuple(v["links"]))
+        VariantState(
+            sku=v["sku"],
+            variant_id=v["variant_id"],
+            ean=v["ean"],
+            weight=v["weight"],
+            active=v["active"],
+            links=tuple(v["links"]),
+        )
         for v in data["variants"]
     )
-    return ProductState(product_id=data["product_id"], name=data["name"], vat_rate=data["vat_rate"],
-                        visibility=data["visibility"], active=data["active"],
-                        variants={sku_key(v.sku): v for v in variants})
+    return ProductState(
+        product_id=data["product_id"],
+        name=data["name"],
+        vat_rate=data["vat_rate"],
+        visibility=data["visibility"],
+        active=data["active"],
+        variants={sku_key(v.sku): v for v in variants},
+    )

@@ -41,15 +41,23 @@ class Decision:
     reason: str
 
 
-def unmapped_states(states: Collection[str], transitions: Mapping[str, StatusTransition],
-                    rules: Sequence[StateRule]) -> list[str]:
+def unmapped_states(
+    states: Collection[str], transitions: Mapping[str, StatusTransition], rules: Sequence[StateRule]
+) -> list[str]:
     """The order's states that have no transition although their rule says a shop must map them."""
     must_map = {rule.name for rule in rules if rule.must_map}
     return sorted(state for state in states if state in must_map and state not in transitions)
 
 
-def decide(states: Collection[str], *, transitions: Mapping[str, StatusTransition], rules: Sequence[StateRule],
-           reported: Collection[str], allow_backwards: bool, has_tracking: bool) -> Decision:
+def decide(
+    states: Collection[str],
+    *,
+    transitions: Mapping[str, StatusTransition],
+    rules: Sequence[StateRule],
+    reported: Collection[str],
+    allow_backwards: bool,
+    has_tracking: bool,
+) -> Decision:
     """The action for an order in ``states`` that has had ``reported`` reported (see the module docstring)."""
     rank = {rule.name: rule.rank for rule in rules}
     mapped = [state for state in states if state in transitions]
@@ -60,15 +68,20 @@ def decide(states: Collection[str], *, transitions: Mapping[str, StatusTransitio
         return Decision("nothing", target, f"Mamut state {target!r} was reported before")
     furthest = max(reported, key=lambda state: rank.get(state, -1), default=None)
     if furthest is not None and rank[target] < rank.get(furthest, -1) and not allow_backwards:
-        return Decision("behind", target, f"Mamut state {target!r} is behind {furthest!r}, which was reported; "
-                                          "the shop does not allow going backwards")
+        return Decision(
+            "behind",
+            target,
+            f"Mamut state {target!r} is behind {furthest!r}, which was reported; "
+            "the shop does not allow going backwards",
+        )
     if transitions[target].require_tracking and not has_tracking:
         return Decision("wait", target, f"Mamut state {target!r} waits for a tracking number in Mamut")
     return Decision("report", target, f"Mamut state {target!r} is new")
 
 
-def status_patch(transition: StatusTransition, status_id: int, tracking_no: str | None,
-                 tracker_type: int | None) -> dict[str, Any]:
+def status_patch(
+    transition: StatusTransition, status_id: int, tracking_no: str | None, tracker_type: int | None
+) -> dict[str, Any]:
     """The ``PATCH /orders/{id}`` body: the status and both switches, always explicit (Starweb defaults them to
     true), and the tracking number with its tracker type when the transition attaches tracking and Mamut has one."""
     body: dict[str, Any] = {
@@ -85,5 +98,6 @@ def status_patch(transition: StatusTransition, status_id: int, tracking_no: str 
 
 def state_fingerprint(order: OrderState) -> str:
     """A digest of everything a report depends on (states, tracking): equal digests need no new decision."""
-    return content_hash({"states": sorted(order.states), "tracking_no": order.tracking_no,
-                         "tracker_type": order.tracker_type})
+    return content_hash(
+        {"states": sorted(order.states), "tracking_no": order.tracking_no, "tracker_type": order.tracker_type}
+    )

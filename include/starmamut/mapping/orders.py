@@ -91,21 +91,36 @@ def normalise_order(order: Mapping[str, Any]) -> dict[str, Any]:
                 "discount": item.get("discount") or 0,
                 "discount_type": item.get("discountType") or "percent",
             }
-            for item in sorted(children(order, "items"), key=lambda item: (item.get("sortIndex") or 0,
-                                                                            item.get("itemId") or 0))
+            for item in sorted(
+                children(order, "items"), key=lambda item: (item.get("sortIndex") or 0, item.get("itemId") or 0)
+            )
         ],
-        "shipping": {"name": order.get("shippingMethodName"), "cost": order.get("shippingCost") or 0,
-                     "vat_rate": order.get("shippingVatRate") or 0},
-        "payment_fee": {"name": order.get("paymentMethodName"), "fee": order.get("paymentFee") or 0,
-                        "vat_rate": order.get("paymentVatRate") or 0},
+        "shipping": {
+            "name": order.get("shippingMethodName"),
+            "cost": order.get("shippingCost") or 0,
+            "vat_rate": order.get("shippingVatRate") or 0,
+        },
+        "payment_fee": {
+            "name": order.get("paymentMethodName"),
+            "fee": order.get("paymentFee") or 0,
+            "vat_rate": order.get("paymentVatRate") or 0,
+        },
         "total_amount": order.get("totalAmount"),
         "total_vat": order.get("totalVat"),
         "amount_to_pay": order.get("amountToPay"),
     }
 
 
-ORDER_NUMBERS = ("shippingCost", "shippingVatRate", "paymentFee", "paymentVatRate", "totalAmount", "totalVat",
-                 "amountToPay", "currencyExchangeRate")
+ORDER_NUMBERS = (
+    "shippingCost",
+    "shippingVatRate",
+    "paymentFee",
+    "paymentVatRate",
+    "totalAmount",
+    "totalVat",
+    "amountToPay",
+    "currencyExchangeRate",
+)
 ITEM_NUMBERS = ("quantity", "unitPrice", "vatRate", "discount")
 
 
@@ -116,8 +131,12 @@ def _require_numbers(order: Mapping[str, Any]) -> None:
     def check(value: Any, field: str) -> None:
         if value is None:
             return
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (
-                float("inf"), float("-inf")):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or value != value
+            or value in (float("inf"), float("-inf"))
+        ):
             raise MappingError(f"order {order.get('orderId')}: field '{field}': {value!r} is not a number")
 
     for field in ORDER_NUMBERS:
@@ -191,8 +210,13 @@ def _excess(expected: Decimal, actual: Any, tolerance: Decimal) -> float:
     return float(abs(_money(actual) - expected) - tolerance)
 
 
-def order_check_row(record: Mapping[str, Any], *, tolerance_per_line: float, known_skus: Collection[str],
-                    known_currencies: Collection[str]) -> dict[str, Any]:
+def order_check_row(
+    record: Mapping[str, Any],
+    *,
+    tolerance_per_line: float,
+    known_skus: Collection[str],
+    known_currencies: Collection[str],
+) -> dict[str, Any]:
     """One row for the order checks; an ``*_excess`` > 0 means that total does not reconcile with the rows.
 
     ``unitemised`` is what amountToPay holds beyond totalAmount + totalVat: an amount the spec does not model
@@ -201,8 +225,7 @@ def order_check_row(record: Mapping[str, Any], *, tolerance_per_line: float, kno
     lines = record["lines"]
     sums = order_sums(record)
     tolerance = _tolerance(record, tolerance_per_line, sums.rows)
-    total_amount, total_vat, amount_to_pay = (record.get(key) for key in ("total_amount", "total_vat",
-                                                                          "amount_to_pay"))
+    total_amount, total_vat, amount_to_pay = (record.get(key) for key in ("total_amount", "total_vat", "amount_to_pay"))
     given = (total_amount, total_vat, amount_to_pay)
     unitemised = None if None in given else _money(amount_to_pay) - _money(total_amount) - _money(total_vat)
     unknown = sorted({line["sku"] or "" for line in lines if line["sku"] not in known_skus})
@@ -258,9 +281,17 @@ def mamut_customer(record: Mapping[str, Any], *, shop_id: str) -> MamutCustomer:
     )
 
 
-def mamut_order(record: Mapping[str, Any], *, shop_id: str, document: str, vat_codes: Mapping[float, int],
-                known_skus: Collection[str], shipping_sku: str, payment_fee_sku: str,
-                rates: ExchangeRateConvention) -> MamutOrder:
+def mamut_order(
+    record: Mapping[str, Any],
+    *,
+    shop_id: str,
+    document: str,
+    vat_codes: Mapping[float, int],
+    known_skus: Collection[str],
+    shipping_sku: str,
+    payment_fee_sku: str,
+    rates: ExchangeRateConvention,
+) -> MamutOrder:
     """The Mamut order (or invoice): item lines, an amount discount as its own negative line, shipping and fee,
     with the order's own invoice and delivery address and its amountToPay as the total incl. VAT."""
     order_id = record["order_id"]
@@ -276,24 +307,42 @@ def mamut_order(record: Mapping[str, Any], *, shop_id: str, document: str, vat_c
         code = vat_code(line["vat_rate"], f"lines[{index}].vat_rate")
         known = line["sku"] in known_skus
         percent = line["discount_type"] != "amount"
-        lines.append(MamutOrderLine(
-            sku=line["sku"] if known else None,
-            description=line["description"] if known else f"{line['sku'] or ''} {line['description']}".strip(),
-            quantity=_money(line["quantity"]),
-            unit_price=_money(line["unit_price"]),
-            discount_pct=_money(line["discount"]) if percent else Decimal(0),
-            vat_code=code,
-        ))
+        lines.append(
+            MamutOrderLine(
+                sku=line["sku"] if known else None,
+                description=line["description"] if known else f"{line['sku'] or ''} {line['description']}".strip(),
+                quantity=_money(line["quantity"]),
+                unit_price=_money(line["unit_price"]),
+                discount_pct=_money(line["discount"]) if percent else Decimal(0),
+                vat_code=code,
+            )
+        )
         if not percent and _money(line["discount"]):
-            lines.append(MamutOrderLine(sku=None, description=f"Rabatt {line['sku'] or line['description']}",
-                                        quantity=Decimal(1), unit_price=-_money(line["discount"]),
-                                        discount_pct=Decimal(0), vat_code=code))
-    for charge, amount_key, sku, field in ((record["shipping"], "cost", shipping_sku, "shipping"),
-                                           (record["payment_fee"], "fee", payment_fee_sku, "payment_fee")):
+            lines.append(
+                MamutOrderLine(
+                    sku=None,
+                    description=f"Rabatt {line['sku'] or line['description']}",
+                    quantity=Decimal(1),
+                    unit_price=-_money(line["discount"]),
+                    discount_pct=Decimal(0),
+                    vat_code=code,
+                )
+            )
+    for charge, amount_key, sku, field in (
+        (record["shipping"], "cost", shipping_sku, "shipping"),
+        (record["payment_fee"], "fee", payment_fee_sku, "payment_fee"),
+    ):
         if _money(charge[amount_key]):
-            lines.append(MamutOrderLine(sku=sku, description=charge["name"] or sku, quantity=Decimal(1),
-                                        unit_price=_money(charge[amount_key]), discount_pct=Decimal(0),
-                                        vat_code=vat_code(charge["vat_rate"], f"{field}.vat_rate")))
+            lines.append(
+                MamutOrderLine(
+                    sku=sku,
+                    description=charge["name"] or sku,
+                    quantity=Decimal(1),
+                    unit_price=_money(charge[amount_key]),
+                    discount_pct=Decimal(0),
+                    vat_code=vat_code(charge["vat_rate"], f"{field}.vat_rate"),
+                )
+            )
     invoice = record["invoice_address"] or {}
     delivery = record["delivery_address"] or invoice
     reference = f"Starweb {order_id}" + (f" · rabattkod {record['discount_code']}" if record["discount_code"] else "")
@@ -318,15 +367,22 @@ def _exchange_rate(record: Mapping[str, Any], rates: ExchangeRateConvention) -> 
         return Decimal(1)
     rate = _money(record["exchange_rate"])
     if not rate > 0:
-        raise MappingError(f"order {record['order_id']}: field 'currencyExchangeRate': an order in "
-                           f"{record['currency']} needs a positive exchange rate, got {record['exchange_rate']!r}")
+        raise MappingError(
+            f"order {record['order_id']}: field 'currencyExchangeRate': an order in "
+            f"{record['currency']} needs a positive exchange rate, got {record['exchange_rate']!r}"
+        )
     return rates.from_starweb(rate)
 
 
 def _mamut_address(address: Mapping[str, Any]) -> MamutAddress:
     person = " ".join(part for part in (address["first_name"], address["last_name"]) if part)
-    return MamutAddress(name=address["company"] or person or None, street=address["street"], zip_code=address["zip"],
-                        city=address["city"], country=address["country"])
+    return MamutAddress(
+        name=address["company"] or person or None,
+        street=address["street"],
+        zip_code=address["zip"],
+        city=address["city"],
+        country=address["country"],
+    )
 
 
 def _order_date(created_at: str | None) -> date:

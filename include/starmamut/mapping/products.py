@@ -63,26 +63,34 @@ def normalise_product(
     axes_by_id: dict[int, str] = {}
     for variant in variants:
         values = sorted(
-            (attribute_values[value_id] for value_id in variant.get("attributeValueLinks") or []
-             if value_id in attribute_values),
+            (
+                attribute_values[value_id]
+                for value_id in variant.get("attributeValueLinks") or []
+                if value_id in attribute_values
+            ),
             key=lambda value: value.attribute_id,
         )
         for value in values:
             axes_by_id[value.attribute_id] = value.axis
         master_price = next(
-            (price.get("priceExVat") for price in children(variant, "prices")
-             if price.get("pricelistId") == master_pricelist_id),
+            (
+                price.get("priceExVat")
+                for price in children(variant, "prices")
+                if price.get("pricelistId") == master_pricelist_id
+            ),
             None,
         )
-        variant_records.append({
-            "variant_id": variant.get("variantId"),
-            "sku": variant.get("sku"),
-            "ean": variant.get("ean") or None,
-            "weight": variant.get("weightInKg"),
-            "price": master_price,
-            "active": variant.get("isActive") is not False,
-            "values": {value.axis: value.value for value in values},
-        })
+        variant_records.append(
+            {
+                "variant_id": variant.get("variantId"),
+                "sku": variant.get("sku"),
+                "ean": variant.get("ean") or None,
+                "weight": variant.get("weightInKg"),
+                "price": master_price,
+                "active": variant.get("isActive") is not False,
+                "values": {value.axis: value.value for value in values},
+            }
+        )
     vat_rate = product.get("defaultVatRate")
     return {
         "product_id": product["productId"],

@@ -14,13 +14,35 @@ from starmamut.mapping.catalogue import ATTRIBUTE_NAME_MAX_LENGTH, PRODUCT_NAME_
 from starmamut.quality.products import format_number, product_checks
 from starmamut.quality.runner import RowCheck, import_great_expectations
 
-CATALOGUE_COLUMNS = ("row_key", "product_key", "sku", "sku_folded", "name", "vat_code", "ean", "weight",
-                     "missing_axes", "combination", "axis_1", "axis_2", "value_1", "value_2")
+CATALOGUE_COLUMNS = (
+    "row_key",
+    "product_key",
+    "sku",
+    "sku_folded",
+    "name",
+    "vat_code",
+    "ean",
+    "weight",
+    "missing_axes",
+    "combination",
+    "axis_1",
+    "axis_2",
+    "value_1",
+    "value_2",
+)
 
 # The skeleton's checks that apply unchanged to Mamut articles (its price, VAT-rate and axis-count checks
 # do not: prices are another job's, VAT comes as a code, and Mamut allows two axes by construction).
-_SHARED_CHECKS = ("sku_present", "sku_is_text", "sku_allowed_characters", "sku_max_length", "name_present",
-                  "name_not_blank", "ean_format", "ean_check_digit")
+_SHARED_CHECKS = (
+    "sku_present",
+    "sku_is_text",
+    "sku_allowed_characters",
+    "sku_max_length",
+    "name_present",
+    "name_not_blank",
+    "ean_format",
+    "ean_check_digit",
+)
 
 
 def catalogue_checks(*, vat_codes: Iterable[int]) -> list[RowCheck]:

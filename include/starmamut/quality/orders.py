@@ -13,10 +13,28 @@ from typing import Any
 
 from starmamut.quality.runner import RowCheck, import_great_expectations
 
-ORDER_COLUMNS = ("row_key", "tolerance", "net_sum", "total_amount", "net_excess", "vat_sum", "total_vat",
-                 "vat_excess", "gross_sum", "amount_to_pay", "gross_excess", "unitemised", "has_invoice_address",
-                 "has_delivery_address", "currency", "currency_known", "line_count", "min_quantity", "email",
-                 "unknown_skus")
+ORDER_COLUMNS = (
+    "row_key",
+    "tolerance",
+    "net_sum",
+    "total_amount",
+    "net_excess",
+    "vat_sum",
+    "total_vat",
+    "vat_excess",
+    "gross_sum",
+    "amount_to_pay",
+    "gross_excess",
+    "unitemised",
+    "has_invoice_address",
+    "has_delivery_address",
+    "currency",
+    "currency_known",
+    "line_count",
+    "min_quantity",
+    "email",
+    "unknown_skus",
+)
 # Deliberately loose (what a shop accepts at checkout), strict enough to catch typos like a missing '@'.
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}\Z"
 
@@ -44,20 +62,21 @@ def order_checks(*, quarantine_unknown_skus: bool) -> list[RowCheck]:
         totals_check("totals_to_pay", "gross", "lines + shipping + fee incl. VAT", "amountToPay", "amount_to_pay"),
         RowCheck(
             name="invoice_address_present",
-            expectation=lambda: expectations().ExpectColumnValuesToBeInSet(column="has_invoice_address",
-                                                                           value_set=[True]),
+            expectation=lambda: expectations().ExpectColumnValuesToBeInSet(
+                column="has_invoice_address", value_set=[True]
+            ),
             describe=lambda row: "the order has no invoice address",
         ),
         RowCheck(
             name="delivery_address_present",
-            expectation=lambda: expectations().ExpectColumnValuesToBeInSet(column="has_delivery_address",
-                                                                           value_set=[True]),
+            expectation=lambda: expectations().ExpectColumnValuesToBeInSet(
+                column="has_delivery_address", value_set=[True]
+            ),
             describe=lambda row: "the order has no delivery address",
         ),
         RowCheck(
             name="currency_known",
-            expectation=lambda: expectations().ExpectColumnValuesToBeInSet(column="currency_known",
-                                                                           value_set=[True]),
+            expectation=lambda: expectations().ExpectColumnValuesToBeInSet(column="currency_known", value_set=[True]),
             describe=lambda row: f"currency {row['currency']!r} is not a currency in Mamut",
         ),
         RowCheck(
@@ -68,7 +87,8 @@ def order_checks(*, quarantine_unknown_skus: bool) -> list[RowCheck]:
         RowCheck(
             name="quantities_positive",
             expectation=lambda: expectations().ExpectColumnValuesToBeBetween(
-                column="min_quantity", min_value=0, strict_min=True),
+                column="min_quantity", min_value=0, strict_min=True
+            ),
             describe=lambda row: f"a line has quantity {row['min_quantity']:g}; quantities must be positive",
         ),
         RowCheck(
@@ -83,11 +103,13 @@ def order_checks(*, quarantine_unknown_skus: bool) -> list[RowCheck]:
         ),
     ]
     if quarantine_unknown_skus:
-        checks.append(RowCheck(
-            name="skus_known",
-            expectation=lambda: expectations().ExpectColumnValuesToBeNull(column="unknown_skus"),
-            describe=lambda row: f"SKU(s) {row['unknown_skus']} are not articles in Mamut",
-        ))
+        checks.append(
+            RowCheck(
+                name="skus_known",
+                expectation=lambda: expectations().ExpectColumnValuesToBeNull(column="unknown_skus"),
+                describe=lambda row: f"SKU(s) {row['unknown_skus']} are not articles in Mamut",
+            )
+        )
     return checks
 
 
@@ -99,8 +121,10 @@ def _sum_differs(what: str, rows_give: float, field: str, order_says: Any, toler
     """E.g. "lines + shipping + fee ex VAT: 513.30, but totalAmount is 600.00 (+86.70, more than ...)"."""
     if _missing(order_says):
         return f"{what}: {rows_give:.2f}, but the order has no {field}"
-    return (f"{what}: {rows_give:.2f}, but {field} is {order_says:.2f} "
-            f"({order_says - rows_give:+.2f}, more than the tolerance {tolerance:.2f})")
+    return (
+        f"{what}: {rows_give:.2f}, but {field} is {order_says:.2f} "
+        f"({order_says - rows_give:+.2f}, more than the tolerance {tolerance:.2f})"
+    )
 
 
 def _unitemised(row: dict[str, Any]) -> str:
@@ -108,5 +132,7 @@ def _unitemised(row: dict[str, Any]) -> str:
     unitemised = row["unitemised"]
     if _missing(unitemised) or abs(unitemised) <= row["tolerance"]:
         return ""
-    return (f"; amountToPay is totalAmount + totalVat {unitemised:+.2f}: an amount no order row shows "
-            "(a gift card, a rounding?)")
+    return (
+        f"; amountToPay is totalAmount + totalVat {unitemised:+.2f}: an amount no order row shows "
+        "(a gift card, a rounding?)"
+    )

@@ -13,8 +13,18 @@ from typing import Any
 from starmamut.quality.products import product_checks
 from starmamut.quality.runner import RowCheck, import_great_expectations
 
-PRICE_COLUMNS = ("row_key", "sku", "sku_folded", "target", "price", "currency", "pricelist_currency",
-                 "volume_quantities", "volume_min_quantity", "volume_min_price")
+PRICE_COLUMNS = (
+    "row_key",
+    "sku",
+    "sku_folded",
+    "target",
+    "price",
+    "currency",
+    "pricelist_currency",
+    "volume_quantities",
+    "volume_min_quantity",
+    "volume_min_price",
+)
 STOCK_COLUMNS = ("row_key", "sku", "sku_folded", "target", "quantity")
 STARWEB_STOCK_LIMIT = 100_000_000
 _SKU_RULES = ("sku_present", "sku_is_text", "sku_allowed_characters", "sku_max_length")
@@ -33,9 +43,7 @@ def _sku_checks() -> list[RowCheck]:
         *shared,
         RowCheck(
             name="sku_unique_per_target",
-            expectation=lambda: _expectations().ExpectCompoundColumnsToBeUnique(
-                column_list=["sku_folded", "target"]
-            ),
+            expectation=lambda: _expectations().ExpectCompoundColumnsToBeUnique(column_list=["sku_folded", "target"]),
             describe=lambda row: (
                 f"SKU {row['sku']!r} is, ignoring upper and lower case, the SKU of another Mamut article too; "
                 "Starweb cannot tell them apart"
@@ -74,11 +82,18 @@ def price_checks() -> list[RowCheck]:
                 f"volume price quantities {row['volume_quantities']} are not all whole numbers; Starweb needs them"
             ),
         ),
-        _between("volume_quantity_at_least_2", "volume_min_quantity",
-                 lambda row: f"a volume price starts at quantity {row['volume_min_quantity']}; Starweb's start at 2",
-                 min_value=2),
-        _between("volume_price_not_negative", "volume_min_price",
-                 lambda row: f"a volume price is negative ({row['volume_min_price']})", min_value=0),
+        _between(
+            "volume_quantity_at_least_2",
+            "volume_min_quantity",
+            lambda row: f"a volume price starts at quantity {row['volume_min_quantity']}; Starweb's start at 2",
+            min_value=2,
+        ),
+        _between(
+            "volume_price_not_negative",
+            "volume_min_price",
+            lambda row: f"a volume price is negative ({row['volume_min_price']})",
+            min_value=0,
+        ),
     ]
 
 
@@ -86,14 +101,24 @@ def stock_checks() -> list[RowCheck]:
     """What a stock value must pass: the SKU rules and Starweb's bounds for a quantity (±1e8)."""
     return [
         *_sku_checks(),
-        _between("quantity_within_starweb_bounds", "quantity",
-                 lambda row: f"stock quantity {row['quantity']} is outside what Starweb accepts (±100 000 000)",
-                 min_value=-STARWEB_STOCK_LIMIT, max_value=STARWEB_STOCK_LIMIT),
+        _between(
+            "quantity_within_starweb_bounds",
+            "quantity",
+            lambda row: f"stock quantity {row['quantity']} is outside what Starweb accepts (±100 000 000)",
+            min_value=-STARWEB_STOCK_LIMIT,
+            max_value=STARWEB_STOCK_LIMIT,
+        ),
     ]
 
 
-def _between(name: str, column: str, describe: Callable[[dict[str, Any]], str], *, min_value: float | None = None,
-             max_value: float | None = None) -> RowCheck:
+def _between(
+    name: str,
+    column: str,
+    describe: Callable[[dict[str, Any]], str],
+    *,
+    min_value: float | None = None,
+    max_value: float | None = None,
+) -> RowCheck:
     """A range check on one column; a missing value passes (presence is another check's business)."""
     return RowCheck(
         name=name,
@@ -125,5 +150,9 @@ def stock_check_row(key: str, record: Mapping[str, Any]) -> dict[str, Any]:
 
 def _identity(key: str, record: Mapping[str, Any]) -> dict[str, Any]:
     sku = record["sku"]
-    return {"row_key": key, "sku": sku, "sku_folded": sku.casefold() if isinstance(sku, str) else sku,
-            "target": record["target"]}
+    return {
+        "row_key": key,
+        "sku": sku,
+        "sku_folded": sku.casefold() if isinstance(sku, str) else sku,
+        "target": record["target"],
+    }

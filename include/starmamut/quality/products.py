@@ -57,9 +57,7 @@ def product_checks(
             # Row-level on pandas 2 (object column: each value's type is checked); on pandas 3
             # string columns get a string dtype and this expectation fails them all.
             name="sku_is_text",
-            expectation=lambda: expectations().ExpectColumnValuesToBeInTypeList(
-                column="sku", type_list=["str"]
-            ),
+            expectation=lambda: expectations().ExpectColumnValuesToBeInTypeList(column="sku", type_list=["str"]),
             describe=lambda row: f"SKU {row['sku']!r} is {type(row['sku']).__name__}, not text",
         ),
         RowCheck(
@@ -69,13 +67,9 @@ def product_checks(
         ),
         RowCheck(
             name="sku_allowed_characters",
-            expectation=lambda: expectations().ExpectColumnValuesToMatchRegex(
-                column="sku", regex=SKU_PATTERN
-            ),
+            expectation=lambda: expectations().ExpectColumnValuesToMatchRegex(column="sku", regex=SKU_PATTERN),
             describe=lambda row: (
-                f"SKU {row['sku']!r} has characters other than {allowed_characters}"
-                if row["sku"]
-                else "SKU is empty"
+                f"SKU {row['sku']!r} has characters other than {allowed_characters}" if row["sku"] else "SKU is empty"
             ),
         ),
         RowCheck(
@@ -84,8 +78,7 @@ def product_checks(
                 column="sku", max_value=sku_max_length
             ),
             describe=lambda row: (
-                f"SKU {row['sku']!r} is {len(str(row['sku']))} characters long; "
-                f"at most {sku_max_length} are allowed"
+                f"SKU {row['sku']!r} is {len(str(row['sku']))} characters long; at most {sku_max_length} are allowed"
             ),
         ),
         RowCheck(
@@ -110,27 +103,21 @@ def product_checks(
         ),
         RowCheck(
             name="vat_rate_allowed",
-            expectation=lambda: expectations().ExpectColumnValuesToBeInSet(
-                column="vat_rate", value_set=vat_rates
-            ),
+            expectation=lambda: expectations().ExpectColumnValuesToBeInSet(column="vat_rate", value_set=vat_rates),
             describe=lambda row: (
                 f"VAT rate {format_number(row['vat_rate'])} % is not one of this shop's rates ({vat_rate_list})"
             ),
         ),
         RowCheck(
             name="axis_count_within_limit",
-            expectation=lambda: expectations().ExpectColumnValuesToBeBetween(
-                column="axis_count", max_value=max_axes
-            ),
+            expectation=lambda: expectations().ExpectColumnValuesToBeBetween(column="axis_count", max_value=max_axes),
             describe=lambda row: (
                 f"{format_number(row['axis_count'])} variant axes; Mamut allows at most {max_axes} variant axes"
             ),
         ),
         RowCheck(
             name="ean_format",
-            expectation=lambda: expectations().ExpectColumnValuesToMatchRegex(
-                column="ean", regex=EAN_PATTERN
-            ),
+            expectation=lambda: expectations().ExpectColumnValuesToMatchRegex(column="ean", regex=EAN_PATTERN),
             describe=lambda row: f"EAN {row['ean']!r} is not 8 or 13 digits",
         ),
         RowCheck(

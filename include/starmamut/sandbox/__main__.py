@@ -19,8 +19,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every API request")
     parser.add_argument("--rate-limit", type=int, default=None, help="requests per minute per API user")
     parser.add_argument("--per-page", type=int, default=100, help="page size of paginated lists")
-    parser.add_argument("--generate", type=int, default=0, metavar="N",
-                        help="add N generated products (deterministic) after seeding, for benchmarks")
+    parser.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N generated products (deterministic) after seeding, for benchmarks",
+    )
     parser.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
     return parser.parse_args(argv)
 

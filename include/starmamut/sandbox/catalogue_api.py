@@ -41,8 +41,6 @@ _PRICE_INCLUDES = ("volumePrices",)
 _FILTER_SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
-
-
 # ---------------------------------------------------------------- shop-wide
 
 
@@ -244,9 +242,7 @@ def get_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
 
 def put_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
     params = request.path_params
-    return data_response(
-        state.set_price(params["productId"], params["variantId"], params["pricelistId"], request.body)
-    )
+    return data_response(state.set_price(params["productId"], params["variantId"], params["pricelistId"], request.body))
 
 
 def patch_price(state: SandboxState, request: ApiRequest) -> ApiResponse:

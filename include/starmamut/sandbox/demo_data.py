@@ -143,9 +143,7 @@ def _seed_shop_setup(state: SandboxState) -> None:
             }
         )
     state.add_pricelist({"name": "Standard", "currencyCode": "SEK", "isActive": True})
-    state.add_pricelist(
-        {"name": "Återförsäljare", "parentPricelistId": MASTER_PRICELIST_ID, "isActive": True}
-    )
+    state.add_pricelist({"name": "Återförsäljare", "parentPricelistId": MASTER_PRICELIST_ID, "isActive": True})
     state.add_pricelist({"name": "Euro", "currencyCode": "EUR", "isActive": True, "region": "EU"})
     in_stock = state.seed_stock_status(
         {
@@ -293,9 +291,7 @@ _DEMO_PRODUCTS: tuple[_DemoProduct, ...] = (
         vat="12",
         ean_prefix="735000106",
     ),
-    _DemoProduct(
-        "LEK-1006", "Leksaksbil Amazon kombi", "Toy car Amazon estate", 129, 0.25, visibility="hidden"
-    ),
+    _DemoProduct("LEK-1006", "Leksaksbil Amazon kombi", "Toy car Amazon estate", 129, 0.25, visibility="hidden"),
     _DemoProduct(
         "KL-2001",
         "Gummistövlar Pöl",

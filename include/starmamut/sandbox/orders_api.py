@@ -25,10 +25,8 @@ from starmamut.sandbox.state import CustomerQuery, OrderQuery, Page, SandboxStat
 _UNSUPPORTED_CUSTOMER_INCLUDES = ("tags",)
 
 
-
 def _paged(page: Page) -> ApiResponse:
     return ApiResponse(200, {"data": page.items, "meta": {"pagination": page.pagination}})
-
 
 
 def _query_id(request: ApiRequest, name: str) -> int | None:

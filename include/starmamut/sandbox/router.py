@@ -100,8 +100,7 @@ class Router:
             path_matched = True
             if route.method == method:
                 params = {
-                    name: int(value) if name in route.int_params else value
-                    for name, value in match.groupdict().items()
+                    name: int(value) if name in route.int_params else value for name, value in match.groupdict().items()
                 }
                 return route.handler, params
         implemented = {(route.method, _shape(route.pattern)) for route in self._routes}
@@ -171,9 +170,7 @@ def query_choice(request: ApiRequest, name: str, choices: tuple[str, ...]) -> st
     return raw
 
 
-def query_includes(
-    request: ApiRequest, supported: Iterable[str], unsupported: Iterable[str] = ()
-) -> frozenset[str]:
+def query_includes(request: ApiRequest, supported: Iterable[str], unsupported: Iterable[str] = ()) -> frozenset[str]:
     """The comma-separated ``include`` list; includes the spec has but the sandbox lacks are a clear 400."""
     raw = request.query.get("include", "")
     requested = frozenset(part.strip() for part in raw.split(",") if part.strip())

@@ -48,8 +48,14 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 _REDACTED = "<redacted>"
 # The ``*_next`` fault counters in the order they are consumed (one fault per request), with the fault each gives.
-_COUNTED_FAULTS = (("drop_next", "drop"), ("fail_429_next", "429"), ("fail_500_next", "500"),
-                   ("fail_status_next", "status"), ("error_200_next", "error_200"), ("echo_request_next", "echo"))
+_COUNTED_FAULTS = (
+    ("drop_next", "drop"),
+    ("fail_429_next", "429"),
+    ("fail_500_next", "500"),
+    ("fail_status_next", "status"),
+    ("error_200_next", "error_200"),
+    ("echo_request_next", "echo"),
+)
 
 
 @dataclass
@@ -302,9 +308,7 @@ class Sandbox:
                 outcome = _Outcome(error.status, error.body())
             except Exception:
                 logger.exception("sandbox handler for %s %s failed", method, path)
-                outcome = _Outcome(
-                    500, {"error": "server_error", "error_description": "Internal sandbox error"}
-                )
+                outcome = _Outcome(500, {"error": "server_error", "error_description": "Internal sandbox error"})
             if fault == "drop_after_write":
                 outcome = _Outcome(0, drop=True)
         recorded_body = _redact_secret(body) if is_token else body
@@ -436,9 +440,7 @@ class Sandbox:
             while window and window[0] <= now - self.faults.rate_limit_window_seconds:
                 window.popleft()
             if len(window) >= limit:
-                raise ApiError(
-                    429, "Too Many Requests", f"Rate limit of {limit} requests per minute exceeded"
-                )
+                raise ApiError(429, "Too Many Requests", f"Rate limit of {limit} requests per minute exceeded")
             window.append(now)
 
     # ------------------------------------------------------------------ admin

@@ -256,9 +256,7 @@ def slugify(text: str) -> str:
 class SandboxState(SalesState):
     """The shop: settings, pricelists, stock setup, attributes, the catalogue, and (mixed in) sales. Thread-safe."""
 
-    def __init__(
-        self, seed: str = "demo", *, per_page: int = 100, clock: Callable[[], datetime] | None = None
-    ):
+    def __init__(self, seed: str = "demo", *, per_page: int = 100, clock: Callable[[], datetime] | None = None):
         self._lock = threading.RLock()
         self.per_page = per_page
         self.clock: Callable[[], datetime] = clock or _stockholm_now
@@ -479,9 +477,7 @@ class SandboxState(SalesState):
             pricelist = self._require(self._pricelists, pricelist_id, "pricelist")
             if pricelist["isMaster"]:
                 raise forbidden(f"pricelist {pricelist_id} is the master pricelist and cannot be deleted")
-            children = [
-                pid for pid, other in self._pricelists.items() if other["parentPricelistId"] == pricelist_id
-            ]
+            children = [pid for pid, other in self._pricelists.items() if other["parentPricelistId"] == pricelist_id]
             if children:
                 raise forbidden(f"pricelist {pricelist_id} is the parent of pricelist {children[0]}")
             del self._pricelists[pricelist_id]
@@ -526,9 +522,7 @@ class SandboxState(SalesState):
                 if value["attributeId"] == attribute_id
             ]
 
-    def attribute_value(
-        self, attribute_id: int, value_id: int, *, include_attribute: bool = False
-    ) -> dict[str, Any]:
+    def attribute_value(self, attribute_id: int, value_id: int, *, include_attribute: bool = False) -> dict[str, Any]:
         with self._lock:
             self._require(self._attributes, attribute_id, "product attribute")
             value = self._attribute_values.get(value_id)
@@ -555,9 +549,7 @@ class SandboxState(SalesState):
 
     def _check_name_languages(self, languages: Any, where: str) -> list[dict[str, Any]]:
         checked = [
-            check_fields(
-                language, _NAME_LANGUAGE_RULES, where=f"{where}[{index}]", required=("langCode", "name")
-            )
+            check_fields(language, _NAME_LANGUAGE_RULES, where=f"{where}[{index}]", required=("langCode", "name"))
             for index, language in enumerate(check_list_of_objects(languages, where))
         ]
         codes = [language["langCode"] for language in checked]
@@ -595,10 +587,12 @@ class SandboxState(SalesState):
         with self._lock:
             # Ids only grow and a dict keeps insertion order, so the products are already in productId order:
             # a listing of a large catalogue costs a copy, not a sort, under the lock every request shares.
-            filtered = (query.filter_sku, query.created_since, query.updated_since) != (None, None, None) \
-                or query.filter_visible
-            matching = [product for product in self._products.values()
-                        if not filtered or self._matches(product, query)]
+            filtered = (query.filter_sku, query.created_since, query.updated_since) != (
+                None,
+                None,
+                None,
+            ) or query.filter_visible
+            matching = [product for product in self._products.values() if not filtered or self._matches(product, query)]
             if query.descending:
                 matching.reverse()
             return self._page(matching, query.page, lambda product: self._render_product(product, query.includes))
@@ -666,17 +660,13 @@ class SandboxState(SalesState):
                 iter(product.languages.values()), None
             )
             slim_fields = ("langCode", "name", "shortDescription", "permalink")
-            rendered["languages"] = {
-                "data": [] if primary is None else [{name: primary[name] for name in slim_fields}]
-            }
+            rendered["languages"] = {"data": [] if primary is None else [{name: primary[name] for name in slim_fields}]}
         if "vatRates" in includes:
             rendered["vatRates"] = {
                 "data": [{"countryCode": code, "vatRate": rate} for code, rate in product.vat_rates.items()]
             }
         if all_variants:
-            rendered["variants"] = {
-                "data": [self._render_variant(variant) for variant in product.variants.values()]
-            }
+            rendered["variants"] = {"data": [self._render_variant(variant) for variant in product.variants.values()]}
         elif includes & {"primaryVariant", "primaryVariant.prices", "primaryVariant.attributeValues"}:
             primary_variant = min(
                 product.variants.values(),
@@ -730,9 +720,7 @@ class SandboxState(SalesState):
             else list(fields["volumePricingInheritancePricelistIds"]),
         }
         if with_prices:
-            rendered["prices"] = [
-                self._render_price(variant, pricelist_id) for pricelist_id in sorted(variant.prices)
-            ]
+            rendered["prices"] = [self._render_price(variant, pricelist_id) for pricelist_id in sorted(variant.prices)]
         if with_attribute_values or with_attributes:
             rendered["attributeValues"] = [
                 self._render_attribute_value(value_id, include_attribute=with_attributes)
@@ -755,9 +743,7 @@ class SandboxState(SalesState):
             created_at = fields.pop("createdAt", now)
             product = _Product(self._next_id("product"), {**_PRODUCT_DEFAULTS, **fields}, created_at, now)
             product.languages = {language["langCode"]: language for language in children.get("languages", [])}
-            product.vat_rates = {
-                rate["countryCode"]: rate["vatRate"] for rate in children.get("vatRates", [])
-            }
+            product.vat_rates = {rate["countryCode"]: rate["vatRate"] for rate in children.get("vatRates", [])}
             self._products[product.product_id] = product
             for variant_body in variant_bodies:
                 self._insert_variant(product, variant_body)
@@ -790,9 +776,7 @@ class SandboxState(SalesState):
             if "variants" in children:
                 by_sku = {variant.fields["sku"].casefold(): variant for variant in product.variants.values()}
                 for index, variant_body in enumerate(children["variants"]):
-                    checked = self._check_variant_body(
-                        variant_body, where=f"{where}.variants[{index}]", patch=False
-                    )
+                    checked = self._check_variant_body(variant_body, where=f"{where}.variants[{index}]", patch=False)
                     plan.append((by_sku.get(checked["sku"].casefold()), checked))
                 self._check_variant_set(
                     product,
@@ -872,9 +856,7 @@ class SandboxState(SalesState):
     def _check_product_languages(self, languages: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
         checked = [
             self._complete_language(
-                check_fields(
-                    language, _LANGUAGE_RULES, where=f"{where}[{index}]", required=("langCode", "name")
-                )
+                check_fields(language, _LANGUAGE_RULES, where=f"{where}[{index}]", required=("langCode", "name"))
             )
             for index, language in enumerate(languages)
         ]
@@ -894,9 +876,7 @@ class SandboxState(SalesState):
     @staticmethod
     def _check_vat_rates(rates: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
         checked = [
-            check_fields(
-                rate, _VAT_RATE_RULES, where=f"{where}[{index}]", required=("countryCode", "vatRate")
-            )
+            check_fields(rate, _VAT_RATE_RULES, where=f"{where}[{index}]", required=("countryCode", "vatRate"))
             for index, rate in enumerate(rates)
         ]
         for rate in checked:
@@ -908,9 +888,7 @@ class SandboxState(SalesState):
 
     # ------------------------------------------------------------------ variants
 
-    def list_variants(
-        self, product_id: int, *, page: int = 1, includes: Iterable[str] = ()
-    ) -> list[dict[str, Any]]:
+    def list_variants(self, product_id: int, *, page: int = 1, includes: Iterable[str] = ()) -> list[dict[str, Any]]:
         """``GET /products/{id}/variants``: one page of ``per_page`` variants (the spec gives no meta)."""
         with self._lock:
             product = self._product(product_id)
@@ -955,9 +933,7 @@ class SandboxState(SalesState):
             self._remove_variant(product, variant_id)
             self._touch(product)
 
-    def _change_variant(
-        self, product_id: int, variant_id: int, body: Any, *, replace: bool
-    ) -> dict[str, Any]:
+    def _change_variant(self, product_id: int, variant_id: int, body: Any, *, replace: bool) -> dict[str, Any]:
         with self._lock:
             product, variant = self._variant(product_id, variant_id)
             where = f"product {product_id} variant {variant_id}"
@@ -983,9 +959,7 @@ class SandboxState(SalesState):
             raise bad_request(f"{where}.stockStatusId: no stock status {fields['stockStatusId']}")
         for pricelist_id in fields.get("volumePricingInheritancePricelistIds") or []:
             if pricelist_id not in self._pricelists:
-                raise bad_request(
-                    f"{where}.volumePricingInheritancePricelistIds: no pricelist {pricelist_id}"
-                )
+                raise bad_request(f"{where}.volumePricingInheritancePricelistIds: no pricelist {pricelist_id}")
         links = fields.get("attributeValueLinks") or []
         for value_id in links:
             if value_id not in self._attribute_values:
@@ -1038,14 +1012,10 @@ class SandboxState(SalesState):
         link_sets = remaining + [body.get("attributeValueLinks", []) for body in incoming]
         if len(link_sets) > 1:
             if any(not links for links in link_sets):
-                raise bad_request(
-                    f"{where}.attributeValueLinks: required when the product has several variants"
-                )
+                raise bad_request(f"{where}.attributeValueLinks: required when the product has several variants")
             combinations = [frozenset(links) for links in link_sets]
             if len(set(combinations)) != len(combinations):
-                raise bad_request(
-                    f"{where}.attributeValueLinks: another variant has the same attribute values"
-                )
+                raise bad_request(f"{where}.attributeValueLinks: another variant has the same attribute values")
 
     def _insert_variant(self, product: _Product, checked: dict[str, Any]) -> _Variant:
         variant = _Variant(self._next_id("variant"), {})
@@ -1196,8 +1166,11 @@ class SandboxState(SalesState):
             quantity = float(fields["quantity"])
             if quantity in breaks:
                 raise bad_request(f"{where}.volumePrices[{index}].quantity: {quantity:g} occurs twice")
-            breaks[quantity] = {"pricelistId": pricelist_id, "quantity": quantity,
-                                "priceExVat": float(fields["priceExVat"])}
+            breaks[quantity] = {
+                "pricelistId": pricelist_id,
+                "quantity": quantity,
+                "priceExVat": float(fields["priceExVat"]),
+            }
         return [breaks[quantity] for quantity in sorted(breaks)]
 
     @staticmethod
@@ -1235,16 +1208,11 @@ class SandboxState(SalesState):
             where = f"product {product_id} variant {variant_id} stock {location_id}"
             required = ("stockStatusId", "stockQuantity") if replace else ()
             fields = check_fields(body, _STOCK_RULES, where=where, required=required)
-            if (
-                fields.get("stockStatusId") is not None
-                and fields["stockStatusId"] not in self._stock_statuses
-            ):
+            if fields.get("stockStatusId") is not None and fields["stockStatusId"] not in self._stock_statuses:
                 raise bad_request(f"{where}.stockStatusId: no stock status {fields['stockStatusId']}")
             current = variant.stocks.get(location_id)
             if current is None and not replace:
-                raise not_found(
-                    f"variant {variant_id} has no stock at location {location_id}; PUT creates it"
-                )
+                raise not_found(f"variant {variant_id} has no stock at location {location_id}; PUT creates it")
             if "stockQuantity" in fields:
                 fields["stockQuantity"] = float(fields["stockQuantity"])
             if replace or current is None:

@@ -245,9 +245,7 @@ def _validated_reasons(reasons: list[dict[str, Any]], what: str) -> list[dict[st
         raise ValueError(f"{what}: quarantine needs at least one reason")
     for reason in reasons:
         if not isinstance(reason, Mapping) or not {"check", "reason"} <= reason.keys():
-            raise ValueError(
-                f"{what}: each reason must be a mapping with 'check' and 'reason', got {reason!r}"
-            )
+            raise ValueError(f"{what}: each reason must be a mapping with 'check' and 'reason', got {reason!r}")
     return [dict(reason) for reason in reasons]
 
 
@@ -435,9 +433,7 @@ class StagingStore:
                 ranges.append((chunk[0], chunk[-1]))
         return ranges
 
-    def set_verdicts(
-        self, batch_id: str, entity: str, verdicts: Mapping[str, tuple[str, str | None]]
-    ) -> None:
+    def set_verdicts(self, batch_id: str, entity: str, verdicts: Mapping[str, tuple[str, str | None]]) -> None:
         """Record validation verdicts; all or nothing, and a key that was never staged is an error.
 
         Keys sharing a (verdict, reason) are updated together through IN lists: a batch is mostly
@@ -557,11 +553,20 @@ class StagingStore:
             self._require_batch(connection, batch_id)
             for chunk in _chunks(holders, WRITE_CHUNK_SIZE):
                 latest = {(holder.sku_key, holder.key): holder for holder in chunk}
-                connection.execute(statement, [
-                    {"batch_id": batch_id, "side": side, "sku_key": holder.sku_key, "key": holder.key,
-                     "sku": holder.sku, "ref": holder.ref}
-                    for holder in latest.values()
-                ])
+                connection.execute(
+                    statement,
+                    [
+                        {
+                            "batch_id": batch_id,
+                            "side": side,
+                            "sku_key": holder.sku_key,
+                            "key": holder.key,
+                            "sku": holder.sku,
+                            "ref": holder.ref,
+                        }
+                        for holder in latest.values()
+                    ],
+                )
                 count += len(chunk)
         return count
 
@@ -578,8 +583,9 @@ class StagingStore:
         """For each SKU (as ``sku_key``), the keys of ``side`` holding it; SKUs nobody holds are absent."""
         return self._holders(batch_id, side, tables.staged_sku.c.sku_key, sku_keys, by_sku=True)
 
-    def _holders(self, batch_id: str, side: str, column: sa.Column[str], values: Iterable[str],
-                 *, by_sku: bool) -> dict[str, list[SkuHolder]]:
+    def _holders(
+        self, batch_id: str, side: str, column: sa.Column[str], values: Iterable[str], *, by_sku: bool
+    ) -> dict[str, list[SkuHolder]]:
         table = tables.staged_sku
         query = (
             sa.select(table.c.key, table.c.sku, table.c.sku_key, table.c.ref)
@@ -682,12 +688,23 @@ class StagingStore:
         with self._write() as connection:
             for chunk in _chunks(links, WRITE_CHUNK_SIZE):
                 latest = {(link.shop, link.entity, link.key): link for link in chunk}
-                connection.execute(statement, [
-                    {"shop": link.shop, "entity": link.entity, "key": link.key, "starweb_id": link.starweb_id,
-                     "mamut_key": link.mamut_key, "sku": link.sku, "content_hash": link.content_hash,
-                     "synced_at": now, "retired_at": None}
-                    for link in latest.values()
-                ])
+                connection.execute(
+                    statement,
+                    [
+                        {
+                            "shop": link.shop,
+                            "entity": link.entity,
+                            "key": link.key,
+                            "starweb_id": link.starweb_id,
+                            "mamut_key": link.mamut_key,
+                            "sku": link.sku,
+                            "content_hash": link.content_hash,
+                            "synced_at": now,
+                            "retired_at": None,
+                        }
+                        for link in latest.values()
+                    ],
+                )
 
     def retire_link(self, shop: str, entity: str, key: str) -> None:
         """Mark a link retired (the record is gone at the source); keeps the first retirement time."""
@@ -720,8 +737,14 @@ class StagingStore:
     # -- quarantine -----------------------------------------------------------------------------------------
 
     def quarantine(
-        self, shop: str, entity: str, key: str, reasons: list[dict[str, Any]], batch_id: str,
-        *, accepted: bool = True,
+        self,
+        shop: str,
+        entity: str,
+        key: str,
+        reasons: list[dict[str, Any]],
+        batch_id: str,
+        *,
+        accepted: bool = True,
     ) -> None:
         """Open an entry, or refresh the open one (reasons, batch, last seen; first seen is kept).
 
@@ -759,8 +782,9 @@ class StagingStore:
         """Close the open entries for these keys (they passed validation); returns how many were open."""
         return self._stamp_open_quarantine(shop, entity, keys, tables.quarantine.c.resolved_at)
 
-    def _stamp_open_quarantine(self, shop: str, entity: str, keys: Iterable[str], column: sa.Column[Any],
-                               *conditions: sa.ColumnElement[bool]) -> int:
+    def _stamp_open_quarantine(
+        self, shop: str, entity: str, keys: Iterable[str], column: sa.Column[Any], *conditions: sa.ColumnElement[bool]
+    ) -> int:
         """Set ``column`` to now on the open entries of these keys that meet ``conditions``; returns how many."""
         table = tables.quarantine
         stamped = 0
@@ -809,9 +833,7 @@ class StagingStore:
 
     # -- ledger ---------------------------------------------------------------------------------------------
 
-    def get_ledger(
-        self, shop: str, dimension: str, skus: Iterable[str] | None = None
-    ) -> dict[tuple[str, str], str]:
+    def get_ledger(self, shop: str, dimension: str, skus: Iterable[str] | None = None) -> dict[tuple[str, str], str]:
         """Last pushed values by (sku, target), e.g. ("A-1", "pricelist:2") -> "199.00"."""
         table = tables.ledger
         query = sa.select(table.c.sku, table.c.target, table.c.value).where(

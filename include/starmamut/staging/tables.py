@@ -35,9 +35,7 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(
-                f"naive datetime {value.isoformat()} given to the staging store: pass a timezone"
-            )
+            raise ValueError(f"naive datetime {value.isoformat()} given to the staging store: pass a timezone")
         as_utc = value.astimezone(UTC)
         return as_utc.replace(tzinfo=None) if dialect.name == "sqlite" else as_utc
 

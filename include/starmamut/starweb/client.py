@@ -282,9 +282,7 @@ class StarwebClient:
                 raise self._incomplete(path, page, f"empty, but meta.pagination says {last_page} pages")
             query["page"] = page + 1
 
-    def _iter_pages_without_meta(
-        self, path: str, params: Mapping[str, Any] | None = None
-    ) -> Iterator[dict[str, Any]]:
+    def _iter_pages_without_meta(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Items of a listing that takes ``page`` but answers without ``meta`` (product variants).
 
         A page shorter than a full page ends the listing. The full page size is the ``per_page`` this
@@ -358,8 +356,7 @@ class StarwebClient:
             return False, f"Could not reach Starweb at {self.credentials.base_url}: {exc}"
         return (
             True,
-            f"Connected to Starweb shop {shop.get('name')!r} ({shop.get('idCode')})"
-            f" as {self.credentials.client_id!r}",
+            f"Connected to Starweb shop {shop.get('name')!r} ({shop.get('idCode')}) as {self.credentials.client_id!r}",
         )
 
     def check_clock(self, max_skew: timedelta) -> None:
@@ -378,9 +375,7 @@ class StarwebClient:
                 None, "no_date_header", "Starweb's answers carry no Date header to compare clocks", "GET", "/shop"
             )
         if abs(reading.starweb_time - reading.local_time) > max_skew:
-            raise StarwebClockSkew(
-                reading.starweb_time, reading.local_time, max_skew, reading.method, reading.path
-            )
+            raise StarwebClockSkew(reading.starweb_time, reading.local_time, max_skew, reading.method, reading.path)
 
     # ----------------------------------------------------------------------------------------- typed reads
 
@@ -435,8 +430,11 @@ class StarwebClient:
         include: Sequence[str] = (),
     ) -> Iterator[dict[str, Any]]:
         """Orders created at or after ``created_after`` (orders have no updatedSince), in the given order."""
-        params: dict[str, Any] = {"sortBy": sort_by, "sortOrder": sort_order,
-                                  "includeNonCompletePayments": "true" if include_non_complete_payments else "false"}
+        params: dict[str, Any] = {
+            "sortBy": sort_by,
+            "sortOrder": sort_order,
+            "includeNonCompletePayments": "true" if include_non_complete_payments else "false",
+        }
         if created_after is not None:
             params["ordersCreatedAfter"] = _iso8601(created_after)
         return self.iter_pages("/orders", params | _include(include))
@@ -498,15 +496,11 @@ class StarwebClient:
         body = self._json(response, "POST", TOKEN_PATH)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
-            raise StarwebAuthError(
-                response.status_code, "invalid_response", "no access_token", "POST", TOKEN_PATH
-            )
+            raise StarwebAuthError(response.status_code, "invalid_response", "no access_token", "POST", TOKEN_PATH)
         self._issued_tokens.append(token)
         lifetime = body.get("expires_in")
         lifetime = float(lifetime) if isinstance(lifetime, int | float) else DEFAULT_TOKEN_LIFETIME_SECONDS
-        logger.info(
-            "Fetched a Starweb access token for %s (expires in %.0f s)", self.credentials.client_id, lifetime
-        )
+        logger.info("Fetched a Starweb access token for %s (expires in %.0f s)", self.credentials.client_id, lifetime)
         return token, lifetime
 
     # ----------------------------------------------------------------------------------------- transport
@@ -540,9 +534,7 @@ class StarwebClient:
                 self._pacer.acquire()
             self.stats.increment("requests_sent")
             try:
-                response = self._http.request(
-                    method, path, params=params, json=json_body, data=form, headers=headers
-                )
+                response = self._http.request(method, path, params=params, json=json_body, data=form, headers=headers)
             except httpx.RequestError as exc:
                 failure = self._transport_failure(exc, method, path, resend_after_maybe_applied)
                 earlier_attempt_maybe_applied |= isinstance(exc, _MAYBE_APPLIED_ERRORS)
@@ -555,12 +547,7 @@ class StarwebClient:
                     logger.info("Starweb DELETE %s: already gone after a lost answer; taken as deleted", path)
                     return response
                 error, description = self._error_fields(response)
-                if (
-                    response.status_code == 401
-                    and token is not None
-                    and error == "invalid_token"
-                    and not token_renewed
-                ):
+                if response.status_code == 401 and token is not None and error == "invalid_token" and not token_renewed:
                     token_renewed = True
                     refused_token = token
                     self.stats.increment("retries")
@@ -572,16 +559,12 @@ class StarwebClient:
                     continue
                 # A gateway may have passed the request on before it gave up (see the DELETE case above).
                 earlier_attempt_maybe_applied |= response.status_code in _GATEWAY_STATUSES
-                failure = self._response_failure(
-                    response, error, description, method, path, resend_after_maybe_applied
-                )
+                failure = self._response_failure(response, error, description, method, path, resend_after_maybe_applied)
                 if failure is None:
                     raise self._final_error(response.status_code, error, description, method, path)
             if failures >= self._max_retries:
                 raise failure.exhausted(failure.status, failure.error, failure.description, method, path)
-            delay = backoff_delay(
-                failures + 1, failure.retry_after, base=self._backoff_base, cap=self._backoff_cap
-            )
+            delay = backoff_delay(failures + 1, failure.retry_after, base=self._backoff_base, cap=self._backoff_cap)
             if first_failure_at is None:
                 first_failure_at = time.monotonic()
             if time.monotonic() - first_failure_at + delay > self._max_retry_seconds:
@@ -607,9 +590,7 @@ class StarwebClient:
             )
             time.sleep(delay)
 
-    def _transport_failure(
-        self, exc: httpx.RequestError, method: str, path: str, resendable: bool
-    ) -> _Failure:
+    def _transport_failure(self, exc: httpx.RequestError, method: str, path: str, resendable: bool) -> _Failure:
         """Classify a request that got no response; raise at once when resending could apply a write twice
         or cannot help (e.g. an undecodable body)."""
         kind = type(exc).__name__
@@ -637,9 +618,7 @@ class StarwebClient:
         retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         if status == 429 or (400 <= status < 500 and error == TOO_MANY_REQUESTS):
             self.stats.increment("throttled")
-            return _Failure(
-                reason, status, error or TOO_MANY_REQUESTS, description, StarwebRateLimited, retry_after
-            )
+            return _Failure(reason, status, error or TOO_MANY_REQUESTS, description, StarwebRateLimited, retry_after)
         if status in _GATEWAY_STATUSES and not resendable:
             raise StarwebAmbiguousWrite(status, error, description, method, path)
         if status == 408 or (status >= 500 and status != 501):
@@ -647,9 +626,7 @@ class StarwebClient:
         return None
 
     @staticmethod
-    def _final_error(
-        status: int, error: str | None, description: str | None, method: str, path: str
-    ) -> StarwebError:
+    def _final_error(status: int, error: str | None, description: str | None, method: str, path: str) -> StarwebError:
         if status == 401 or (path == TOKEN_PATH and status in (400, 403)):
             return StarwebAuthError(status, error, description, method, path)
         if status == 404:
@@ -679,13 +656,9 @@ class StarwebClient:
         try:
             body = response.json()
         except ValueError:
-            raise StarwebError(
-                response.status_code, "invalid_response", "body is not JSON", method, path
-            ) from None
+            raise StarwebError(response.status_code, "invalid_response", "body is not JSON", method, path) from None
         if not isinstance(body, dict):
-            raise StarwebError(
-                response.status_code, "invalid_response", "body is not a JSON object", method, path
-            )
+            raise StarwebError(response.status_code, "invalid_response", "body is not a JSON object", method, path)
         return body
 
     def _note_clock(self, response: httpx.Response, method: str, path: str) -> None:

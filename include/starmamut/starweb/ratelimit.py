@@ -68,9 +68,7 @@ class FilePacer:
         self.path = directory / _file_name(key)
 
     def __repr__(self) -> str:
-        return (
-            f"FilePacer(key={self.key!r}, per_minute={self.per_minute}, burst={self.burst}, path={self.path})"
-        )
+        return f"FilePacer(key={self.key!r}, per_minute={self.per_minute}, burst={self.burst}, path={self.path})"
 
     def acquire(self) -> float:
         with open(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+b") as state:
@@ -157,12 +155,8 @@ def pacer_from_url(url: str | None, key: str, per_minute: int, burst: int = 1) -
     if scheme == "file":
         parsed = urlparse(url)
         if parsed.netloc not in ("", "localhost"):
-            raise ValueError(
-                f"file pacer URL must name a local directory (file:///path), got host {parsed.netloc!r}"
-            )
+            raise ValueError(f"file pacer URL must name a local directory (file:///path), got host {parsed.netloc!r}")
         return FilePacer(key, per_minute, Path(unquote(parsed.path)), burst)
     if scheme in ("redis", "rediss", "unix"):
         return RedisPacer(key, per_minute, url, burst)
-    raise ValueError(
-        f"unsupported request pacer URL scheme {scheme!r}: use file:///dir or redis://host:port/db"
-    )
+    raise ValueError(f"unsupported request pacer URL scheme {scheme!r}: use file:///dir or redis://host:port/db")

@@ -40,9 +40,7 @@ def command_line_url() -> str:
     """The database URL a developer named on the command line (never read at run time)."""
     url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("STARMAMUT_STAGING_URL")
     if not url:
-        raise SystemExit(
-            "name the staging database: alembic -x url=<sqlalchemy url> ... (or STARMAMUT_STAGING_URL)"
-        )
+        raise SystemExit("name the staging database: alembic -x url=<sqlalchemy url> ... (or STARMAMUT_STAGING_URL)")
     return url
 
 
