@@ -6,6 +6,7 @@ tens of milliseconds, so one batch per case is affordable.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
@@ -54,6 +55,18 @@ def test_clean_batch_passes_every_check() -> None:
     assert report.rows == 3
     assert report.checks_run == len(CHECKS) == 13
     assert report.failure_share() == 0.0
+
+
+def test_great_expectations_keeps_its_set_up_chatter_out_of_the_task_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    validate(clean_rows())
+
+    assert [
+        record.getMessage()
+        for record in caplog.records
+        if record.name.startswith("great_expectations") and record.levelno < logging.WARNING
+    ] == []
 
 
 # (check, field set on row r2, bad value, expected reason or its start)

@@ -7,6 +7,7 @@ Expectations is imported only when a non-empty batch is validated, because impor
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -179,12 +180,23 @@ def _exception_messages(exception_info: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def _quiet_great_expectations() -> None:
+    """GX logs every context and data source it sets up (two thirds of a task log, none of it for the reader):
+    its loggers stay at WARNING, including those its import gave a level of their own."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.startswith("great_expectations.") and isinstance(logger, logging.Logger) and logger.level:
+            logger.setLevel(max(logger.level, logging.WARNING))
+
+
 def import_great_expectations() -> ModuleType:
     """Import GX on first use, with its usage analytics off (a sync task must not call home).
 
     Check builders call this too, so GX is never imported before a batch is validated.
     """
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    _quiet_great_expectations()  # its import logs too
     import great_expectations
 
+    _quiet_great_expectations()  # the import set some of its loggers' own levels
     return great_expectations
