@@ -38,6 +38,7 @@ from starmamut.mamut.schema_map import SchemaMap
 from tests.conftest import REPO_ROOT
 from tests.fixtures.databases import PG_HOST, PG_PORT, PG_USER, fresh_postgres_database, postgres_sqlalchemy_url
 from tests.fixtures.mamut import fresh_mock_database
+from tests.fixtures.processes import reap_with_this_process
 from tests.test_demo import free_port
 from tests.test_orders_to_mamut import eligible_orders, mamut_orders
 from tests.test_products_to_mamut import expected_mamut_skus, mamut_rows
@@ -166,6 +167,7 @@ class Components:
         self._env = env
         self._log_dir = log_dir
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._watchdogs: list[subprocess.Popen[bytes]] = []
 
     def start(self, name: str, arguments: list[str]) -> None:
         log = (self._log_dir / f"{name}.log").open("wb")
@@ -178,6 +180,7 @@ class Components:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self._watchdogs.append(reap_with_this_process(self._processes[name].pid))
         log.close()
 
     def check_alive(self) -> None:
@@ -200,6 +203,9 @@ class Components:
         for process in self._processes.values():
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # children that outlived their parent (celery pool)
+        for watchdog in self._watchdogs:
+            watchdog.terminate()
+            watchdog.wait(timeout=10)
 
     def print_logs(self, task_logs: Path) -> None:
         """The tail of every component log and every task log, for a failed run."""
