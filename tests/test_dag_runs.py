@@ -137,13 +137,13 @@ def test_erp_shop_prices_and_stock_dags_push_once_then_send_nothing(wired, sandb
 
 @pytest.mark.slow
 def test_order_status_dag_reports_what_happened_in_mamut_once(wired, sandbox) -> None:
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from starmamut.mamut.mock import progress_demo_orders
 
     assert run_dag("demo__products_to_mamut").state == "success"
     assert run_dag("demo__orders_to_mamut").state == "success"
-    progressed = progress_demo_orders(wired["gateway"], "demo", now=datetime.utcnow())
+    progressed = progress_demo_orders(wired["gateway"], "demo", now=datetime.now(UTC))
     assert progressed
     before = len(sandbox.state.status_changes)
     assert run_dag("demo__order_status_to_starweb").state == "success"

@@ -48,9 +48,11 @@ def config(shop_config) -> None:
 
 def test_both_connection_types_are_registered_with_their_form() -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    providers = ProvidersManager()
-    starweb, mamut = providers.hooks["starweb"], providers.hooks["mamut_odbc"]
+    providers = ProvidersManager()  # the UI's view: form fields and widgets
+    hooks = ProvidersManagerTaskRuntime().hooks  # the tasks' view: which hook serves each connection type
+    starweb, mamut = hooks["starweb"], hooks["mamut_odbc"]
     assert (starweb.hook_class_name, starweb.connection_testable) == ("starmamut.airflow_hooks.StarwebHook", True)
     assert (mamut.hook_class_name, mamut.connection_testable) == ("starmamut.airflow_hooks.MamutHook", True)
     assert providers.field_behaviours["starweb"]["relabeling"]["password"] == "Client secret"
