@@ -43,3 +43,12 @@ def test_demo_syncs_the_demo_shop_and_prints_what_landed(tmp_path) -> None:
     assert articles > 0 and orders > 0
     assert "open quarantine: 0" in done.stdout
     assert "sandbox-secret" not in done.stdout.split("demo: running", 1)[1]
+    assert "demo: running demo__orders_to_mamut" in done.stdout
+    assert "initial_product_sync" not in done.stdout  # the migration is manual only
+    assert f"logs of each run are in {tmp_path / 'demo'}" in done.stdout
+
+
+def test_demo_help_answers_without_setting_anything_up() -> None:
+    done = subprocess.run(["bash", "bin/demo", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0 and "--exit-after-sync" in done.stdout
+    assert "setup:" not in done.stdout + done.stderr
