@@ -173,11 +173,12 @@ def chunk_task_states(run: Any) -> list[str]:
 
 
 @pytest.mark.slow
-def test_migration_dag_moves_the_shop_catalogue_in_mapped_chunks_then_changes_nothing(wired, sandbox) -> None:
+def test_migration_dag_moves_the_shop_catalogue_in_mapped_chunks_then_changes_nothing(wired, sandbox, capfd) -> None:
     mamut_demo = set(mamut_rows(wired["gateway"]))
     products = len(sandbox.state.product_ids())
     first = run_dag("demo__initial_product_sync", {"direction": "starweb_to_mamut", "chunk_size": 4})
     assert first.state == "success"
+    assert "XCom not found" not in capfd.readouterr().out  # report reads the chunks' results by index
     assert chunk_task_states(first) == ["success"] * -(-products // 4)  # one task per chunk of 4 families
     assert set(mamut_rows(wired["gateway"])) == expected_mamut_skus(sandbox) | mamut_demo
     rows = mamut_rows(wired["gateway"])
