@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -191,6 +191,10 @@ class MamutGateway:
         self._lock = threading.Lock()
         self._owner_pid = os.getpid()
         self._statements_executed = 0
+        self.statement_observer: Callable[[str], None] | None = None
+        """Called with the SQL text of every statement before it runs (``?`` markers, no values; an
+        executemany once): a hook for tests, e.g. tests/test_tsql_dialect.py. None (the default) does nothing.
+        The PostgreSQL-only session SET at connect time is not reported."""
 
     def __repr__(self) -> str:
         return f"MamutGateway({self.redact(self._connection_string)!r})"
@@ -319,9 +323,11 @@ class MamutGateway:
         message = f"Mamut {operation}{target} failed{where}: {driver_message}"
         return MamutError(self.redact(message), operation=operation, table=table.logical if table else None)
 
-    def _count_statements(self, count: int) -> None:
+    def _count_statements(self, count: int, sql: str) -> None:
         with self._lock:
             self._statements_executed += count
+        if self.statement_observer is not None:
+            self.statement_observer(sql)
 
 
 def _describe(connection: pyodbc.Connection) -> _ConnectionInfo:
@@ -565,7 +571,7 @@ class MamutTransaction:
         self._check_active()
         cursor = self._connection.cursor()
         cursor.fast_executemany = self._info.fast_executemany
-        self._gateway._count_statements(len(param_rows))
+        self._gateway._count_statements(len(param_rows), sql)
         try:
             cursor.executemany(sql, param_rows)
         except pyodbc.Error as exc:
@@ -587,7 +593,7 @@ class MamutTransaction:
     def execute_ddl(self, statement: str) -> None:
         """Run schema DDL written by this project (mock creation, test set-up); never built from input."""
         self._check_active()
-        self._gateway._count_statements(1)
+        self._gateway._count_statements(1, statement)
         try:
             self._connection.execute(statement)
         except pyodbc.Error as exc:
@@ -664,7 +670,7 @@ class MamutTransaction:
 
     def _execute(self, operation: str, spec: TableSpec, sql: str, params: Sequence[Any]) -> pyodbc.Cursor:
         self._check_active()
-        self._gateway._count_statements(1)
+        self._gateway._count_statements(1, sql)
         try:
             return self._connection.execute(sql, *params)
         except pyodbc.Error as exc:
