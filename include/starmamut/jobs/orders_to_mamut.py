@@ -165,7 +165,10 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
         suite_name=f"{shop.id}_{JOB}_{batch_id}",
     )
     reasons.update(
-        {key: [{"check": f.check, "reason": f.reason} for f in failures] for key, failures in report.failures.items()}
+        {
+            key: [{"check": f.check, "reason": f"order {key}: {f.reason}"} for f in failures]  # names the record
+            for key, failures in report.failures.items()
+        }
     )
     return apply_verdicts(
         ctx,

@@ -121,6 +121,13 @@ ORDER_NUMBERS = (
     "amountToPay",
     "currencyExchangeRate",
 )
+ORDER_TEXTS = (
+    "createdAt",
+    "currencyCode",
+    "originalCustomerEmail",
+    "originalCustomerNationalIdNo",
+    "originalCustomerVatNo",
+)
 ITEM_NUMBERS = ("quantity", "unitPrice", "vatRate", "discount")
 
 
@@ -141,6 +148,22 @@ def _require_numbers(order: Mapping[str, Any]) -> None:
 
     for field in ORDER_NUMBERS:
         check(order.get(field), field)
+    for field in ORDER_TEXTS:
+        if order.get(field) is not None and not isinstance(order[field], str):
+            raise MappingError(f"order {order.get('orderId')}: field '{field}': {order[field]!r} is not a text")
+    try:
+        datetime.fromisoformat(order.get("createdAt") or "")
+    except ValueError:
+        raise MappingError(
+            f"order {order.get('orderId')}: field 'createdAt': {order.get('createdAt')!r} is not a date and time"
+        ) from None
+    items = order.get("items")
+    rows = items.get("data") if isinstance(items, Mapping) else items
+    if rows is not None and not isinstance(rows, list):
+        raise MappingError(f"order {order.get('orderId')}: field 'items': {rows!r:.80} is not a list")
+    for index, item in enumerate(rows or []):
+        if not isinstance(item, Mapping):
+            raise MappingError(f"order {order.get('orderId')}: field 'items[{index}]': {item!r:.80} is not an object")
     for index, item in enumerate(children(order, "items")):
         for field in ITEM_NUMBERS:
             check(item.get(field), f"items[{index}].{field}")
