@@ -223,8 +223,8 @@ the reason and the batch goes on. Anything else (a database or network fault) is
 
 def record_problem(noun: str, key: str, exc: BaseException) -> str:
     """The quarantine reason for a record whose data could not be handled, naming the record and the field."""
-    if isinstance(exc, MappingError):
-        return str(exc)
+    if isinstance(exc, MappingError):  # names the field; the record too, unless the message already does
+        return str(exc) if str(exc).startswith(f"{noun} ") else f"{noun} {key}: {exc}"
     if isinstance(exc, KeyError):
         return f"{noun} {key}: field {exc.args[0]!r} is missing"
     return f"{noun} {key}: unreadable data ({type(exc).__name__}: {exc})"
@@ -236,6 +236,18 @@ def guard_record(noun: str, key: str, fn: Callable[[], T]) -> tuple[T | None, Re
         return fn(), []
     except RECORD_ERRORS as exc:
         return None, [{"check": "readable", "reason": record_problem(noun, key, exc)}]
+
+
+UNREADABLE = "unreadable"
+"""Payload key of a staged record whose source could not be read: its reasons stand in for its fields, so the
+checks quarantine it and the gate counts it like any failing record."""
+
+
+def read_record(noun: str, key: str, key_field: str, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The staged record ``build()`` makes of one source record, or, when that record's own data makes it fail,
+    a stand-in holding only its key and the reasons (see :data:`UNREADABLE`)."""
+    record, problems = guard_record(noun, key, build)
+    return record if record is not None else {key_field: key, UNREADABLE: problems}
 
 
 def reread_quarantined(ctx: JobContext, entity: str, seen: Collection[str], read: Callable[[str], T]) -> Iterator[T]:

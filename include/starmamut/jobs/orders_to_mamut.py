@@ -23,6 +23,7 @@ import pandas as pd
 from starmamut.config import TransformEntity, TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
+    UNREADABLE,
     JobContext,
     Reasons,
     advance_watermark,
@@ -32,6 +33,7 @@ from starmamut.jobs.common import (
     close_batch,
     guard_record,
     quarantine_on_load,
+    read_record,
     reread_quarantined,
     run_steps,
 )
@@ -50,7 +52,6 @@ JOB = "orders_to_mamut"
 ENTITY = "order"
 ORDER_INCLUDE = ("items", "addresses", "customer", "status", "externalServices")
 WRITE_BACK = "write_back"  # ledger dimension: the Mamut number last written to the Starweb order
-UNREADABLE = "unreadable"  # a staged order that could not be read: its reasons instead of its fields
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +105,13 @@ def extract(ctx: JobContext) -> dict[str, Any]:
                         if key in held:
                             gone_from_quarantine.append(key)
                     else:
-                        normalised, problems = guard_record("order", key, lambda order=order: normalise_order(order))
-                        if normalised is None:  # staged as it is, so the checks quarantine it and the gate counts it
+                        record: dict[str, Any] | None = read_record(
+                            "order", key, "order_id", lambda order=order: normalise_order(order)
+                        )
+                        if UNREADABLE in record:
                             counts["unreadable"] += 1
-                            record: dict[str, Any] | None = {"order_id": key, UNREADABLE: problems}
                         else:
-                            record = after_mapping.apply(normalised, source=order)
+                            record = after_mapping.apply(record, source=order)
                         if record is not None:
                             yield StagedRow(key=key, payload=record, content_hash=content_hash(record))
 

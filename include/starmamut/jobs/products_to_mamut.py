@@ -19,6 +19,7 @@ import pandas as pd
 from starmamut.config import TransformPoint
 from starmamut.failpoints import failpoint
 from starmamut.jobs.common import (
+    UNREADABLE,
     JobContext,
     Reasons,
     advance_watermark,
@@ -26,7 +27,9 @@ from starmamut.jobs.common import (
     check_clock,
     chunked,
     close_batch,
+    guard_record,
     quarantine_on_load,
+    read_record,
     reread_quarantined,
     run_steps,
     variant_ref,
@@ -68,7 +71,9 @@ def extract(ctx: JobContext) -> dict[str, Any]:
         products = _products_to_read(ctx, client)
 
         def read_variants(product: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-            return product, reference.normalise(product, variants_of(client, product, include=VARIANT_INCLUDE))
+            variants = variants_of(client, product, include=VARIANT_INCLUDE)
+            key = str(product["productId"])
+            return product, read_record("product", key, "product_id", lambda: reference.normalise(product, variants))
 
         records = client.map_concurrent(read_variants, products)
         staged = store.stage_rows(
@@ -77,7 +82,8 @@ def extract(ctx: JobContext) -> dict[str, Any]:
             (
                 StagedRow(key=str(rec["product_id"]), payload=rec, content_hash=content_hash(rec))
                 for product, normalised in records
-                if (rec := after_mapping.apply(normalised, source=product)) is not None
+                if (rec := normalised if UNREADABLE in normalised else after_mapping.apply(normalised, source=product))
+                is not None
             ),
         )
         requests = client.stats.requests_sent
@@ -105,7 +111,19 @@ def check_records(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> di
     from starmamut.quality.products import product_checks
     from starmamut.quality.runner import validate_rows
 
-    rows = [row for record in staged for row in validation_rows(record.payload)]
+    reasons_by_product: dict[str, Reasons] = {
+        record.key: record.payload[UNREADABLE] for record in staged if UNREADABLE in record.payload
+    }
+    readable = [record for record in staged if record.key not in reasons_by_product]
+    rows: list[dict[str, Any]] = []
+    for record in readable:
+        record_rows, problems = guard_record(
+            "product", record.key, lambda record=record: list(validation_rows(record.payload))
+        )
+        if record_rows is None:
+            reasons_by_product[record.key] = problems
+        else:
+            rows.extend(record_rows)
     frame = pd.DataFrame(
         rows, columns=["row_key", "product_key", "sku", "name", "price", "vat_rate", "axis_count", "ean"]
     )
@@ -115,13 +133,12 @@ def check_records(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> di
         key_column="row_key",
         suite_name=f"{ctx.shop.id}_{JOB}_{batch_id}",
     )
-    reasons_by_product: dict[str, Reasons] = {}
     for row_key, failures in report.failures.items():
         product_key = row_key.split(":", 1)[0]
         reasons_by_product.setdefault(product_key, []).extend(
             {"check": failure.check, "reason": failure.reason} for failure in failures
         )
-    for record in staged:
+    for record in readable:
         if not record.payload["variants"]:
             reasons_by_product.setdefault(record.key, []).append(
                 {"check": "has_variants", "reason": "the product has no variant, so no article number"}
@@ -181,6 +198,10 @@ def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 )
             except MamutConflict as exc:
                 quarantine_on_load(ctx, batch_id, ENTITY, row.key, "mamut_conflict", str(exc))
+                counts["quarantined_on_load"] += 1
+                continue
+            except ValueError as exc:  # a value Mamut cannot hold (e.g. a name too long); database faults propagate
+                quarantine_on_load(ctx, batch_id, ENTITY, row.key, "mamut_refused", f"product {row.key}: {exc}")
                 counts["quarantined_on_load"] += 1
                 continue
             counts["loaded"] += 1

@@ -38,6 +38,8 @@ def children(parent: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
         return []
     if isinstance(value, Mapping):
         value = value.get("data", [])
+    if not isinstance(value, list | tuple) or not all(isinstance(item, Mapping) for item in value):
+        raise MappingError(f"field '{key}': expected a list of objects, got {str(value)[:60]!r}")
     return list(value)
 
 
@@ -92,10 +94,16 @@ def normalise_product(
             }
         )
     vat_rate = product.get("defaultVatRate")
+    if vat_rate not in (None, "") and (isinstance(vat_rate, bool) or not isinstance(vat_rate, int | float | str)):
+        raise MappingError(f"field 'defaultVatRate': {vat_rate!r} is not a number")
+    try:
+        vat_rate = float(vat_rate) if vat_rate not in (None, "") else float(shop_vat_rate)
+    except ValueError:
+        raise MappingError(f"field 'defaultVatRate': {vat_rate!r} is not a number") from None
     return {
         "product_id": product["productId"],
         "name": language_name(children(product, "languages"), language),
-        "vat_rate": float(vat_rate) if vat_rate not in (None, "") else float(shop_vat_rate),
+        "vat_rate": vat_rate,
         "axes": [axes_by_id[attribute_id] for attribute_id in sorted(axes_by_id)],
         "variants": sorted(variant_records, key=lambda record: record["variant_id"] or 0),
     }
