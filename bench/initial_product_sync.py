@@ -64,6 +64,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
+sys.path.insert(0, str(REPO / "devtools"))  # starmamut_devtools: the sandbox and the Mamut mock
 
 # bench/ is the script's directory, so the sibling benchmarks are importable.
 from prices_stock_to_starweb import INSERT_CHUNK, ApiWaitClock, TimedPacer, TimedTransport  # noqa: E402
@@ -76,14 +77,14 @@ from starmamut.jobs.common import JobContext, RunParams, chunked  # noqa: E402
 from starmamut.jobs.initial_product_sync import MigrationOptions  # noqa: E402
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily  # noqa: E402
 from starmamut.mamut.gateway import MamutGateway  # noqa: E402
-from starmamut.mamut.mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
 from starmamut.mamut.products import PRODUCT, ProductRepository, StockLevel, article_columns  # noqa: E402
 from starmamut.mamut.schema_map import SchemaMap, TableSpec  # noqa: E402
-from starmamut.sandbox.demo_data import COLOUR_VALUE_IDS, SIZE_VALUE_IDS, generate_catalogue  # noqa: E402
 from starmamut.staging.store import StagingStore  # noqa: E402
 from starmamut.starweb.client import StarwebClient, StarwebCredentials, _Failure  # noqa: E402
 from starmamut.starweb.errors import StarwebRateLimited  # noqa: E402
 from starmamut.starweb.ratelimit import FilePacer  # noqa: E402
+from starmamut_devtools.mamut_mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
+from starmamut_devtools.sandbox.demo_data import COLOUR_VALUE_IDS, SIZE_VALUE_IDS, generate_catalogue  # noqa: E402
 
 DIRECTIONS = ("starweb_to_mamut", "mamut_to_starweb")
 MODES = ("paced", "unpaced", "baseline")

@@ -37,6 +37,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
+sys.path.insert(0, str(REPO / "devtools"))  # starmamut_devtools: the sandbox and the Mamut mock
 
 # bench/ is the script's directory, so its sibling benchmark is importable: it starts the generated sandbox.
 from products_to_mamut import start_sandbox  # noqa: E402
@@ -45,12 +46,12 @@ from starmamut.config import Settings  # noqa: E402
 from starmamut.jobs import stock_to_starweb  # noqa: E402
 from starmamut.jobs.common import JobContext, RunParams, chunked  # noqa: E402
 from starmamut.mamut.gateway import MamutGateway  # noqa: E402
-from starmamut.mamut.mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
 from starmamut.mamut.schema_map import SchemaMap  # noqa: E402
-from starmamut.sandbox.demo_data import generate_catalogue  # noqa: E402
 from starmamut.staging.store import StagingStore  # noqa: E402
 from starmamut.starweb.client import StarwebClient, StarwebCredentials  # noqa: E402
 from starmamut.starweb.ratelimit import FilePacer, RequestPacer  # noqa: E402
+from starmamut_devtools.mamut_mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
+from starmamut_devtools.sandbox.demo_data import generate_catalogue  # noqa: E402
 
 INSERT_CHUNK = 5000
 

@@ -23,17 +23,18 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
+sys.path.insert(0, str(REPO / "devtools"))  # starmamut_devtools: the sandbox and the Mamut mock
 
 from starmamut.config import Settings  # noqa: E402
 from starmamut.jobs import products_to_mamut  # noqa: E402
 from starmamut.jobs.common import JobContext, RunParams  # noqa: E402
 from starmamut.mamut.gateway import MamutGateway  # noqa: E402
-from starmamut.mamut.mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
 from starmamut.mamut.schema_map import SchemaMap  # noqa: E402
-from starmamut.sandbox.demo_data import generate_catalogue  # noqa: E402
 from starmamut.staging.store import StagingStore  # noqa: E402
 from starmamut.starweb.client import StarwebClient, StarwebCredentials  # noqa: E402
 from starmamut.starweb.ratelimit import FilePacer  # noqa: E402
+from starmamut_devtools.mamut_mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
+from starmamut_devtools.sandbox.demo_data import generate_catalogue  # noqa: E402
 
 PER_PAGE = 100
 REFERENCE_REQUESTS = 6  # token, pricelists, shop, attributes, values of Färg and Storlek
@@ -49,7 +50,7 @@ def start_sandbox(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]
     command = [
         sys.executable,
         "-m",
-        "starmamut.sandbox",
+        "starmamut_devtools.sandbox",
         "--port",
         "0",
         "--seed",
@@ -66,7 +67,7 @@ def start_sandbox(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        env={"PYTHONPATH": str(REPO / "include"), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": f"{REPO / 'include'}:{REPO / 'devtools'}", "PATH": "/usr/bin:/bin"},
     )
     assert process.stdout is not None
     line = process.stdout.readline()

@@ -17,16 +17,17 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
+sys.path.insert(0, str(REPO / "devtools"))  # starmamut_devtools: the sandbox and the Mamut mock
 
 from starmamut.config import Settings  # noqa: E402
 from starmamut.jobs import orders_to_mamut, products_to_mamut  # noqa: E402
 from starmamut.jobs.common import JobContext, RunParams  # noqa: E402
 from starmamut.mamut.gateway import MamutGateway  # noqa: E402
-from starmamut.mamut.mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
 from starmamut.mamut.schema_map import SchemaMap  # noqa: E402
-from starmamut.sandbox import start_sandbox  # noqa: E402
 from starmamut.staging.store import StagingStore  # noqa: E402
 from starmamut.starweb.client import StarwebClient, StarwebCredentials  # noqa: E402
+from starmamut_devtools.mamut_mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
+from starmamut_devtools.sandbox import start_sandbox  # noqa: E402
 
 SETTINGS = {
     "version": 1,

@@ -19,8 +19,8 @@ import pytest
 from starmamut.jobs import orders_to_mamut, products_to_mamut
 from starmamut.jobs.common import JobContext
 from starmamut.mamut.orders import ORDER_LINE
-from starmamut.sandbox import server as sandbox_server
 from starmamut.starweb.errors import StarwebError
+from starmamut_devtools.sandbox import server as sandbox_server
 from tests.test_orders_faults import render_order_as
 from tests.test_orders_to_mamut import eligible_orders, make_ctx, mamut_orders  # noqa: F401 - the fixture too
 from tests.test_products_to_mamut import SETTINGS as PRODUCT_SETTINGS

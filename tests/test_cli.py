@@ -14,7 +14,7 @@ import yaml
 from starmamut.cli import build_parser
 from tests.conftest import REPO_ROOT
 
-COMMANDS = ("pools", "dags", "create-mamut-mock", "summary", "probe")
+COMMANDS = ("pools", "dags", "probe")
 
 
 def run_cli(*args: str, config: Path | None = None, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
@@ -44,17 +44,6 @@ def test_help_of_each_command(command: str) -> None:
     result = run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
     assert f"usage: python -m starmamut {command}" in result.stdout
-
-
-def test_summary_with_a_missing_mamut_db_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
-    missing = tmp_path / "nowhere" / "mamut.db"
-    result = run_cli("summary", "--mamut-db", str(missing))
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(f"starmamut summary: Mamut database not found: {missing}")
-    assert "create-mamut-mock" in line
-    assert not missing.exists() and not missing.parent.exists()
 
 
 def test_config_errors_are_named_without_a_traceback(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_erp_shop_prices_and_stock_dags_push_once_then_send_nothing(wired, sandb
 def test_order_status_dag_reports_what_happened_in_mamut_once(wired, sandbox) -> None:
     from datetime import UTC, datetime
 
-    from starmamut.mamut.mock import progress_demo_orders
+    from starmamut_devtools.mamut_mock import progress_demo_orders
 
     assert run_dag("demo__products_to_mamut").state == "success"
     assert run_dag("demo__orders_to_mamut").state == "success"

@@ -37,9 +37,9 @@ from starmamut.mamut.catalogue import CatalogueReader
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap
-from starmamut.sandbox import Sandbox, start_sandbox
-from starmamut.sandbox.demo_data import SIZE_VALUE_IDS, WEB_STOCK_LOCATION_ID
 from starmamut.staging.store import StagingStore
+from starmamut_devtools.sandbox import Sandbox, start_sandbox
+from starmamut_devtools.sandbox.demo_data import SIZE_VALUE_IDS, WEB_STOCK_LOCATION_ID
 from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import MAMUT_BACKENDS, fresh_mock_database
 from tests.test_prices_to_starweb import EURO, EURO_LIST, MASTER, RESELLER, RESELLER_LIST, cents, shop_price_of

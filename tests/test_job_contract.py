@@ -27,7 +27,7 @@ import starmamut.jobs
 from starmamut.jobs import common
 from starmamut.jobs.common import QualityGateFailed, run_step
 from starmamut.jobs.registry import JOBS
-from starmamut.mamut.mock import progress_demo_orders
+from starmamut_devtools.mamut_mock import progress_demo_orders
 from tests.test_multishop import ThreeShops, mamut_skus, shops  # the fixture too (see pyproject)
 
 FORCED = "contract_test"

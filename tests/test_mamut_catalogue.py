@@ -20,9 +20,9 @@ from starmamut.mamut.catalogue import (
     UnknownWarehouse,
 )
 from starmamut.mamut.gateway import MAX_PARAMS_PER_STATEMENT, MamutError, MamutGateway
-from starmamut.mamut.mock import demo_families
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
+from starmamut_devtools.mamut_mock import demo_families
 from tests.fixtures.mamut import MAMUT_BACKENDS, MamutTestDatabase, fresh_mock_database
 from tests.test_mamut_products import jacket_family
 

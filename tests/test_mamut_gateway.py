@@ -15,8 +15,8 @@ from starmamut.mamut.gateway import (
     connection_string_secrets,
     redact,
 )
-from starmamut.mamut.mock import create_mock_company_database, render_ddl, sqlite_odbc_string
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
+from starmamut_devtools.mamut_mock import create_mock_company_database, render_ddl, sqlite_odbc_string
 from tests.fixtures.databases import PG_HOST, PG_PORT, require_postgres
 from tests.fixtures.mamut import MAMUT_BACKENDS, MamutTestDatabase, fresh_mock_database
 

@@ -1,7 +1,7 @@
 """Order states read from real mock databases: the rules table, the shop's orders only, changes by EDITDATE.
 
 Orders are written by OrderRepository (as orders_to_mamut writes them) and moved along by the mock's back office
-(mamut.mock.progress_order), so the reader is tested against the rows the other parts really produce.
+(starmamut_devtools.mamut_mock.progress_order), so the reader is tested against the rows the other parts really produce.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from starmamut.mamut.gateway import MamutError, MamutGateway
-from starmamut.mamut.mock import progress_order
 from starmamut.mamut.order_states import STATE_RULES, OrderState, OrderStateReader, StateRule
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
+from starmamut_devtools.mamut_mock import progress_order
 from tests.fixtures.mamut import MamutTestDatabase, fresh_mock_database
 from tests.test_mamut_customers import T1, T2
 from tests.test_mamut_orders import create, web_order

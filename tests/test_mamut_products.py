@@ -14,9 +14,9 @@ from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mamut.catalogue import CatalogueReader, PriceRow
 from starmamut.mamut.customers import MamutRecordError
 from starmamut.mamut.gateway import MamutError, MamutGateway
-from starmamut.mamut.mock import create_mock_company_database, demo_families
 from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository, StockLevel, ValueWriteResult
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
+from starmamut_devtools.mamut_mock import create_mock_company_database, demo_families
 from tests.fixtures.mamut import MAMUT_BACKENDS, MamutTestDatabase, fresh_mock_database
 
 T1 = dt.datetime(2026, 5, 1, 8, 0, 0)

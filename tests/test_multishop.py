@@ -34,11 +34,11 @@ from starmamut.mamut.catalogue import CatalogueReader
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap
-from starmamut.sandbox import Sandbox, start_sandbox
 from starmamut.staging.store import StagingStore
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebAuthError, StarwebRateLimited, StarwebUnavailable
 from starmamut.starweb.ratelimit import FilePacer, pacer_from_url
+from starmamut_devtools.sandbox import Sandbox, start_sandbox
 from tests.fixtures.airflow import REPO_ROOT, mamut_connection, starweb_connection
 from tests.fixtures.mamut import fresh_mock_database
 from tests.test_orders_to_mamut import eligible_orders, mamut_orders

@@ -1,8 +1,8 @@
 """order_status_to_starweb end to end: Mamut mock over ODBC, sandbox over loopback, real staging.
 
 The sandbox's demo orders go to Mamut through products_to_mamut and orders_to_mamut, then the back office moves
-them along (mamut.mock.DEMO_ORDER_PROGRESS). The sandbox records every request body and status change, so the
-tests check what the shop received, not what the job says it sent.
+them along (starmamut_devtools.mamut_mock.DEMO_ORDER_PROGRESS). The sandbox records every request body and status
+change, so the tests check what the shop received, not what the job says it sent.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from starmamut.jobs import order_status_to_starweb, orders_to_mamut, products_to
 from starmamut.jobs.common import JobContext, QualityGateFailed
 from starmamut.jobs.orders_to_mamut import UnknownOrderStatus
 from starmamut.mamut.gateway import MamutGateway
-from starmamut.mamut.mock import progress_demo_orders, progress_order
 from starmamut.mamut.schema_map import SchemaMap
 from starmamut.staging.store import StagingStore
+from starmamut_devtools.mamut_mock import progress_demo_orders, progress_order
 from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import MamutTestDatabase, fresh_mock_database
 from tests.fixtures.openapi_contract import assert_request_conforms

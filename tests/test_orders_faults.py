@@ -17,8 +17,8 @@ import pytest
 
 from starmamut.jobs import orders_to_mamut
 from starmamut.jobs.common import JobContext
-from starmamut.sandbox.errors import bad_request
 from starmamut.starweb.errors import StarwebClockSkew, StarwebIncompleteListing
+from starmamut_devtools.sandbox.errors import bad_request
 from tests.test_orders_to_mamut import eligible_orders, make_ctx, mamut_orders  # the fixture too (see pyproject)
 
 

@@ -27,8 +27,8 @@ from starmamut.mapping.prices_stock import (
     shop_stock,
     stock_request,
 )
-from starmamut.sandbox.server import RecordedRequest
 from starmamut.staging.store import StagingStore
+from starmamut_devtools.sandbox.server import RecordedRequest
 from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.openapi_contract import assert_request_conforms
 

@@ -23,11 +23,11 @@ from starmamut.mamut.catalogue import CatalogueReader
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap
-from starmamut.sandbox import Sandbox
-from starmamut.sandbox.demo_data import SIZE_VALUE_IDS, ean13
 from starmamut.staging.store import StagingStore
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebAmbiguousWrite
+from starmamut_devtools.sandbox import Sandbox
+from starmamut_devtools.sandbox.demo_data import SIZE_VALUE_IDS, ean13
 from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.mamut import MAMUT_BACKENDS, fresh_mock_database
 from tests.fixtures.openapi_contract import assert_request_conforms

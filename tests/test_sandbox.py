@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from starmamut.sandbox import Sandbox, SandboxState, generate_catalogue, start_sandbox
-from starmamut.sandbox.demo_data import (
+from starmamut_devtools.sandbox import Sandbox, SandboxState, generate_catalogue, start_sandbox
+from starmamut_devtools.sandbox.demo_data import (
     COLOUR_VALUE_IDS,
     EURO_PRICELIST_ID,
     MASTER_PRICELIST_ID,
@@ -31,9 +31,9 @@ from starmamut.sandbox.demo_data import (
     WEB_STOCK_LOCATION_ID,
     ean13,
 )
-from starmamut.sandbox.errors import ApiError
-from starmamut.sandbox.spec_operations import SPEC_OPERATIONS
-from starmamut.sandbox.validation import format_timestamp
+from starmamut_devtools.sandbox.errors import ApiError
+from starmamut_devtools.sandbox.spec_operations import SPEC_OPERATIONS
+from starmamut_devtools.sandbox.validation import format_timestamp
 from tests.fixtures.openapi_contract import spec_path
 from tests.fixtures.sandbox import fetch_token
 
@@ -681,9 +681,9 @@ def test_unknown_seed_is_refused() -> None:
 
 def test_module_serves_in_the_foreground_until_terminated() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "starmamut.sandbox", "--port", "0", "--seed", "empty", "--rate-limit", "1000"],
+        [sys.executable, "-m", "starmamut_devtools.sandbox", "--port", "0", "--seed", "empty", "--rate-limit", "1000"],
         cwd=REPO_ROOT,
-        env={"PYTHONPATH": str(REPO_ROOT / "include"), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": f"{REPO_ROOT / 'include'}:{REPO_ROOT / 'devtools'}", "PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from starmamut.sandbox import Sandbox, generate_catalogue
-from starmamut.sandbox.demo_data import SIZE_VALUE_IDS
-from starmamut.sandbox.server import build_router
+from starmamut_devtools.sandbox import Sandbox, generate_catalogue
+from starmamut_devtools.sandbox.demo_data import SIZE_VALUE_IDS
+from starmamut_devtools.sandbox.server import build_router
 from tests.fixtures.openapi_contract import (
     assert_exchange_conforms,
     assert_request_conforms,

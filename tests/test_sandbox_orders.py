@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from starmamut.sandbox import Sandbox, SandboxState, start_sandbox
-from starmamut.sandbox.demo_data import (
+from starmamut_devtools.sandbox import Sandbox, SandboxState, start_sandbox
+from starmamut_devtools.sandbox.demo_data import (
     BACKORDERED_STATUS_ID,
     CANCELED_STATUS_ID,
     COMPLETED_STATUS_ID,
@@ -29,9 +29,9 @@ from starmamut.sandbox.demo_data import (
     SHIPPED_STATUS_ID,
     SWISH_PAYMENT_METHOD_ID,
 )
-from starmamut.sandbox.errors import ApiError
-from starmamut.sandbox.state import StatusChange
-from starmamut.sandbox.validation import SHOP_TIMEZONE, format_timestamp
+from starmamut_devtools.sandbox.errors import ApiError
+from starmamut_devtools.sandbox.state import StatusChange
+from starmamut_devtools.sandbox.validation import SHOP_TIMEZONE, format_timestamp
 from tests.fixtures.sandbox import fetch_token
 
 FIXED_NOW = datetime(2025, 6, 16, 12, 0, 0, tzinfo=SHOP_TIMEZONE)

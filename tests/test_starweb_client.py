@@ -24,7 +24,6 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 
-from starmamut.sandbox.server import Sandbox, start_sandbox
 from starmamut.starweb import (
     FilePacer,
     StarwebAmbiguousWrite,
@@ -39,6 +38,7 @@ from starmamut.starweb import (
     StarwebUnavailable,
 )
 from starmamut.starweb.client import REDACTED, backoff_delay, retry_after_seconds
+from starmamut_devtools.sandbox.server import Sandbox, start_sandbox
 from tests.fixtures.openapi_contract import assert_request_conforms
 
 PER_PAGE = 3

@@ -16,9 +16,9 @@ from starmamut.jobs import prices_to_starweb, products_to_mamut, stock_to_starwe
 from starmamut.jobs.common import JobContext
 from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.mamut.products import ProductRepository
-from starmamut.sandbox.demo_data import WEB_STOCK_LOCATION_ID
-from starmamut.sandbox.server import RecordedRequest
 from starmamut.staging.store import StagingStore
+from starmamut_devtools.sandbox.demo_data import WEB_STOCK_LOCATION_ID
+from starmamut_devtools.sandbox.server import RecordedRequest
 from tests.fixtures.openapi_contract import assert_request_conforms
 from tests.test_prices_to_starweb import (
     MASTER,

@@ -31,7 +31,7 @@ from starmamut.jobs import (
 )
 from starmamut.jobs.registry import JOBS
 from starmamut.mamut.gateway import MamutGateway
-from starmamut.mamut.mock import progress_demo_orders
+from starmamut_devtools.mamut_mock import progress_demo_orders
 from tests.test_initial_product_sync import M2S, S2M, open_systems  # noqa: F401  (the fixture too)
 from tests.test_multishop import ThreeShops, mamut_skus, set_mamut_price_and_stock, shops  # noqa: F401  (the fixture too)
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from starmamut.sandbox.errors import bad_request
+from starmamut_devtools.sandbox.errors import bad_request
 
 SHOP_TIMEZONE = ZoneInfo("Europe/Stockholm")
 

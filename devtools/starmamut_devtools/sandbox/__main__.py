@@ -1,4 +1,4 @@
-"""``python -m starmamut.sandbox``: serve a sandbox shop in the foreground until Ctrl-C or SIGTERM."""
+"""``python -m starmamut_devtools.sandbox``: serve a sandbox shop in the foreground until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import signal
 import threading
 from types import FrameType
 
-from starmamut.sandbox.demo_data import SEEDS, generate_catalogue
-from starmamut.sandbox.server import start_sandbox
+from starmamut_devtools.sandbox.demo_data import SEEDS, generate_catalogue
+from starmamut_devtools.sandbox.server import start_sandbox
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m starmamut.sandbox", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sandbox's options (also those of ``python -m starmamut_devtools sandbox``)."""
     parser.add_argument("--host", default="127.0.0.1", help="IPv4 address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one (default 8765)")
     parser.add_argument("--seed", choices=SEEDS, default="demo", help="shop data to start with")
@@ -27,11 +27,20 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="add N generated products (deterministic) after seeding, for benchmarks",
     )
     parser.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m starmamut_devtools.sandbox", description=__doc__)
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parse_args(argv)
+    serve(_parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the shop the options describe until SIGTERM or Ctrl-C."""
     stop_requested = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -59,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         while not stop_requested.wait(timeout=1):
             pass
     print("Starweb sandbox stopped", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Orders, customers, order statuses and the payment, shipping and currency lookups of the sandbox shop.
 
-:class:`SalesState` is mixed into :class:`~starmamut.sandbox.state.SandboxState`: it shares that class's
+:class:`SalesState` is mixed into :class:`~starmamut_devtools.sandbox.state.SandboxState`: it shares that class's
 lock, clock and id counters, and handlers and tests go through the same public methods (``add_order`` is
 exactly what ``POST /orders`` does). Bodies are checked completely before anything is changed.
 
@@ -54,8 +54,8 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from starmamut.sandbox.errors import bad_request, forbidden, not_found
-from starmamut.sandbox.validation import (
+from starmamut_devtools.sandbox.errors import bad_request, forbidden, not_found
+from starmamut_devtools.sandbox.validation import (
     EXTERNAL_ID_RULES,
     FieldRule,
     check_fields,
@@ -65,7 +65,7 @@ from starmamut.sandbox.validation import (
 )
 
 if TYPE_CHECKING:
-    from starmamut.sandbox.state import Page
+    from starmamut_devtools.sandbox.state import Page
 
 ORDER_ADDRESS_TYPES: tuple[str, ...] = (
     "customerInvoice",

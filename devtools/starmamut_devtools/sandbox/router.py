@@ -1,7 +1,7 @@
 """A small path router and query-string helpers; resources register handlers on it.
 
 Adding a resource (orders, customers, …) is a module with handlers and a ``register(router)``
-function, wired in :func:`starmamut.sandbox.server.build_router`.
+function, wired in :func:`starmamut_devtools.sandbox.server.build_router`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from starmamut.sandbox.errors import ApiError, bad_request, not_found
-from starmamut.sandbox.validation import parse_timestamp
+from starmamut_devtools.sandbox.errors import ApiError, bad_request, not_found
+from starmamut_devtools.sandbox.validation import parse_timestamp
 
 if TYPE_CHECKING:
-    from starmamut.sandbox.state import SandboxState
+    from starmamut_devtools.sandbox.state import SandboxState
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Router:
     """Maps (method, path) to a handler; ``{name:int}`` segments arrive as ints, others as strings.
 
     ``spec_operations`` (path template to space-separated methods, as in
-    :data:`~starmamut.sandbox.spec_operations.SPEC_OPERATIONS`) lets :meth:`resolve` answer an operation the
+    :data:`~starmamut_devtools.sandbox.spec_operations.SPEC_OPERATIONS`) lets :meth:`resolve` answer an operation the
     spec has but no route implements with 501 rather than 404.
     """
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from starmamut.sandbox.validation import SHOP_TIMEZONE
+from starmamut_devtools.sandbox.validation import SHOP_TIMEZONE
 
 if TYPE_CHECKING:
-    from starmamut.sandbox.state import SandboxState
+    from starmamut_devtools.sandbox.state import SandboxState
 
 SEEDS: tuple[str, ...] = ("demo", "empty")
 

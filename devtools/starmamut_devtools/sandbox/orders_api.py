@@ -1,12 +1,12 @@
 """Handlers for orders, customers, order statuses and the payment/shipping/currency lookups.
 
-Thin translations from HTTP to :class:`~starmamut.sandbox.state.SandboxState`; every rule lives there.
+Thin translations from HTTP to :class:`~starmamut_devtools.sandbox.state.SandboxState`; every rule lives there.
 """
 
 from __future__ import annotations
 
-from starmamut.sandbox.errors import bad_request
-from starmamut.sandbox.router import (
+from starmamut_devtools.sandbox.errors import bad_request
+from starmamut_devtools.sandbox.router import (
     ApiRequest,
     ApiResponse,
     Router,
@@ -18,8 +18,13 @@ from starmamut.sandbox.router import (
     query_page,
     query_timestamp,
 )
-from starmamut.sandbox.sales_state import CUSTOMER_INCLUDES, ORDER_INCLUDES, ORDER_ITEM_INCLUDES, ORDER_SORT_FIELDS
-from starmamut.sandbox.state import CustomerQuery, OrderQuery, Page, SandboxState
+from starmamut_devtools.sandbox.sales_state import (
+    CUSTOMER_INCLUDES,
+    ORDER_INCLUDES,
+    ORDER_ITEM_INCLUDES,
+    ORDER_SORT_FIELDS,
+)
+from starmamut_devtools.sandbox.state import CustomerQuery, OrderQuery, Page, SandboxState
 
 # Customer tags are not modelled: asking for them is a 400 saying so, not an invented empty child.
 _UNSUPPORTED_CUSTOMER_INCLUDES = ("tags",)

@@ -32,13 +32,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from starmamut.sandbox import catalogue_api, orders_api
-from starmamut.sandbox.demo_data import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SEEDS
-from starmamut.sandbox.errors import ApiError, bad_request, not_found
-from starmamut.sandbox.router import ApiRequest, Router
-from starmamut.sandbox.spec_operations import SPEC_OPERATIONS
-from starmamut.sandbox.state import SandboxState
-from starmamut.sandbox.validation import format_timestamp
+from starmamut_devtools.sandbox import catalogue_api, orders_api
+from starmamut_devtools.sandbox.demo_data import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SEEDS
+from starmamut_devtools.sandbox.errors import ApiError, bad_request, not_found
+from starmamut_devtools.sandbox.router import ApiRequest, Router
+from starmamut_devtools.sandbox.spec_operations import SPEC_OPERATIONS
+from starmamut_devtools.sandbox.state import SandboxState
+from starmamut_devtools.sandbox.validation import format_timestamp
 
 logger = logging.getLogger(__name__)
 

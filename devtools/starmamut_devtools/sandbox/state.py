@@ -1,13 +1,13 @@
 """The sandbox shop's data and every rule that governs writing it, behind one lock.
 
 This module holds the shop set-up and the catalogue; orders, customers, order statuses and the
-payment/shipping/currency lookups live in :mod:`starmamut.sandbox.sales_state`, mixed into
+payment/shipping/currency lookups live in :mod:`starmamut_devtools.sandbox.sales_state`, mixed into
 :class:`SandboxState` so that one object (one lock, one clock) is the whole shop.
 
 HTTP handlers and tests go through the same public methods, so a product a test adds with
 ``add_product`` is checked, stored and timestamped exactly as one POSTed to ``/products``.
 Methods take and return JSON-shaped dicts in the spec's field names; validation failures raise
-:class:`~starmamut.sandbox.errors.ApiError` (400/403/404) before anything is changed.
+:class:`~starmamut_devtools.sandbox.errors.ApiError` (400/403/404) before anything is changed.
 
 Modelling choices (where the spec is silent; each is inferred, not documented by Starweb):
 
@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from starmamut.sandbox.demo_data import SEEDS, apply_seed
-from starmamut.sandbox.errors import ApiError, bad_request, forbidden, not_found
-from starmamut.sandbox.sales_state import (
+from starmamut_devtools.sandbox.demo_data import SEEDS, apply_seed
+from starmamut_devtools.sandbox.errors import ApiError, bad_request, forbidden, not_found
+from starmamut_devtools.sandbox.sales_state import (
     FIRST_CUSTOMER_ID,
     FIRST_ORDER_ID,
     CustomerQuery,
@@ -47,7 +47,7 @@ from starmamut.sandbox.sales_state import (
     SalesState,
     StatusChange,
 )
-from starmamut.sandbox.validation import (
+from starmamut_devtools.sandbox.validation import (
     EXTERNAL_ID_RULES,
     SHOP_TIMEZONE,
     FieldRule,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from starmamut.sandbox.errors import bad_request
-from starmamut.sandbox.router import (
+from starmamut_devtools.sandbox.errors import bad_request
+from starmamut_devtools.sandbox.router import (
     ApiRequest,
     ApiResponse,
     Router,
@@ -17,7 +17,7 @@ from starmamut.sandbox.router import (
     query_page,
     query_timestamp,
 )
-from starmamut.sandbox.state import (
+from starmamut_devtools.sandbox.state import (
     ATTRIBUTE_VALUE_INCLUDES,
     PRODUCT_INCLUDES,
     VARIANT_INCLUDES,

@@ -1,0 +1,5 @@
+import sys
+
+from starmamut_devtools.cli import main
+
+sys.exit(main())
