@@ -248,29 +248,26 @@ class StarwebClient:
         self._request("DELETE", path)
 
     def iter_pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-        """Every item of ``data[]`` over all pages, following ``meta.pagination``; one page in memory.
+        """Every item of ``data[]`` of a paged listing (``/products``, ``/orders``), following
+        ``meta.pagination``; one page in memory.
 
-        The first request carries no ``page`` (so list endpoints without paging can use this too); later
-        ones ask for ``current_page + 1`` until ``total_pages`` is reached.
+        The first request carries no ``page``; later ones ask for ``current_page + 1`` until ``total_pages``
+        is reached.
 
         Raises :class:`StarwebIncompleteListing` where the answers do not add up, rather than end early and
-        let a watermark pass records never read: a 2xx with an ``error`` or without a ``data`` list, an empty
-        page before the last, or, once the last page is read, fewer items than its ``meta.pagination.total``.
-        A caller that stops early never meets the last check.
+        let a watermark pass records never read: a 2xx with an ``error`` or without a ``data`` list, a page
+        without ``meta.pagination`` (the spec pages these listings, so its absence means the answer cannot be
+        told complete), an empty page before the last, or, once the last page is read, fewer items than its
+        ``meta.pagination.total``. A caller that stops early never meets the last check.
         """
         query = dict(params or {})
         received = 0
         while True:
             envelope = self._listing_page(path, query)
             items = envelope["data"]
-            pagination = (envelope.get("meta") or {}).get("pagination")
-            if pagination:
-                # Learn the page size before handing out items: their consumers may list variants at once.
-                self._page_size = pagination["per_page"]
+            pagination = self._pagination(envelope, path, query.get("page", 1))
             yield from items
             received += len(items)
-            if not pagination:
-                return
             page, last_page, total = pagination["current_page"], pagination["total_pages"], pagination["total"]
             if page >= last_page:
                 if received < total:
@@ -281,6 +278,15 @@ class StarwebClient:
             if not items:
                 raise self._incomplete(path, page, f"empty, but meta.pagination says {last_page} pages")
             query["page"] = page + 1
+
+    def _pagination(self, envelope: Mapping[str, Any], path: str, page: int) -> Mapping[str, Any]:
+        """The ``meta.pagination`` of a page of a paged listing; without it the answer cannot be told
+        complete. Learns the page size first: the variant listings, which answer without meta, rely on it."""
+        pagination = (envelope.get("meta") or {}).get("pagination")
+        if not isinstance(pagination, Mapping):
+            raise self._incomplete(path, page, "no meta.pagination in a paged listing")
+        self._page_size = pagination["per_page"]
+        return pagination
 
     def _iter_pages_without_meta(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Items of a listing that takes ``page`` but answers without ``meta`` (product variants).
@@ -402,10 +408,7 @@ class StarwebClient:
         raises :class:`StarwebIncompleteListing` for an error body or an empty page before the last."""
         envelope = self._listing_page("/products", {**_include(include), "page": page})
         items = envelope["data"]
-        pagination = (envelope.get("meta") or {}).get("pagination") or {}
-        if pagination:
-            self._page_size = pagination["per_page"]
-        total_pages = int(pagination.get("total_pages") or 1)
+        total_pages = int(self._pagination(envelope, "/products", page)["total_pages"])
         if not items and page < total_pages:
             raise self._incomplete("/products", page, f"empty, but meta.pagination says {total_pages} pages")
         return items, total_pages
