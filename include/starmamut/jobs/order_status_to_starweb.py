@@ -388,6 +388,7 @@ def _settle(
     if dry_run:
         log.info("dry run: would send PATCH /orders/%s %s (%s)", key, plan["body"], plan["reason"])
         return row, "would_send"
+    failpoint(f"{JOB}.before_patch")
     try:
         client.patch(f"/orders/{int(key)}", plan["body"])
     except StarwebNotFound:

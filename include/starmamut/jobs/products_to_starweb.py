@@ -486,6 +486,7 @@ class FamilySync:
                 )
                 raise
             outcome.writes += 1
+            failpoint("products_to_starweb.after_starweb_write")
             state = apply_request(state, target, request, response)
             if request.kind == "new_variant" and request.sku:
                 self._link_variants(state, [request.sku])
