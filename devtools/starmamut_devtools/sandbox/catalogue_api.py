@@ -1,16 +1,21 @@
-"""Handlers for the shop set-up and catalogue endpoints: thin translations from HTTP to SandboxState."""
+"""Routes of the shop set-up and catalogue endpoints: a table of thin translations from HTTP to SandboxState.
+
+Every route but the product listing is one :class:`~starmamut_devtools.sandbox.router.StateCall`; the rules
+live in the state.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from starmamut_devtools.sandbox.errors import bad_request
 from starmamut_devtools.sandbox.router import (
     ApiRequest,
     ApiResponse,
     Router,
-    data_response,
-    deleted_response,
+    RouteTable,
+    StateCall,
     query_bool,
     query_choice,
     query_includes,
@@ -37,90 +42,9 @@ _UNSUPPORTED_PRODUCT_INCLUDES = (
     "bundledProducts.prices",
     "tags",
 )
+_PRODUCT_INCLUDES = (PRODUCT_INCLUDES, _UNSUPPORTED_PRODUCT_INCLUDES)
 _PRICE_INCLUDES = ("volumePrices",)
 _FILTER_SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
-
-
-# ---------------------------------------------------------------- shop-wide
-
-
-def get_shop(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.shop())
-
-
-def list_vat_rates(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.vat_rates())
-
-
-def get_vat_rate(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.vat_rate(request.path_params["countryCode"]))
-
-
-def list_pricelists(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.pricelists())
-
-
-def create_pricelist(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_pricelist(request.body), 201)
-
-
-def get_pricelist(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.pricelist(request.path_params["pricelistId"]))
-
-
-def delete_pricelist(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    state.delete_pricelist(request.path_params["pricelistId"])
-    return deleted_response()
-
-
-def list_stock_statuses(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.stock_statuses())
-
-
-def get_stock_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.stock_status(request.path_params["stockStatusId"]))
-
-
-def list_stock_locations(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.stock_locations())
-
-
-def get_stock_location(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.stock_location(request.path_params["stockLocationId"]))
-
-
-def list_attributes(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.attributes())
-
-
-def create_attribute(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_attribute(request.body), 201)
-
-
-def get_attribute(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.attribute(request.path_params["attributeId"]))
-
-
-def list_attribute_values(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    includes = query_includes(request, ATTRIBUTE_VALUE_INCLUDES)
-    attribute_id = request.path_params["attributeId"]
-    return data_response(state.attribute_values(attribute_id, include_attribute="attribute" in includes))
-
-
-def create_attribute_value(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_attribute_value(request.path_params["attributeId"], request.body), 201)
-
-
-def get_attribute_value(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    includes = query_includes(request, ATTRIBUTE_VALUE_INCLUDES)
-    params = request.path_params
-    value = state.attribute_value(
-        params["attributeId"], params["attributeValueId"], include_attribute="attribute" in includes
-    )
-    return data_response(value)
-
-
-# ---------------------------------------------------------------- products
 
 
 def list_products(state: SandboxState, request: ApiRequest) -> ApiResponse:
@@ -135,196 +59,82 @@ def list_products(state: SandboxState, request: ApiRequest) -> ApiResponse:
         filter_sku=filter_sku,
         filter_visible=query_bool(request, "filterVisible"),
         descending=query_choice(request, "sortOrder", ("ASC", "DESC")) == "DESC",
-        includes=query_includes(request, PRODUCT_INCLUDES, _UNSUPPORTED_PRODUCT_INCLUDES),
+        includes=query_includes(request, *_PRODUCT_INCLUDES),
     )
     page = state.list_products(query)
     return ApiResponse(200, {"data": page.items, "meta": {"pagination": page.pagination}})
 
 
-def create_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_product(request.body), 201)
+def _attribute_options(request: ApiRequest) -> dict[str, Any]:
+    return {"include_attribute": "attribute" in query_includes(request, ATTRIBUTE_VALUE_INCLUDES)}
 
 
-def get_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    includes = query_includes(request, PRODUCT_INCLUDES, _UNSUPPORTED_PRODUCT_INCLUDES)
-    return data_response(state.product(request.path_params["productId"], includes))
+def _variant_list_options(request: ApiRequest) -> dict[str, Any]:
+    return {"includes": query_includes(request, VARIANT_INCLUDES), "page": query_page(request)}
 
 
-def patch_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.update_product(request.path_params["productId"], request.body))
+def _price_options(request: ApiRequest) -> dict[str, Any]:
+    return {"volume": "volumePrices" in query_includes(request, _PRICE_INCLUDES)}
 
 
-def put_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.replace_product(request.path_params["productId"], request.body))
+_ATTRIBUTE = "/product-attributes/{attributeId:int}"
+_PRODUCT = "/products/{productId:int}"
+_VARIANT = _PRODUCT + "/variants/{variantId:int}"
+_LANGUAGE = _PRODUCT + "/languages/{langCode}"
+_PRICE = _VARIANT + "/prices/{pricelistId:int}"
+_STOCK = _VARIANT + "/stocks/{stockLocationId:int}"
 
-
-def delete_product(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    state.delete_product(request.path_params["productId"])
-    return deleted_response()
-
-
-# ---------------------------------------------------------------- variants
-
-
-def list_variants(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    includes = query_includes(request, VARIANT_INCLUDES)
-    return data_response(
-        state.list_variants(request.path_params["productId"], page=query_page(request), includes=includes)
-    )
-
-
-def create_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_variant(request.path_params["productId"], request.body), 201)
-
-
-def get_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    includes = query_includes(request, VARIANT_INCLUDES)
-    params = request.path_params
-    return data_response(state.variant(params["productId"], params["variantId"], includes))
-
-
-def patch_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.update_variant(params["productId"], params["variantId"], request.body))
-
-
-def put_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.replace_variant(params["productId"], params["variantId"], request.body))
-
-
-def delete_variant(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    state.delete_variant(params["productId"], params["variantId"])
-    return deleted_response()
-
-
-# ---------------------------------------------------------------- languages
-
-
-def list_languages(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.languages(request.path_params["productId"]))
-
-
-def create_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_language(request.path_params["productId"], request.body), 201)
-
-
-def get_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.language(params["productId"], params["langCode"]))
-
-
-def put_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.put_language(params["productId"], params["langCode"], request.body))
-
-
-def patch_language(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.update_language(params["productId"], params["langCode"], request.body))
-
-
-# ---------------------------------------------------------------- prices and stock
-
-
-def list_prices(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    volume = "volumePrices" in query_includes(request, _PRICE_INCLUDES)
-    params = request.path_params
-    return data_response(state.prices(params["productId"], params["variantId"], volume=volume))
-
-
-def get_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    volume = "volumePrices" in query_includes(request, _PRICE_INCLUDES)
-    params = request.path_params
-    return data_response(state.price(params["productId"], params["variantId"], params["pricelistId"], volume=volume))
-
-
-def put_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.set_price(params["productId"], params["variantId"], params["pricelistId"], request.body))
-
-
-def patch_price(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    price = state.set_price(
-        params["productId"], params["variantId"], params["pricelistId"], request.body, replace=False
-    )
-    return data_response(price)
-
-
-def list_stocks(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.stocks(params["productId"], params["variantId"]))
-
-
-def get_stock(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.stock(params["productId"], params["variantId"], params["stockLocationId"]))
-
-
-def put_stock(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(
-        state.set_stock(params["productId"], params["variantId"], params["stockLocationId"], request.body)
-    )
-
-
-def patch_stock(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    stock = state.set_stock(
-        params["productId"], params["variantId"], params["stockLocationId"], request.body, replace=False
-    )
-    return data_response(stock)
+ROUTES: RouteTable = (
+    # shop-wide
+    ("GET", "/shop", StateCall("shop")),
+    ("GET", "/vat-rates", StateCall("vat_rates")),
+    ("GET", "/vat-rates/{countryCode}", StateCall("vat_rate")),
+    ("GET", "/pricelists", StateCall("pricelists")),
+    ("POST", "/pricelists", StateCall("add_pricelist", body=True, status=201)),
+    ("GET", "/pricelists/{pricelistId:int}", StateCall("pricelist")),
+    ("DELETE", "/pricelists/{pricelistId:int}", StateCall("delete_pricelist", status=204)),
+    ("GET", "/product-stock-statuses", StateCall("stock_statuses")),
+    ("GET", "/product-stock-statuses/{stockStatusId:int}", StateCall("stock_status")),
+    ("GET", "/stock-locations", StateCall("stock_locations")),
+    ("GET", "/stock-locations/{stockLocationId:int}", StateCall("stock_location")),
+    ("GET", "/product-attributes", StateCall("attributes")),
+    ("POST", "/product-attributes", StateCall("add_attribute", body=True, status=201)),
+    ("GET", _ATTRIBUTE, StateCall("attribute")),
+    ("GET", _ATTRIBUTE + "/values", StateCall("attribute_values", options=_attribute_options)),
+    ("POST", _ATTRIBUTE + "/values", StateCall("add_attribute_value", body=True, status=201)),
+    ("GET", _ATTRIBUTE + "/values/{attributeValueId:int}", StateCall("attribute_value", options=_attribute_options)),
+    # products
+    ("GET", "/products", list_products),
+    ("POST", "/products", StateCall("add_product", body=True, status=201)),
+    ("GET", _PRODUCT, StateCall("product", includes=_PRODUCT_INCLUDES)),
+    ("PATCH", _PRODUCT, StateCall("update_product", body=True)),
+    ("PUT", _PRODUCT, StateCall("replace_product", body=True)),
+    ("DELETE", _PRODUCT, StateCall("delete_product", status=204)),
+    # variants
+    ("GET", _PRODUCT + "/variants", StateCall("list_variants", options=_variant_list_options)),
+    ("POST", _PRODUCT + "/variants", StateCall("add_variant", body=True, status=201)),
+    ("GET", _VARIANT, StateCall("variant", includes=(VARIANT_INCLUDES, ()))),
+    ("PATCH", _VARIANT, StateCall("update_variant", body=True)),
+    ("PUT", _VARIANT, StateCall("replace_variant", body=True)),
+    ("DELETE", _VARIANT, StateCall("delete_variant", status=204)),
+    # languages
+    ("GET", _PRODUCT + "/languages", StateCall("languages")),
+    ("POST", _PRODUCT + "/languages", StateCall("add_language", body=True, status=201)),
+    ("GET", _LANGUAGE, StateCall("language")),
+    ("PUT", _LANGUAGE, StateCall("put_language", body=True)),
+    ("PATCH", _LANGUAGE, StateCall("update_language", body=True)),
+    # prices and stock
+    ("GET", _VARIANT + "/prices", StateCall("prices", options=_price_options)),
+    ("GET", _PRICE, StateCall("price", options=_price_options)),
+    ("PUT", _PRICE, StateCall("set_price", body=True)),
+    ("PATCH", _PRICE, StateCall("set_price", body=True, fixed={"replace": False})),
+    ("GET", _VARIANT + "/stocks", StateCall("stocks")),
+    ("GET", _STOCK, StateCall("stock")),
+    ("PUT", _STOCK, StateCall("set_stock", body=True)),
+    ("PATCH", _STOCK, StateCall("set_stock", body=True, fixed={"replace": False})),
+)
 
 
 def register(router: Router) -> None:
     """Add every shop set-up and catalogue route."""
-    product = "/products/{productId:int}"
-    variant = product + "/variants/{variantId:int}"
-    routes = (
-        ("GET", "/shop", get_shop),
-        ("GET", "/vat-rates", list_vat_rates),
-        ("GET", "/vat-rates/{countryCode}", get_vat_rate),
-        ("GET", "/pricelists", list_pricelists),
-        ("POST", "/pricelists", create_pricelist),
-        ("GET", "/pricelists/{pricelistId:int}", get_pricelist),
-        ("DELETE", "/pricelists/{pricelistId:int}", delete_pricelist),
-        ("GET", "/product-stock-statuses", list_stock_statuses),
-        ("GET", "/product-stock-statuses/{stockStatusId:int}", get_stock_status),
-        ("GET", "/stock-locations", list_stock_locations),
-        ("GET", "/stock-locations/{stockLocationId:int}", get_stock_location),
-        ("GET", "/product-attributes", list_attributes),
-        ("POST", "/product-attributes", create_attribute),
-        ("GET", "/product-attributes/{attributeId:int}", get_attribute),
-        ("GET", "/product-attributes/{attributeId:int}/values", list_attribute_values),
-        ("POST", "/product-attributes/{attributeId:int}/values", create_attribute_value),
-        ("GET", "/product-attributes/{attributeId:int}/values/{attributeValueId:int}", get_attribute_value),
-        ("GET", "/products", list_products),
-        ("POST", "/products", create_product),
-        ("GET", product, get_product),
-        ("PATCH", product, patch_product),
-        ("PUT", product, put_product),
-        ("DELETE", product, delete_product),
-        ("GET", product + "/variants", list_variants),
-        ("POST", product + "/variants", create_variant),
-        ("GET", variant, get_variant),
-        ("PATCH", variant, patch_variant),
-        ("PUT", variant, put_variant),
-        ("DELETE", variant, delete_variant),
-        ("GET", product + "/languages", list_languages),
-        ("POST", product + "/languages", create_language),
-        ("GET", product + "/languages/{langCode}", get_language),
-        ("PUT", product + "/languages/{langCode}", put_language),
-        ("PATCH", product + "/languages/{langCode}", patch_language),
-        ("GET", variant + "/prices", list_prices),
-        ("GET", variant + "/prices/{pricelistId:int}", get_price),
-        ("PUT", variant + "/prices/{pricelistId:int}", put_price),
-        ("PATCH", variant + "/prices/{pricelistId:int}", patch_price),
-        ("GET", variant + "/stocks", list_stocks),
-        ("GET", variant + "/stocks/{stockLocationId:int}", get_stock),
-        ("PUT", variant + "/stocks/{stockLocationId:int}", put_stock),
-        ("PATCH", variant + "/stocks/{stockLocationId:int}", patch_stock),
-    )
-    for method, pattern, handler in routes:
-        router.add(method, pattern, handler)
+    router.add_table(ROUTES)

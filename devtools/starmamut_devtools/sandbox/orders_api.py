@@ -1,6 +1,8 @@
-"""Handlers for orders, customers, order statuses and the payment/shipping/currency lookups.
+"""Routes of orders, customers, order statuses and the payment/shipping/currency lookups.
 
-Thin translations from HTTP to :class:`~starmamut_devtools.sandbox.state.SandboxState`; every rule lives there.
+A table of thin translations from HTTP to :class:`~starmamut_devtools.sandbox.state.SandboxState`; every rule
+lives there. Every route but the customer and order listings is one
+:class:`~starmamut_devtools.sandbox.router.StateCall`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from starmamut_devtools.sandbox.router import (
     ApiRequest,
     ApiResponse,
     Router,
-    data_response,
-    deleted_response,
+    RouteTable,
+    StateCall,
     query_bool,
     query_choice,
     query_includes,
@@ -44,68 +46,6 @@ def _query_id(request: ApiRequest, name: str) -> int | None:
     return int(raw)
 
 
-# ---------------------------------------------------------------- lookups
-
-
-def list_currencies(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.currencies())
-
-
-def get_currency(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.currency(request.path_params["currencyCode"]))
-
-
-def list_payment_methods(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.payment_methods())
-
-
-def get_payment_method(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.payment_method(request.path_params["paymentMethodId"]))
-
-
-def list_shipping_methods(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.shipping_methods())
-
-
-def get_shipping_method(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.shipping_method(request.path_params["shippingMethodId"]))
-
-
-def list_tracking_types(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.shipping_tracking_types())
-
-
-# ---------------------------------------------------------------- order statuses
-
-
-def list_order_statuses(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.order_statuses())
-
-
-def create_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_order_status(request.body), 201)
-
-
-def get_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.order_status(request.path_params["orderStatusId"]))
-
-
-def patch_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.update_order_status(request.path_params["orderStatusId"], request.body))
-
-
-def put_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.update_order_status(request.path_params["orderStatusId"], request.body, replace=True))
-
-
-def delete_order_status(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    state.delete_order_status(request.path_params["orderStatusId"])
-    return deleted_response()
-
-
-# ---------------------------------------------------------------- customers
-
-
 def list_customers(state: SandboxState, request: ApiRequest) -> ApiResponse:
     query_choice(request, "sortBy", ("customerId",))
     query = CustomerQuery(
@@ -117,49 +57,6 @@ def list_customers(state: SandboxState, request: ApiRequest) -> ApiResponse:
         includes=query_includes(request, CUSTOMER_INCLUDES, _UNSUPPORTED_CUSTOMER_INCLUDES),
     )
     return _paged(state.list_customers(query))
-
-
-def create_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_customer(request.body), 201)
-
-
-def get_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    includes = query_includes(request, CUSTOMER_INCLUDES, _UNSUPPORTED_CUSTOMER_INCLUDES)
-    return data_response(state.customer(request.path_params["customerId"], includes))
-
-
-def patch_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.update_customer(request.path_params["customerId"], request.body))
-
-
-def put_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.replace_customer(request.path_params["customerId"], request.body))
-
-
-def delete_customer(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    state.delete_customer(request.path_params["customerId"])
-    return deleted_response()
-
-
-def list_customer_addresses(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.customer_addresses(request.path_params["customerId"]))
-
-
-def get_customer_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.customer_address(params["customerId"], params["addressType"]))
-
-
-def list_customer_services(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.customer_external_services(request.path_params["customerId"]))
-
-
-def get_customer_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.customer_external_service(params["customerId"], params["serviceName"]))
-
-
-# ---------------------------------------------------------------- orders
 
 
 def list_orders(state: SandboxState, request: ApiRequest) -> ApiResponse:
@@ -179,165 +76,70 @@ def list_orders(state: SandboxState, request: ApiRequest) -> ApiResponse:
     return _paged(state.list_orders(query))
 
 
-def create_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_order(request.body), 201)
+_CUSTOMER_INCLUDES = (CUSTOMER_INCLUDES, _UNSUPPORTED_CUSTOMER_INCLUDES)
+_STATUS = "/order-statuses/{orderStatusId:int}"
+_CUSTOMER = "/customers/{customerId:int}"
+_ORDER = "/orders/{orderId:int}"
+_ITEM = _ORDER + "/items/{orderItemId:int}"
+_ORDER_ADDRESS = _ORDER + "/addresses/{addressType}"
+_ORDER_SERVICE = _ORDER + "/external-services/{serviceName}"
+_PARTIAL = {"replace": False}
+_WHOLE = {"replace": True}
 
-
-def get_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    includes = query_includes(request, ORDER_INCLUDES)
-    return data_response(state.order(request.path_params["orderId"], includes))
-
-
-def patch_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.update_order(request.path_params["orderId"], request.body))
-
-
-def put_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.replace_order(request.path_params["orderId"], request.body))
-
-
-def delete_order(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    state.delete_order(request.path_params["orderId"])
-    return deleted_response()
-
-
-def list_items(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.order_items(request.path_params["orderId"]))
-
-
-def create_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_order_item(request.path_params["orderId"], request.body), 201)
-
-
-def get_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    includes = query_includes(request, ORDER_ITEM_INCLUDES)
-    params = request.path_params
-    return data_response(state.order_item(params["orderId"], params["orderItemId"], includes))
-
-
-def patch_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.update_order_item(params["orderId"], params["orderItemId"], request.body))
-
-
-def put_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.update_order_item(params["orderId"], params["orderItemId"], request.body, replace=True))
-
-
-def delete_item(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    state.delete_order_item(params["orderId"], params["orderItemId"])
-    return deleted_response()
-
-
-def list_order_addresses(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.order_addresses(request.path_params["orderId"]))
-
-
-def get_order_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.order_address(params["orderId"], params["addressType"]))
-
-
-def put_order_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.set_order_address(params["orderId"], params["addressType"], request.body))
-
-
-def patch_order_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.set_order_address(params["orderId"], params["addressType"], request.body, replace=False))
-
-
-def delete_order_address(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    state.delete_order_address(params["orderId"], params["addressType"])
-    return deleted_response()
-
-
-def list_order_services(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.order_external_services(request.path_params["orderId"]))
-
-
-def create_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    return data_response(state.add_order_external_service(request.path_params["orderId"], request.body), 201)
-
-
-def get_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.order_external_service(params["orderId"], params["serviceName"]))
-
-
-def put_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    return data_response(state.set_order_external_service(params["orderId"], params["serviceName"], request.body))
-
-
-def patch_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    service = state.set_order_external_service(params["orderId"], params["serviceName"], request.body, replace=False)
-    return data_response(service)
-
-
-def delete_order_service(state: SandboxState, request: ApiRequest) -> ApiResponse:
-    params = request.path_params
-    state.delete_order_external_service(params["orderId"], params["serviceName"])
-    return deleted_response()
+ROUTES: RouteTable = (
+    # lookups
+    ("GET", "/currencies", StateCall("currencies")),
+    ("GET", "/currencies/{currencyCode}", StateCall("currency")),
+    ("GET", "/payment-methods", StateCall("payment_methods")),
+    ("GET", "/payment-methods/{paymentMethodId:int}", StateCall("payment_method")),
+    ("GET", "/shipping-methods", StateCall("shipping_methods")),
+    ("GET", "/shipping-methods/{shippingMethodId:int}", StateCall("shipping_method")),
+    ("GET", "/shipping-tracking-types", StateCall("shipping_tracking_types")),
+    # order statuses
+    ("GET", "/order-statuses", StateCall("order_statuses")),
+    ("POST", "/order-statuses", StateCall("add_order_status", body=True, status=201)),
+    ("GET", _STATUS, StateCall("order_status")),
+    ("PATCH", _STATUS, StateCall("update_order_status", body=True)),
+    ("PUT", _STATUS, StateCall("update_order_status", body=True, fixed=_WHOLE)),
+    ("DELETE", _STATUS, StateCall("delete_order_status", status=204)),
+    # customers
+    ("GET", "/customers", list_customers),
+    ("POST", "/customers", StateCall("add_customer", body=True, status=201)),
+    ("GET", _CUSTOMER, StateCall("customer", includes=_CUSTOMER_INCLUDES)),
+    ("PATCH", _CUSTOMER, StateCall("update_customer", body=True)),
+    ("PUT", _CUSTOMER, StateCall("replace_customer", body=True)),
+    ("DELETE", _CUSTOMER, StateCall("delete_customer", status=204)),
+    ("GET", _CUSTOMER + "/addresses", StateCall("customer_addresses")),
+    ("GET", _CUSTOMER + "/addresses/{addressType}", StateCall("customer_address")),
+    ("GET", _CUSTOMER + "/external-services", StateCall("customer_external_services")),
+    ("GET", _CUSTOMER + "/external-services/{serviceName}", StateCall("customer_external_service")),
+    # orders
+    ("GET", "/orders", list_orders),
+    ("POST", "/orders", StateCall("add_order", body=True, status=201)),
+    ("GET", _ORDER, StateCall("order", includes=(ORDER_INCLUDES, ()))),
+    ("PATCH", _ORDER, StateCall("update_order", body=True)),
+    ("PUT", _ORDER, StateCall("replace_order", body=True)),
+    ("DELETE", _ORDER, StateCall("delete_order", status=204)),
+    ("GET", _ORDER + "/items", StateCall("order_items")),
+    ("POST", _ORDER + "/items", StateCall("add_order_item", body=True, status=201)),
+    ("GET", _ITEM, StateCall("order_item", includes=(ORDER_ITEM_INCLUDES, ()))),
+    ("PATCH", _ITEM, StateCall("update_order_item", body=True)),
+    ("PUT", _ITEM, StateCall("update_order_item", body=True, fixed=_WHOLE)),
+    ("DELETE", _ITEM, StateCall("delete_order_item", status=204)),
+    ("GET", _ORDER + "/addresses", StateCall("order_addresses")),
+    ("GET", _ORDER_ADDRESS, StateCall("order_address")),
+    ("PUT", _ORDER_ADDRESS, StateCall("set_order_address", body=True)),
+    ("PATCH", _ORDER_ADDRESS, StateCall("set_order_address", body=True, fixed=_PARTIAL)),
+    ("DELETE", _ORDER_ADDRESS, StateCall("delete_order_address", status=204)),
+    ("GET", _ORDER + "/external-services", StateCall("order_external_services")),
+    ("POST", _ORDER + "/external-services", StateCall("add_order_external_service", body=True, status=201)),
+    ("GET", _ORDER_SERVICE, StateCall("order_external_service")),
+    ("PUT", _ORDER_SERVICE, StateCall("set_order_external_service", body=True)),
+    ("PATCH", _ORDER_SERVICE, StateCall("set_order_external_service", body=True, fixed=_PARTIAL)),
+    ("DELETE", _ORDER_SERVICE, StateCall("delete_order_external_service", status=204)),
+)
 
 
 def register(router: Router) -> None:
     """Add every order, customer, order status and lookup route."""
-    status = "/order-statuses/{orderStatusId:int}"
-    customer = "/customers/{customerId:int}"
-    order = "/orders/{orderId:int}"
-    routes = (
-        ("GET", "/currencies", list_currencies),
-        ("GET", "/currencies/{currencyCode}", get_currency),
-        ("GET", "/payment-methods", list_payment_methods),
-        ("GET", "/payment-methods/{paymentMethodId:int}", get_payment_method),
-        ("GET", "/shipping-methods", list_shipping_methods),
-        ("GET", "/shipping-methods/{shippingMethodId:int}", get_shipping_method),
-        ("GET", "/shipping-tracking-types", list_tracking_types),
-        ("GET", "/order-statuses", list_order_statuses),
-        ("POST", "/order-statuses", create_order_status),
-        ("GET", status, get_order_status),
-        ("PATCH", status, patch_order_status),
-        ("PUT", status, put_order_status),
-        ("DELETE", status, delete_order_status),
-        ("GET", "/customers", list_customers),
-        ("POST", "/customers", create_customer),
-        ("GET", customer, get_customer),
-        ("PATCH", customer, patch_customer),
-        ("PUT", customer, put_customer),
-        ("DELETE", customer, delete_customer),
-        ("GET", customer + "/addresses", list_customer_addresses),
-        ("GET", customer + "/addresses/{addressType}", get_customer_address),
-        ("GET", customer + "/external-services", list_customer_services),
-        ("GET", customer + "/external-services/{serviceName}", get_customer_service),
-        ("GET", "/orders", list_orders),
-        ("POST", "/orders", create_order),
-        ("GET", order, get_order),
-        ("PATCH", order, patch_order),
-        ("PUT", order, put_order),
-        ("DELETE", order, delete_order),
-        ("GET", order + "/items", list_items),
-        ("POST", order + "/items", create_item),
-        ("GET", order + "/items/{orderItemId:int}", get_item),
-        ("PATCH", order + "/items/{orderItemId:int}", patch_item),
-        ("PUT", order + "/items/{orderItemId:int}", put_item),
-        ("DELETE", order + "/items/{orderItemId:int}", delete_item),
-        ("GET", order + "/addresses", list_order_addresses),
-        ("GET", order + "/addresses/{addressType}", get_order_address),
-        ("PUT", order + "/addresses/{addressType}", put_order_address),
-        ("PATCH", order + "/addresses/{addressType}", patch_order_address),
-        ("DELETE", order + "/addresses/{addressType}", delete_order_address),
-        ("GET", order + "/external-services", list_order_services),
-        ("POST", order + "/external-services", create_order_service),
-        ("GET", order + "/external-services/{serviceName}", get_order_service),
-        ("PUT", order + "/external-services/{serviceName}", put_order_service),
-        ("PATCH", order + "/external-services/{serviceName}", patch_order_service),
-        ("DELETE", order + "/external-services/{serviceName}", delete_order_service),
-    )
-    for method, pattern, handler in routes:
-        router.add(method, pattern, handler)
+    router.add_table(ROUTES)

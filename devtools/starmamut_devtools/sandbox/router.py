@@ -1,14 +1,16 @@
-"""A small path router and query-string helpers; resources register handlers on it.
+"""A small path router, the route-table entry for handlers that are one state call, and query-string helpers.
 
-Adding a resource (orders, customers, …) is a module with handlers and a ``register(router)``
-function, wired in :func:`starmamut_devtools.sandbox.server.build_router`.
+A resource (orders, customers, …) is a module with a ``ROUTES`` table of (method, pattern, handler): most
+handlers are a :class:`StateCall` naming the :class:`~starmamut_devtools.sandbox.state.SandboxState` method
+to call, the few that build a query object are functions. The tables are wired in
+:func:`starmamut_devtools.sandbox.server.build_router`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +52,39 @@ def deleted_response() -> ApiResponse:
 
 Handler = Callable[["SandboxState", ApiRequest], ApiResponse]
 
+
+@dataclass(frozen=True, eq=False)
+class StateCall:
+    """A handler that is one :class:`SandboxState` call, for a route table.
+
+    The method ``name`` gets, positionally: the path parameters in the pattern's order, then (``includes``:
+    supported and unsupported names) the checked ``include`` list, then (``body``) the request body; as keywords
+    ``fixed`` and what ``options`` reads from the request. Query parameters are checked before the call, so a bad
+    one is a 400 even where the resource does not exist. The answer is the result in the ``data`` envelope with
+    ``status`` (201 for a create), or 204 without a body (``status=204``, a delete). Compared by identity, as
+    a function would be, so every route is its own handler.
+    """
+
+    name: str
+    body: bool = False
+    status: int = 200
+    includes: tuple[Iterable[str], Iterable[str]] | None = None
+    options: Callable[[ApiRequest], dict[str, Any]] | None = None
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, state: SandboxState, request: ApiRequest) -> ApiResponse:
+        args: list[Any] = list(request.path_params.values())
+        if self.includes is not None:
+            args.append(query_includes(request, *self.includes))
+        if self.body:
+            args.append(request.body)
+        kwargs = {**self.fixed, **(self.options(request) if self.options else {})}
+        result = getattr(state, self.name)(*args, **kwargs)
+        return deleted_response() if self.status == 204 else data_response(result, self.status)
+
+
+RouteTable = Sequence[tuple[str, str, Handler]]
+
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::(int))?\}")
 
 
@@ -82,6 +117,11 @@ class Router:
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         regex, int_params = _path_regex(pattern)
         self._routes.append(Route(method.upper(), pattern, regex, int_params, handler))
+
+    def add_table(self, routes: RouteTable) -> None:
+        """Add every (method, pattern, handler) of a route table, in its order."""
+        for method, pattern, handler in routes:
+            self.add(method, pattern, handler)
 
     @property
     def routes(self) -> tuple[Route, ...]:
