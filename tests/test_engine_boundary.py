@@ -1,6 +1,7 @@
 """The engine stands alone: nothing under include/starmamut imports the dev tooling (starmamut_devtools), which the
 Docker image does not contain. Read from the source (every import statement, at any depth, lazy ones included),
-then proven by importing every engine module in a Python that cannot import the dev tooling."""
+then proven by importing every engine module in a Python that cannot import the dev tooling. And the sandbox's own
+modules import one way (no circle, not even one only a type checker follows)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,28 @@ def test_every_engine_module_imports_without_the_dev_tooling() -> None:
         [sys.executable, "-c", script, *modules], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_sandbox_modules_import_one_way() -> None:
+    package = REPO_ROOT / "devtools" / "starmamut_devtools" / "sandbox"
+    prefix = "starmamut_devtools.sandbox."
+    graph = {
+        path.stem: {
+            name.removeprefix(prefix).split(".")[0] for name in imported_modules(path) if name.startswith(prefix)
+        }
+        for path in package.glob("*.py")
+        if path.stem not in {"__init__", "__main__"}
+    }
+    assert "state" in graph and "seeds" in graph
+
+    def circle_from(module: str, trail: tuple[str, ...]) -> tuple[str, ...] | None:
+        if module in trail:
+            return (*trail[trail.index(module) :], module)
+        for imported in sorted(graph.get(module, ())):
+            found = circle_from(imported, (*trail, module))
+            if found:
+                return found
+        return None
+
+    circles = {module: circle_from(module, ()) for module in graph}
+    assert {module: circle for module, circle in circles.items() if circle} == {}

@@ -5,7 +5,7 @@ in the foreground for other processes.
 """
 
 from starmamut_devtools.sandbox.demo_data import generate_catalogue
+from starmamut_devtools.sandbox.seeds import SandboxState
 from starmamut_devtools.sandbox.server import Faults, RecordedRequest, Sandbox, start_sandbox
-from starmamut_devtools.sandbox.state import SandboxState
 
 __all__ = ["Faults", "RecordedRequest", "Sandbox", "SandboxState", "generate_catalogue", "start_sandbox"]

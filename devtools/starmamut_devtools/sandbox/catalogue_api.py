@@ -1,4 +1,4 @@
-"""Routes of the shop set-up and catalogue endpoints: a table of thin translations from HTTP to SandboxState.
+"""Routes of the shop set-up and catalogue endpoints: a table of thin translations from HTTP to ShopState.
 
 Every route but the product listing is one :class:`~starmamut_devtools.sandbox.router.StateCall`; the rules
 live in the state.
@@ -27,7 +27,7 @@ from starmamut_devtools.sandbox.state import (
     PRODUCT_INCLUDES,
     VARIANT_INCLUDES,
     ProductQuery,
-    SandboxState,
+    ShopState,
 )
 
 # Includes the spec lists for /products that the sandbox does not model: asking for one gets a
@@ -47,7 +47,7 @@ _PRICE_INCLUDES = ("volumePrices",)
 _FILTER_SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def list_products(state: SandboxState, request: ApiRequest) -> ApiResponse:
+def list_products(state: ShopState, request: ApiRequest) -> ApiResponse:
     filter_sku = request.query.get("filterSku")
     if filter_sku is not None and not _FILTER_SKU_PATTERN.fullmatch(filter_sku):
         raise bad_request(f"filterSku: {filter_sku!r} does not match {_FILTER_SKU_PATTERN.pattern}")

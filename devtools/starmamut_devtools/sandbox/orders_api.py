@@ -1,6 +1,6 @@
 """Routes of orders, customers, order statuses and the payment/shipping/currency lookups.
 
-A table of thin translations from HTTP to :class:`~starmamut_devtools.sandbox.state.SandboxState`; every rule
+A table of thin translations from HTTP to :class:`~starmamut_devtools.sandbox.state.ShopState`; every rule
 lives there. Every route but the customer and order listings is one
 :class:`~starmamut_devtools.sandbox.router.StateCall`.
 """
@@ -8,6 +8,7 @@ lives there. Every route but the customer and order listings is one
 from __future__ import annotations
 
 from starmamut_devtools.sandbox.errors import bad_request
+from starmamut_devtools.sandbox.paging import Page
 from starmamut_devtools.sandbox.router import (
     ApiRequest,
     ApiResponse,
@@ -26,7 +27,7 @@ from starmamut_devtools.sandbox.sales_state import (
     ORDER_ITEM_INCLUDES,
     ORDER_SORT_FIELDS,
 )
-from starmamut_devtools.sandbox.state import CustomerQuery, OrderQuery, Page, SandboxState
+from starmamut_devtools.sandbox.state import CustomerQuery, OrderQuery, ShopState
 
 # Customer tags are not modelled: asking for them is a 400 saying so, not an invented empty child.
 _UNSUPPORTED_CUSTOMER_INCLUDES = ("tags",)
@@ -46,7 +47,7 @@ def _query_id(request: ApiRequest, name: str) -> int | None:
     return int(raw)
 
 
-def list_customers(state: SandboxState, request: ApiRequest) -> ApiResponse:
+def list_customers(state: ShopState, request: ApiRequest) -> ApiResponse:
     query_choice(request, "sortBy", ("customerId",))
     query = CustomerQuery(
         page=query_page(request),
@@ -59,7 +60,7 @@ def list_customers(state: SandboxState, request: ApiRequest) -> ApiResponse:
     return _paged(state.list_customers(query))
 
 
-def list_orders(state: SandboxState, request: ApiRequest) -> ApiResponse:
+def list_orders(state: ShopState, request: ApiRequest) -> ApiResponse:
     query = OrderQuery(
         page=query_page(request),
         created_after=query_timestamp(request, "ordersCreatedAfter"),

@@ -1,7 +1,7 @@
 """A small path router, the route-table entry for handlers that are one state call, and query-string helpers.
 
 A resource (orders, customers, …) is a module with a ``ROUTES`` table of (method, pattern, handler): most
-handlers are a :class:`StateCall` naming the :class:`~starmamut_devtools.sandbox.state.SandboxState` method
+handlers are a :class:`StateCall` naming the :class:`~starmamut_devtools.sandbox.state.ShopState` method
 to call, the few that build a query object are functions. The tables are wired in
 :func:`starmamut_devtools.sandbox.server.build_router`.
 """
@@ -18,7 +18,7 @@ from starmamut_devtools.sandbox.errors import ApiError, bad_request, not_found
 from starmamut_devtools.sandbox.validation import parse_timestamp
 
 if TYPE_CHECKING:
-    from starmamut_devtools.sandbox.state import SandboxState
+    from starmamut_devtools.sandbox.state import ShopState
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,12 @@ def deleted_response() -> ApiResponse:
     return ApiResponse(204)
 
 
-Handler = Callable[["SandboxState", ApiRequest], ApiResponse]
+Handler = Callable[["ShopState", ApiRequest], ApiResponse]
 
 
 @dataclass(frozen=True, eq=False)
 class StateCall:
-    """A handler that is one :class:`SandboxState` call, for a route table.
+    """A handler that is one :class:`ShopState` call, for a route table.
 
     The method ``name`` gets, positionally: the path parameters in the pattern's order, then (``includes``:
     supported and unsupported names) the checked ``include`` list, then (``body``) the request body; as keywords
@@ -72,7 +72,7 @@ class StateCall:
     options: Callable[[ApiRequest], dict[str, Any]] | None = None
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
-    def __call__(self, state: SandboxState, request: ApiRequest) -> ApiResponse:
+    def __call__(self, state: ShopState, request: ApiRequest) -> ApiResponse:
         args: list[Any] = list(request.path_params.values())
         if self.includes is not None:
             args.append(query_includes(request, *self.includes))

@@ -1,6 +1,6 @@
 """Orders, customers, order statuses and the payment, shipping and currency lookups of the sandbox shop.
 
-:class:`SalesState` is mixed into :class:`~starmamut_devtools.sandbox.state.SandboxState`: it shares that class's
+:class:`SalesState` is mixed into :class:`~starmamut_devtools.sandbox.state.ShopState`: it shares that class's
 lock, clock and id counters, and handlers and tests go through the same public methods (``add_order`` is
 exactly what ``POST /orders`` does). Bodies are checked completely before anything is changed.
 
@@ -55,6 +55,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from starmamut_devtools.sandbox.errors import bad_request, forbidden, not_found
+from starmamut_devtools.sandbox.paging import Page
 from starmamut_devtools.sandbox.validation import (
     EXTERNAL_ID_RULES,
     FieldRule,
@@ -63,9 +64,6 @@ from starmamut_devtools.sandbox.validation import (
     format_timestamp,
     parse_timestamp,
 )
-
-if TYPE_CHECKING:
-    from starmamut_devtools.sandbox.state import Page
 
 ORDER_ADDRESS_TYPES: tuple[str, ...] = (
     "customerInvoice",
@@ -382,7 +380,7 @@ def _check_addresses(value: Any, types: Sequence[str], where: str) -> dict[str, 
 
 
 class SalesState:
-    """Orders, customers, order statuses and their lookups; mixed into ``SandboxState`` (see module doc)."""
+    """Orders, customers, order statuses and their lookups; mixed into ``ShopState`` (see module doc)."""
 
     status_changes: list[StatusChange]
 
@@ -406,7 +404,7 @@ class SalesState:
         def _require(table: dict[int, dict[str, Any]], entity_id: int, name: str) -> dict[str, Any]: ...
 
     def _reset_sales(self) -> None:
-        """Empty every sales table (called by ``SandboxState.reset`` before the seed is applied)."""
+        """Empty every sales table (called by ``ShopState.clear``)."""
         self._order_statuses: dict[int, dict[str, Any]] = {}
         self._payment_methods: dict[int, dict[str, Any]] = {}
         self._capturing_payment_methods: set[int] = set()

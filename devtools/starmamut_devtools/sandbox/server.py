@@ -36,8 +36,8 @@ from starmamut_devtools.sandbox import catalogue_api, orders_api
 from starmamut_devtools.sandbox.demo_data import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, SEEDS
 from starmamut_devtools.sandbox.errors import ApiError, bad_request, not_found
 from starmamut_devtools.sandbox.router import ApiRequest, Router
+from starmamut_devtools.sandbox.seeds import SandboxState
 from starmamut_devtools.sandbox.spec_operations import SPEC_OPERATIONS
-from starmamut_devtools.sandbox.state import SandboxState
 from starmamut_devtools.sandbox.validation import format_timestamp
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,9 @@
 
 This module holds the shop set-up and the catalogue; orders, customers, order statuses and the
 payment/shipping/currency lookups live in :mod:`starmamut_devtools.sandbox.sales_state`, mixed into
-:class:`SandboxState` so that one object (one lock, one clock) is the whole shop.
+:class:`ShopState` so that one object (one lock, one clock) is the whole shop. The shop starts empty: the seeds
+and :class:`~starmamut_devtools.sandbox.seeds.SandboxState`, the shop that loads one, live in
+:mod:`starmamut_devtools.sandbox.seeds`.
 
 HTTP handlers and tests go through the same public methods, so a product a test adds with
 ``add_product`` is checked, stored and timestamped exactly as one POSTed to ``/products``.
@@ -37,8 +39,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from starmamut_devtools.sandbox.demo_data import SEEDS, apply_seed
 from starmamut_devtools.sandbox.errors import ApiError, bad_request, forbidden, not_found
+from starmamut_devtools.sandbox.paging import Page
 from starmamut_devtools.sandbox.sales_state import (
     FIRST_CUSTOMER_ID,
     FIRST_ORDER_ID,
@@ -239,36 +241,28 @@ class ProductQuery:
     includes: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of a paginated list with the spec's ``PaginationModel`` fields."""
-
-    items: list[dict[str, Any]]
-    pagination: dict[str, int]
-
-
 def slugify(text: str) -> str:
     """A permalink the way shops build them: lower case, å/ä→a, ö→o, other runs of symbols → '-'."""
     folded = text.lower().translate(str.maketrans({"å": "a", "ä": "a", "ö": "o", "é": "e", "ü": "u"}))
     return re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:128]
 
 
-class SandboxState(SalesState):
-    """The shop: settings, pricelists, stock setup, attributes, the catalogue, and (mixed in) sales. Thread-safe."""
+class ShopState(SalesState):
+    """The shop: settings, pricelists, stock setup, attributes, the catalogue, and (mixed in) sales. Thread-safe.
 
-    def __init__(self, seed: str = "demo", *, per_page: int = 100, clock: Callable[[], datetime] | None = None):
+    It starts empty; :class:`~starmamut_devtools.sandbox.seeds.SandboxState` is this shop with a seed loaded.
+    """
+
+    def __init__(self, *, per_page: int = 100, clock: Callable[[], datetime] | None = None):
         self._lock = threading.RLock()
         self.per_page = per_page
         self.clock: Callable[[], datetime] = clock or _stockholm_now
-        self.seed = seed
-        self.reset(seed)
+        self.clear()
 
     # ------------------------------------------------------------------ set-up
 
-    def reset(self, seed: str) -> None:
-        """Drop everything and load the named seed ("demo" or "empty"); an unknown name changes nothing."""
-        if seed not in SEEDS:
-            raise ValueError(f"unknown sandbox seed {seed!r}; choose one of {', '.join(SEEDS)}")
+    def clear(self) -> None:
+        """Drop everything: no settings, no catalogue, no sales (a seed fills the shop again)."""
         with self._lock:
             self._shop: dict[str, Any] = {}
             self._vat_rates: dict[str, dict[str, Any]] = {}
@@ -284,8 +278,6 @@ class SandboxState(SalesState):
                 "customer": itertools.count(FIRST_CUSTOMER_ID),
             }
             self._reset_sales()
-            apply_seed(self, seed)
-            self.seed = seed
 
     def _next_id(self, entity: str) -> int:
         return next(self._ids.setdefault(entity, itertools.count(1)))
@@ -1245,7 +1237,7 @@ __all__ = [
     "OrderQuery",
     "Page",
     "ProductQuery",
-    "SandboxState",
+    "ShopState",
     "StatusChange",
     "slugify",
 ]
