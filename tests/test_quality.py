@@ -54,7 +54,6 @@ def test_clean_batch_passes_every_check() -> None:
     assert report.failures == {}
     assert report.rows == 3
     assert report.checks_run == len(CHECKS) == 13
-    assert report.failure_share() == 0.0
 
 
 def test_great_expectations_keeps_its_set_up_chatter_out_of_the_task_log(caplog: pytest.LogCaptureFixture) -> None:
@@ -209,14 +208,14 @@ def test_every_failing_row_is_reported_beyond_the_partial_list() -> None:
     assert report.failed_keys == {f"k{number}" for number in range(250)}
 
 
-def test_failure_share_counts_rows_not_failures() -> None:
+def test_a_row_with_several_failures_is_one_failing_row() -> None:
     rows = clean_rows() + [dict(clean_rows()[2], row_key="r4", sku="book-4")]
     rows[0].update(price=None, name=" ")
 
     report = validate(rows)
 
     assert len(report.failures["r1"]) == 2
-    assert report.failure_share() == 0.25
+    assert report.failed_keys == {"r1"} and report.rows == 4  # the gate counts one failing record of four
 
 
 def test_empty_batch_gives_an_empty_report_without_building_expectations() -> None:
@@ -228,7 +227,6 @@ def test_empty_batch_gives_an_empty_report_without_building_expectations() -> No
     report = validate_rows(frame([]), [never_run], key_column="row_key", suite_name="empty")
 
     assert report == ValidationReport(failures={}, rows=0, checks_run=0)
-    assert report.failure_share() == 0.0
 
 
 def test_rows_are_reported_by_key_whatever_the_frame_index() -> None:

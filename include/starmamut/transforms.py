@@ -27,10 +27,12 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from starmamut.config import ShopConfig, TransformEntity, TransformPoint
-from starmamut.jobs.common import JobContext
+
+if TYPE_CHECKING:  # the DAG file imports this module at parse time: no clients or database drivers
+    from starmamut.jobs.common import JobContext
 
 ENTITIES: tuple[str, ...] = get_args(TransformEntity)
 POINTS: tuple[str, ...] = get_args(TransformPoint)
@@ -172,7 +174,8 @@ def transform_steps(shop: ShopConfig, entity: TransformEntity, point: TransformP
 
 
 def check_shop_transforms(shop: ShopConfig) -> None:
-    """Load every transform a shop lists (e.g. when DAGs are parsed), so a typo shows before any run."""
+    """Load every transform a shop lists, so a typo shows before any run: the DAG file calls this for each shop
+    when it is parsed, and a shop whose transforms cannot be loaded is left out with the error in the UI."""
     for entity, points in shop.transforms.items():
         for point in points:
             transform_steps(shop, entity, point)

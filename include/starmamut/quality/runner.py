@@ -43,7 +43,11 @@ class Failure:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """The verdicts for one batch: failing rows by key, and what the failure share is measured on."""
+    """The verdicts for one batch: failing rows by key, the rows checked and the checks run.
+
+    The quality gate (the share of failing records against the shop's threshold) is decided in one place,
+    :func:`starmamut.jobs.common.apply_verdicts`, on the staged records and their verdicts from here.
+    """
 
     failures: dict[str, list[Failure]]
     rows: int
@@ -53,10 +57,6 @@ class ValidationReport:
     def failed_keys(self) -> set[str]:
         """Keys of the rows to quarantine."""
         return set(self.failures)
-
-    def failure_share(self) -> float:
-        """Share of rows with at least one failure, compared with the task's threshold (0.0 if no rows)."""
-        return len(self.failures) / self.rows if self.rows else 0.0
 
 
 class CheckCouldNotRun(RuntimeError):
