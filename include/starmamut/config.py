@@ -285,10 +285,52 @@ class ExchangeRate(_Strict):
     unit: Literal[1, 100] = Field(default=1, description="the rate is per 1 or per 100 units (1152.07 SEK per 100 EUR)")
 
 
+class MamutImportSettings(_Strict):
+    """How files reach Mamut Import/Export when ``write_mode: import`` (docs/reference/mamut.md section 2)."""
+
+    transport: Literal["folder", "ssh"] = Field(
+        default="folder",
+        description="folder: files go into the inbox, a scheduled task on the Mamut server imports them; "
+        "ssh: upload by SFTP and run the import over SSH",
+    )
+    inbox: str = Field(
+        default="/srv/mamut-import/inbox",
+        description="folder: the share as the workers see it; ssh: the inbox on the Mamut server (C:/Starmamut/inbox)",
+    )
+    ssh_conn_id: str = Field(default="mamut_ssh", description="Airflow SSH Connection to the Mamut server (ssh)")
+    program: str = Field(
+        default="C:/Program Files (x86)/Mamut/Mamut ImportExport.exe",
+        description="ssh: the Import/Export program on the Mamut server",
+    )
+    company: Annotated[str, Field(pattern=r"^[0-9]{1,6}$")] = Field(
+        default="001", description="Mamut company (database) number the files go into"
+    )
+    compare_key: Literal[1, 2] = Field(
+        default=1, description="how Mamut matches articles and customers: 1 number, 2 name"
+    )
+    user_id: Annotated[int, Field(ge=1)] = Field(default=1, description="Mamut user the import runs as")
+    warehouse: Annotated[int, Field(ge=1)] = Field(default=1, description="warehouse number on order lines")
+    confirm_timeout_minutes: Annotated[int, Field(ge=1, le=10080)] = Field(
+        default=60,
+        description="an issued file not seen in Mamut (by SQL) after this long is quarantined as a problem",
+    )
+    articles_per_file: Annotated[int, Field(ge=1, le=5000)] = Field(
+        default=200, description="products per GBAPX10 file (files are chunked by product id)"
+    )
+
+
 class MamutSettings(_Strict):
     """The one Mamut company database all shops share."""
 
     conn_id: str = "mamut_default"
+    write_mode: Literal["sql", "import"] = Field(
+        default="sql",
+        description="sql: orders and articles are written as rows (mock, or installs that choose it); "
+        "import: as Mamut Import/Export XML files, confirmed by reading SQL (recommended for production)",
+    )
+    import_: MamutImportSettings = Field(
+        default_factory=MamutImportSettings, alias="import", description="the Import/Export files (write_mode: import)"
+    )
     customer_numbers: CustomerNumbers = CustomerNumbers()
     exchange_rate: ExchangeRate = ExchangeRate()
     schema_map: str | None = Field(default=None, description="YAML overriding table/column names")
