@@ -358,6 +358,19 @@ class MamutSettings(_Strict):
         return value
 
 
+class LeaseSettings(_Strict):
+    """The load lease every load step holds on each shop × entity it writes (one loader at a time)."""
+
+    ttl_seconds: Annotated[float, Field(ge=10, le=3600)] = Field(
+        default=120,
+        description="how long a lease outlives its last renewal (renewed every third of it): a loader stalled "
+        "this long loses its lease to the next one",
+    )
+    wait_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=60, description="how long a second loader waits for a held lease before its task fails and retries"
+    )
+
+
 class Settings(_Strict):
     """The whole config file."""
 
@@ -369,6 +382,7 @@ class Settings(_Strict):
         default=None, description="file:///dir or redis://host:port/db; unset = a directory in AIRFLOW_HOME"
     )
     mamut: MamutSettings
+    lease: LeaseSettings = LeaseSettings()
     shops: list[ShopConfig]
 
     @model_validator(mode="before")

@@ -2,6 +2,9 @@
 
 from starmamut.staging.store import (
     Batch,
+    Lease,
+    LeaseHeld,
+    LeaseLost,
     Link,
     QuarantineEntry,
     StagedRow,
@@ -15,6 +18,9 @@ from starmamut.staging.store import (
 
 __all__ = [
     "Batch",
+    "Lease",
+    "LeaseHeld",
+    "LeaseLost",
     "Link",
     "QuarantineEntry",
     "StagedRow",

@@ -4,19 +4,26 @@ SQLAlchemy Core over SQLite (default, a file beside the Airflow home) or Postgre
 query is scoped by shop so one shop's state is never visible through another shop's calls. Writes are
 portable upserts (``INSERT ... ON CONFLICT DO UPDATE`` on both backends), so a retried task neither
 duplicates nor loses anything, and tasks of different shops can write at the same time.
+
+A load step holds a :class:`Lease` on each (shop, entity) it writes (see :meth:`StagingStore.lease`), so two
+loaders of the same thing never run at once, and a loader that lost its lease cannot commit a staging write.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
@@ -45,7 +52,11 @@ PLAIN_POSTGRES_SCHEMES = ("postgres", "postgresql")
 # Connection execution option: a read-only unit of work on SQLite starts a deferred (shared) transaction.
 READ_ONLY_OPTION = "starmamut_read_only"
 
+# How often a loader waiting for a lease looks again whether it is free.
+LEASE_POLL_SECONDS = 1.0
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class StagingError(Exception):
@@ -62,6 +73,14 @@ class UnknownStagedRowError(StagingError, LookupError):
 
 class UnknownLinkError(StagingError, LookupError):
     """Retiring an id-map link that does not exist."""
+
+
+class LeaseHeld(StagingError):
+    """Another live loader holds the lease of this shop and entity; this one waited and stops (a retry tries again)."""
+
+
+class LeaseLost(StagingError):
+    """This loader's lease was taken over (it stalled past its expiry): it must stop before it writes anything."""
 
 
 @dataclass(frozen=True)
@@ -249,11 +268,126 @@ def _validated_reasons(reasons: list[dict[str, Any]], what: str) -> list[dict[st
     return [dict(reason) for reason in reasons]
 
 
+def lease_holder() -> str:
+    """A new holder name: host and process, for whoever reads a LeaseHeld message, and a random part, as a
+    process id alone repeats across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Lease:
+    """A held load lease on one shop × entity (see :meth:`StagingStore.lease`), renewed by a heartbeat thread.
+
+    The staging writes of the store that took it are fenced without help; :meth:`check` is for the writes that
+    store cannot see (a Starweb request, a Mamut commit), called right before each.
+    """
+
+    def __init__(self, store: StagingStore, shop: str, entity: str, holder: str, token: int, ttl: float) -> None:
+        self.shop = shop
+        self.entity = entity
+        self.holder = holder
+        self.token = token
+        self._store = store
+        self._ttl = timedelta(seconds=ttl)
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name=f"lease {shop}/{entity}", daemon=True)
+
+    def __repr__(self) -> str:
+        return f"Lease({self.shop!r}, {self.entity!r}, holder={self.holder!r}, token={self.token})"
+
+    def check(self) -> None:
+        """Raise LeaseLost unless the row still carries our token and has not expired: the last moment to stop
+        before a write the staging database cannot fence."""
+        if self._lost is None:
+            table = tables.load_lease
+            with self._store._read() as connection:
+                row = connection.execute(sa.select(table).where(*self._identity())).one_or_none()
+            self._judge(row, now=_now())
+        if self._lost is not None:
+            raise LeaseLost(self._lost)
+
+    def _fence(self, connection: Connection) -> None:
+        """Inside a staging write transaction: lock the lease row (PostgreSQL; SQLite's writer already holds the
+        whole file) and make sure it still carries our token, so the transaction commits only while we hold it."""
+        table = tables.load_lease
+        if self._lost is None:
+            self._judge(connection.execute(sa.select(table).where(*self._identity()).with_for_update()).one_or_none())
+        if self._lost is not None:
+            raise LeaseLost(self._lost)
+
+    def _judge(self, row: sa.Row[Any] | None, now: datetime | None = None) -> None:
+        """Mark the lease lost (and stop the heartbeat) when ``row`` shows it is no longer ours; with ``now``, also
+        when it expired unrenewed, as another loader may take it at any moment then."""
+        if row is not None and row.holder == self.holder and row.token == self.token:
+            if now is None or row.expires_at > now:
+                return
+            state = f"it expired at {row.expires_at:%Y-%m-%d %H:%M:%S} UTC without being renewed"
+        elif row is not None and row.holder is not None:
+            state = f"{row.holder} holds it now with token {row.token}"
+        else:
+            state = "another loader took it since" if row is not None and row.token != self.token else "it was released"
+        self._lost = (
+            f"shop {self.shop}: this loader ({self.holder}, token {self.token}) lost the {self.entity} lease: {state}. "
+            "It stalled past its lease, so it stops without writing; the loader holding the lease carries on"
+        )
+        self._stop.set()
+
+    def _identity(self) -> tuple[sa.ColumnElement[bool], ...]:
+        table = tables.load_lease
+        return (table.c.shop == self.shop, table.c.entity == self.entity)
+
+    def _beat(self) -> None:
+        """Renew every ttl/3 until released or lost; a failed renewal is tried again at the next beat."""
+        while not self._stop.wait(self._ttl.total_seconds() / 3):
+            try:
+                self._renew()
+            except sa.exc.SQLAlchemyError as error:
+                log.warning(
+                    "shop %s: could not renew the %s lease (%s); trying again in %.0f s",
+                    self.shop,
+                    self.entity,
+                    type(error).__name__,
+                    self._ttl.total_seconds() / 3,
+                )
+        if self._lost is not None:
+            log.error("%s", self._lost)
+
+    def _renew(self) -> None:
+        table = tables.load_lease
+        ours = (*self._identity(), table.c.holder == self.holder, table.c.token == self.token)
+        with self._store._engine.begin() as connection:
+            renewed = connection.execute(sa.update(table).where(*ours).values(expires_at=_now() + self._ttl))
+            if renewed.rowcount == 0:
+                self._judge(connection.execute(sa.select(table).where(*self._identity())).one_or_none())
+
+    def _release(self) -> None:
+        """Stop the heartbeat and free the row (its token stays, so the next holder's is higher). A release that
+        fails is only logged: the lease frees itself at expiry."""
+        self._stop.set()
+        self._heartbeat.join()
+        table = tables.load_lease
+        ours = (*self._identity(), table.c.holder == self.holder, table.c.token == self.token)
+        try:
+            with self._store._engine.begin() as connection:
+                connection.execute(
+                    sa.update(table).where(*ours).values(holder=None, acquired_at=None, expires_at=_now())
+                )
+        except sa.exc.SQLAlchemyError as error:
+            log.warning(
+                "shop %s: could not release the %s lease (%s); it frees itself at expiry",
+                self.shop,
+                self.entity,
+                type(error).__name__,
+            )
+
+
 class StagingStore:
     """Owns the staging database; every method is its own short transaction."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._leases: dict[tuple[str, str], Lease] = {}
+        self._leases_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> StagingStore:
@@ -270,7 +404,12 @@ class StagingStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        """A write transaction, fenced by every lease this store holds (LeaseLost, rolled back, once one is lost)."""
         with self._engine.begin() as connection:
+            with self._leases_lock:
+                held = sorted(self._leases.values(), key=lambda lease: (lease.shop, lease.entity))
+            for lease in held:
+                lease._fence(connection)
             yield connection
 
     @contextmanager
@@ -318,6 +457,73 @@ class StagingStore:
             lock_for_migration(connection)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    # -- load leases ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lease(self, shop: str, entity: str, *, ttl: float, wait: float) -> Iterator[Lease]:
+        """Hold the load lease of ``shop`` × ``entity`` for the block, so one loader at a time writes it.
+
+        A free or expired lease is taken at once with the next fencing token. One a live loader holds is looked at
+        again every second for up to ``wait`` seconds, then LeaseHeld names the holder and since when (the task's
+        retry tries again). While held, a daemon thread renews it every ``ttl``/3 seconds, and every staging write
+        of this store checks in its own transaction that the row still carries our token: a loader that stalled
+        past ``ttl`` while another took the lease gets LeaseLost and commits nothing. Released when the block ends.
+        """
+        if ttl <= 0 or wait < 0:
+            raise ValueError(f"lease ttl must be positive and wait not negative, got ttl={ttl}, wait={wait}")
+        holder = lease_holder()
+        deadline = time.monotonic() + wait
+        while isinstance(taken := self._take_lease(shop, entity, holder, ttl), sa.Row):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LeaseHeld(
+                    f"shop {shop}: {entity} is being loaded by {taken.holder} since "
+                    f"{taken.acquired_at:%Y-%m-%d %H:%M:%S} UTC (lease until {taken.expires_at:%H:%M:%S} UTC unless "
+                    f"renewed); waited {wait:g} s. One loader at a time writes a shop's {entity}: this run stops "
+                    "and its retry tries again"
+                )
+            time.sleep(min(LEASE_POLL_SECONDS, remaining))
+        lease = Lease(self, shop, entity, holder, taken, ttl)
+        with self._leases_lock:
+            self._leases[(shop, entity)] = lease
+        lease._heartbeat.start()
+        try:
+            yield lease
+        finally:
+            with self._leases_lock:
+                del self._leases[(shop, entity)]
+            lease._release()
+
+    def _take_lease(self, shop: str, entity: str, holder: str, ttl: float) -> int | sa.Row[Any]:
+        """Our new token if the lease was free or expired (now ours), else the row of its live holder.
+
+        Not fenced by the leases this store holds: the lease rows are what fences.
+        """
+        table = tables.load_lease
+        identity = (table.c.shop == shop, table.c.entity == entity)
+        insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
+        with self._engine.begin() as connection:
+            connection.execute(insert(table).values(shop=shop, entity=entity, token=0).on_conflict_do_nothing())
+            row = connection.execute(sa.select(table).where(*identity).with_for_update()).one()
+            now = _now()
+            if row.holder is not None and row.expires_at > now:
+                return row
+            if row.holder is not None:
+                log.warning(
+                    "shop %s: taking over the %s lease of %s, which expired at %s UTC unrenewed",
+                    shop,
+                    entity,
+                    row.holder,
+                    f"{row.expires_at:%Y-%m-%d %H:%M:%S}",
+                )
+            token = int(row.token) + 1
+            connection.execute(
+                sa.update(table)
+                .where(*identity)
+                .values(holder=holder, token=token, acquired_at=now, expires_at=now + timedelta(seconds=ttl))
+            )
+        return token
 
     # -- batches and staged rows ----------------------------------------------------------------------------
 

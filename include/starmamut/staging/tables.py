@@ -160,3 +160,16 @@ ledger = sa.Table(
     sa.Column("value", sa.Text(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# One row per (shop, entity) ever leased: who may load it now and until when. ``token`` grows by one at every
+# take and is never reset (a released lease keeps it), so a loader whose lease was taken over is told apart.
+load_lease = sa.Table(
+    "load_lease",
+    metadata,
+    sa.Column("shop", sa.String(), primary_key=True),
+    sa.Column("entity", sa.String(), primary_key=True),
+    sa.Column("holder", sa.String(), nullable=True),  # host:pid:random of the live holder; None when released
+    sa.Column("token", sa.BigInteger(), nullable=False),
+    sa.Column("acquired_at", UtcDateTime(), nullable=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
+)
