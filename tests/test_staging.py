@@ -31,7 +31,16 @@ from starmamut.staging.store import Link, SkuHolder, alembic_config
 from tests.fixtures.databases import fresh_postgres_database, postgres_sqlalchemy_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STAGING_TABLES = {"staging_batch", "staged_row", "staged_sku", "id_map", "watermark", "quarantine", "ledger"}
+STAGING_TABLES = {
+    "staging_batch",
+    "staged_row",
+    "staged_sku",
+    "id_map",
+    "watermark",
+    "quarantine",
+    "ledger",
+    "load_lease",
+}
 REASON = [{"check": "expect_column_values_to_not_be_null", "reason": "price is missing"}]
 
 
