@@ -185,6 +185,10 @@ def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
 
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Create each valid order in Mamut exactly once, link it, write the number back to Starweb."""
+    if ctx.settings.mamut.write_mode == "import":  # Import/Export files confirmed over SQL
+        from starmamut.jobs.mamut_import import load_orders
+
+        return load_orders(ctx, batch_id)
     shop, store, params = ctx.shop, ctx.store, ctx.params
     settings = shop.orders_to_mamut
     gateway = ctx.open_mamut()

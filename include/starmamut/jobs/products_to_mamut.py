@@ -148,6 +148,10 @@ def check_records(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> di
 
 def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """Write new and changed valid products to Mamut; link each one in the id map right after its commit."""
+    if ctx.settings.mamut.write_mode == "import":  # GBAPX10 files confirmed over SQL
+        from starmamut.jobs.mamut_import import load_products
+
+        return load_products(ctx, batch_id)
     shop, store, params = ctx.shop, ctx.store, ctx.params
     settings = ctx.shop.products_to_mamut
     repository = ProductRepository(ctx.open_mamut())
