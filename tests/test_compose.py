@@ -117,6 +117,18 @@ def test_dockerfile_builds_on_the_locked_airflow_with_the_sql_server_drivers() -
     assert "pip install --no-cache-dir --no-deps -e /opt/airflow" in dockerfile
 
 
+def test_the_image_gets_the_runtime_lock_and_the_engine_but_no_dev_tooling() -> None:
+    """Only what .dockerignore lets through reaches the build: the runtime lock, pyproject.toml and include/ (the
+    engine); devtools/ (the sandbox, the Mamut mock) and requirements-dev.* never do."""
+    ignore_lines = (REPO_ROOT / ".dockerignore").read_text().splitlines()
+    allowed = [line[1:].strip() for line in ignore_lines if line.startswith("!")]
+    assert sorted(allowed) == ["include/", "pyproject.toml", "requirements.lock"]
+    dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text()
+    instructions = "\n".join(line for line in dockerfile.splitlines() if not line.startswith("#"))
+    assert "requirements-dev" not in instructions and "devtools" not in instructions
+    assert not (REPO_ROOT / "include" / "starmamut_devtools").exists()
+
+
 def test_docker_compose_resolves_the_file_with_the_env_file(tmp_path: Path) -> None:
     """docker-compose needs docker/.env to exist: resolve a copy that uses the example's placeholders."""
     binary = shutil.which("docker-compose")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -68,9 +69,9 @@ def test_setup_reinstalls_when_the_lock_stamp_does_not_match() -> None:
     result = run_setup(env)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "setup: installing Python packages from requirements.lock" in result.stdout
-    lock_hash = hashlib.sha256((REPO_ROOT / "requirements.lock").read_bytes()).hexdigest()
-    assert stamp.read_text().strip() == lock_hash
+    assert "setup: installing Python packages from requirements-dev.lock" in result.stdout
+    locks = (REPO_ROOT / "requirements.lock").read_bytes() + (REPO_ROOT / "requirements-dev.lock").read_bytes()
+    assert stamp.read_text().strip() == hashlib.sha256(locks).hexdigest()
 
 
 def test_setup_migrates_a_separate_airflow_home_once(tmp_path: Path) -> None:
@@ -121,3 +122,24 @@ def test_shell_script_syntax(script: Path) -> None:
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
 
     assert result.returncode == 0, result.stderr
+
+
+def locked_pins(name: str) -> dict[str, str]:
+    text = (REPO_ROOT / name).read_text(encoding="utf-8")
+    return {package.lower(): version for package, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.M)}
+
+
+def test_the_dev_lock_has_every_runtime_pin_unchanged_and_the_runtime_lock_no_dev_tool() -> None:
+    """bin/setup installs the dev lock, the Docker image the runtime lock: the same versions of what both have."""
+    runtime, dev = locked_pins("requirements.lock"), locked_pins("requirements-dev.lock")
+    assert {
+        package: (version, dev.get(package)) for package, version in runtime.items() if dev.get(package) != version
+    } == {}
+    for tool in ("pytest", "ruff", "mypy", "deptry", "sqlglot", "openapi-core"):
+        assert tool in dev and tool not in runtime, tool
+    direct_dev = {
+        line.split("==")[0].lower()
+        for line in (REPO_ROOT / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    assert direct_dev.isdisjoint(runtime), "a dev tool is in the runtime lock"

@@ -34,8 +34,8 @@ from starmamut.config import ShopConfig, TransformEntity, TransformPoint
 if TYPE_CHECKING:  # the DAG file imports this module at parse time: no clients or database drivers
     from starmamut.jobs.common import JobContext
 
-ENTITIES: tuple[str, ...] = get_args(TransformEntity)
-POINTS: tuple[str, ...] = get_args(TransformPoint)
+ENTITIES: tuple[TransformEntity, ...] = get_args(TransformEntity)
+POINTS: tuple[TransformPoint, ...] = get_args(TransformPoint)
 PLUGINS_DIR = Path(__file__).resolve().parents[2] / "plugins"
 RECORDS_LOGGED = 100  # per hook and step: records shown at INFO (dry-run records, skips); the rest at DEBUG
 

@@ -184,7 +184,9 @@ class ColumnSpec:
         wall_clock = self.canonical(moment, strict=False)
         if moment.tzinfo is not None:
             later = moment + LONGEST_CLOCK_SHIFT
-            shift = moment.astimezone(self.timezone).utcoffset() - later.astimezone(self.timezone).utcoffset()
+            offset_then, offset_later = (instant.astimezone(self.timezone).utcoffset() for instant in (moment, later))
+            assert offset_then is not None and offset_later is not None  # a time in a named zone has an offset
+            shift = offset_then - offset_later
             if shift > dt.timedelta(0):
                 wall_clock -= shift
         return self.to_param(wall_clock, strict=False)

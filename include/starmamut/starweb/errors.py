@@ -8,6 +8,7 @@ puts into these errors; nothing here ever holds request headers.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 # Statuses with which Starweb refuses one record's request: its data, its existence or a feature it needs.
 RECORD_LEVEL_STATUSES = frozenset({400, 404, 409, 422, 501})
@@ -37,7 +38,7 @@ class StarwebError(Exception):
         detail = ": ".join(part for part in (self.error, self.error_description) if part)
         return f"Starweb {self.method} {self.path} failed ({status})" + (f": {detail}" if detail else "")
 
-    def __reduce__(self) -> tuple[type[StarwebError], tuple[int | None, str | None, str | None, str, str]]:
+    def __reduce__(self) -> tuple[type[StarwebError], tuple[Any, ...]]:
         """Pickle by the constructor's arguments, so the error survives a trip between Celery processes."""
         return (type(self), (self.status, self.error, self.error_description, self.method, self.path))
 
@@ -125,5 +126,5 @@ class StarwebClockSkew(StarwebError):
     def _message(self) -> str:
         return f"Starweb clock check failed: {self.error_description}"
 
-    def __reduce__(self) -> tuple[type[StarwebClockSkew], tuple[datetime, datetime, timedelta, str, str]]:
+    def __reduce__(self) -> tuple[type[StarwebError], tuple[Any, ...]]:
         return (type(self), (self.starweb_time, self.local_time, self.max_skew, self.method, self.path))
