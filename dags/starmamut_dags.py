@@ -15,6 +15,7 @@ from airflow.sdk import DAG, Param, get_current_context, task
 
 from starmamut.config import ShopConfig, config_path, load_settings_by_shop
 from starmamut.jobs.registry import MIGRATION, JobSpec, dag_id, jobs_for_shop
+from starmamut.transforms import check_shop_transforms
 
 DEFAULT_ARGS = {
     "owner": "starmamut",
@@ -259,6 +260,7 @@ def _build_all() -> dict[str, DAG]:
     dags: dict[str, DAG] = {}
     for shop in settings.shops:
         try:
+            check_shop_transforms(shop)  # a transform that cannot be loaded leaves the shop out, named in the UI
             built = [job_dag(shop, job) for job in jobs_for_shop(shop.flow, shop.extra_jobs)]
             built.append(migration_dag(shop))
         except Exception as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from starmamut.config import Settings, load_settings
 from starmamut.jobs import orders_to_mamut, prices_to_starweb, products_to_mamut, stock_to_starweb
@@ -496,3 +497,28 @@ def test_stock_changed_before_load_is_sent_once_and_compared_as_sent(make_ctx, s
     sandbox.reset_requests()
     second = stock_to_starweb.run(make_ctx(cap, flow="erp"))
     assert sandbox.write_requests() == [] and second["loaded"] == 0
+
+
+def test_a_shop_whose_transform_cannot_be_loaded_is_left_out_when_the_dags_are_parsed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The DAG file loads every shop's transforms at parse time: a typo is the file's import error in the UI,
+    naming the shop, the hook and the path, before any run; the other shops' DAGs still load."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    config = yaml.safe_load((REPO_ROOT / "config" / "examples" / "three_shops.yaml").read_text(encoding="utf-8"))
+    config["shops"]["kombo"]["transforms"] = {"orders": {"after_mapping": ["transforms.fields.no_such_transform"]}}
+    path = tmp_path / "shops.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    monkeypatch.setenv("STARMAMUT_CONFIG", str(path))
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+
+    (message,) = bag.import_errors.values()
+    assert (
+        "shop 'kombo': DAGs not built: TransformError: shop kombo: transforms.orders.after_mapping: "
+        "transforms.fields.no_such_transform: module 'transforms.fields' has no 'no_such_transform'"
+    ) in message
+    assert not any(dag_id.startswith("kombo__") for dag_id in bag.dag_ids)
+    assert any(dag_id.startswith("webshop__") for dag_id in bag.dag_ids)
+    assert any(dag_id.startswith("grossist__") for dag_id in bag.dag_ids)
