@@ -205,7 +205,8 @@ def migration_dag(shop: ShopConfig) -> DAG:
         def extract(started: dict[str, Any]) -> list[dict[str, Any]]:
             return _migrate("extract", shop.id, started["batch_id"])
 
-        @task(pool=shop.pool, map_index_template="{{ chunk_label }}")
+        # One chunk at a time: each holds the shop's product, price and stock leases while it runs.
+        @task(pool=shop.pool, map_index_template="{{ chunk_label }}", max_active_tis_per_dagrun=1)
         def migrate_chunk(chunk: dict[str, Any]) -> dict[str, Any]:
             get_current_context()["chunk_label"] = (  # type: ignore[typeddict-unknown-key]
                 f"chunk {chunk['index'] + 1}/{chunk['chunks']}: {chunk['first']} … {chunk['last']}"

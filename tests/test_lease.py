@@ -7,20 +7,43 @@ a long GC pause or a lost network looks like from the staging database.
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
+from starmamut.config import LeaseSettings, Settings
+from starmamut.jobs import initial_product_sync, orders_to_mamut, products_to_mamut
+from starmamut.jobs.common import JobContext, run_step
+from starmamut.jobs.registry import JOBS, MIGRATION_WRITES
+from starmamut.mamut.gateway import MamutGateway
+from starmamut.mamut.schema_map import SchemaMap
 from starmamut.staging import tables
 from starmamut.staging.store import Lease, LeaseHeld, LeaseLost, StagingStore
+from starmamut.starweb.client import StarwebClient, StarwebCredentials
+from tests.fixtures.jobs import sandbox_job_context
+from tests.fixtures.mamut import fresh_mock_database
 from tests.fixtures.staging import staging_url_for
+from tests.test_mamut_orders import orders_in
+from tests.test_orders_to_mamut import settings_for
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_PARTS = ("include", "devtools", ".")  # the test run's pythonpath (pyproject), for the loader processes
 STAGING_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -47,6 +70,13 @@ def lease_row(store: StagingStore, shop: str, entity: str) -> sa.Row:
     table = tables.load_lease
     with store._engine.connect() as connection:
         return connection.execute(sa.select(table).where(table.c.shop == shop, table.c.entity == entity)).one()
+
+
+def holder_of(store: StagingStore, shop: str, entity: str) -> str | None:
+    """Who holds the lease now; None when nobody does or it was never taken."""
+    table = tables.load_lease
+    with store._engine.connect() as connection:
+        return connection.scalar(sa.select(table.c.holder).where(table.c.shop == shop, table.c.entity == entity))
 
 
 def batches(store: StagingStore, shop: str = "demo") -> int:
@@ -159,12 +189,215 @@ def test_the_fence_holds_the_lease_row_until_the_fenced_write_commits(two_stores
 
 
 def test_lease_settings_are_validated_with_sensible_defaults() -> None:
-    from pydantic import ValidationError
-
-    from starmamut.config import Settings
-
     base = {"version": 1, "mamut": {"vat_codes": {25: 1}}, "shops": {}}
     assert Settings.model_validate(base).lease.model_dump() == {"ttl_seconds": 120, "wait_seconds": 60}
     for bad in ({"ttl_seconds": 5}, {"wait_seconds": -1}, {"ttl": 120}):
         with pytest.raises(ValidationError, match="lease"):
             Settings.model_validate({**base, "lease": bad})
+
+
+# ----------------------------------------------------------------------------------------- every load holds them
+
+
+def job_settings(wait_seconds: float = 0) -> Settings:
+    return Settings.model_validate(
+        {
+            "version": 1,
+            "mamut": {"vat_codes": {25: 1}},
+            "lease": {"wait_seconds": wait_seconds},
+            "shops": {"demo": {"name": "Demo", "flow": "combo", "starweb_conn_id": "unused"}},
+        }
+    )
+
+
+def guarded_context(store: StagingStore) -> tuple[JobContext, SimpleNamespace]:
+    """A job context whose Starweb client and Mamut gateway are one stand-in carrying both guards."""
+    stand_in = SimpleNamespace(write_guard=None, commit_guard=None)
+    ctx = JobContext(
+        settings=job_settings(),
+        shop=job_settings().shop("demo"),
+        store=store,
+        open_starweb=lambda: nullcontext(stand_in),
+        open_mamut=lambda: stand_in,
+    )
+    return ctx, stand_in
+
+
+@pytest.fixture
+def sqlite_stores(tmp_path: Path) -> Iterator[tuple[StagingStore, StagingStore]]:
+    url = f"sqlite:///{tmp_path / 'staging.db'}"
+    first, second = StagingStore.from_url(url), StagingStore.from_url(url)
+    first.migrate()
+    yield first, second
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("job", sorted(JOBS))
+def test_every_jobs_load_holds_the_leases_of_what_it_writes_and_guards_its_writes(
+    job: str, sqlite_stores: tuple[StagingStore, StagingStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, other = sqlite_stores
+    spec, steps = JOBS[job], importlib.import_module(JOBS[job].module)
+    ctx, stand_in = guarded_context(store)
+    batch_id = store.start_batch("demo", job, spec.writes[0])
+    seen: dict[str, Any] = {}
+
+    def load(leased: JobContext, batch: str) -> dict[str, Any]:
+        seen["holders"] = {entity: lease_row(other, "demo", entity).holder for entity in spec.writes}
+        with leased.open_starweb() as client:
+            seen["starweb_guard"] = client.write_guard
+        seen["mamut_guard"] = leased.open_mamut().commit_guard
+        return {}
+
+    monkeypatch.setattr(steps, "load", load)
+    for entity in spec.writes:
+        with other.lease("demo", entity, ttl=30, wait=0) as held, pytest.raises(LeaseHeld, match=held.holder):
+            run_step(steps, "load", ctx, batch_id)
+    assert not seen  # refused before the load began
+
+    run_step(steps, "load", ctx, batch_id)
+    assert all(seen["holders"].values())
+    assert callable(seen["starweb_guard"]) and seen["mamut_guard"] is seen["starweb_guard"]
+    assert stand_in.write_guard is None and stand_in.commit_guard is None  # restored after the load
+    assert all(lease_row(other, "demo", entity).holder is None for entity in spec.writes)  # released
+
+
+@pytest.mark.parametrize("entity", MIGRATION_WRITES)
+def test_a_migration_chunk_holds_the_product_price_and_stock_leases(
+    entity: str, sqlite_stores: tuple[StagingStore, StagingStore]
+) -> None:
+    store, other = sqlite_stores
+    ctx, _stand_in = guarded_context(store)
+    options = initial_product_sync.MigrationOptions.from_mapping({"direction": "mamut_to_starweb"})
+    chunk = {"batch_id": "unused", "first": "a", "last": "z", "index": 0, "chunks": 1}
+    with other.lease("demo", entity, ttl=30, wait=0), pytest.raises(LeaseHeld, match=f"demo: {entity} is being"):
+        initial_product_sync.migrate_chunk(ctx, options, chunk)
+
+
+def refuse() -> None:
+    raise LeaseLost("shop demo: this loader lost the orders lease")
+
+
+def test_a_refusing_guard_stops_a_starweb_write_before_it_is_sent_but_not_a_read() -> None:
+    sent: list[str] = []
+
+    def shop(request: httpx.Request) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        return httpx.Response(200, json={"data": {"orderId": 1}})
+
+    credentials = StarwebCredentials("https://shop.example/api/v2", "client", "secret")
+    with StarwebClient(credentials, transport=httpx.MockTransport(shop)) as client:
+        client.write_guard = refuse
+        client.get("/orders/1")
+        for write in (lambda: client.patch("/orders/1", {"statusId": 3}), lambda: client.post("/products", {})):
+            with pytest.raises(LeaseLost):
+                write()
+    assert sent == ["POST /api/v2/token", "GET /api/v2/orders/1"]
+
+
+def test_a_refusing_guard_rolls_back_a_mamut_transaction_that_wrote(tmp_path: Path) -> None:
+    with fresh_mock_database("sqlite", tmp_path) as odbc, MamutGateway(odbc, SchemaMap.load()) as gateway:
+        gateway.commit_guard = refuse
+        with gateway.transaction() as transaction:  # a read-only transaction commits without asking
+            before = transaction.select("warehouse", ["warehouse_id"])
+        with pytest.raises(LeaseLost), gateway.transaction() as transaction:
+            transaction.insert("warehouse", {"warehouse_id": 99, "description": "Zombielager"})
+        gateway.commit_guard = None
+        with gateway.transaction() as transaction:
+            assert transaction.select("warehouse", ["warehouse_id"]) == before
+
+
+# ----------------------------------------------------------------------------------- two real loader processes
+
+
+@pytest.fixture(params=STAGING_BACKENDS)
+def staging_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from staging_url_for(request.param, tmp_path)
+
+
+def wait_until(condition: Any, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def spawn_loader(spec: dict[str, Any], name: str, wait_seconds: float, **files: Path) -> subprocess.Popen[str]:
+    """A load of ``spec``'s batch in its own process (tests/fixtures/loader_process.py) with the settings of
+    tests/test_orders_to_mamut.py, waiting ``wait_seconds`` for a held lease; ``files`` are its ``start`` and
+    ``proceed`` signals."""
+    settings = settings_for().model_copy(update={"lease": LeaseSettings(wait_seconds=wait_seconds)})
+    spec = {
+        **spec,
+        "settings": settings.model_dump(mode="json", by_alias=True),
+        "ready": spec["ready"].format(name=name),
+        **{key: str(path) for key, path in files.items()},
+    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO_ROOT / part) for part in REPO_PARTS)}
+    command = [sys.executable, "-m", "tests.fixtures.loader_process", json.dumps(spec)]
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, text=True, stdout=subprocess.PIPE)
+
+
+def outcome(process: subprocess.Popen[str]) -> dict[str, Any]:
+    stdout, _ = process.communicate(timeout=180)
+    assert process.returncode == 0, stdout
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_two_processes_loading_the_same_orders_at_once_load_them_once(
+    staging_url: str, sandbox: Any, tmp_path: Path
+) -> None:
+    """Three real processes load one batch of orders_to_mamut: the first holds the lease (kept at its first Mamut
+    statement until the others have tried); one with a short wait stops with LeaseHeld naming it, one with a long
+    wait waits, then finds every order loaded and written back, and writes nothing."""
+    store = StagingStore.from_url(staging_url)
+    store.migrate()
+    with fresh_mock_database("sqlite", tmp_path) as odbc, MamutGateway(odbc, SchemaMap.load()) as gateway:
+        ctx = sandbox_job_context(settings_for(), sandbox, store, gateway)
+        products_to_mamut.run(ctx)
+        batch_id = run_step(orders_to_mamut, "extract", ctx)["batch_id"]
+        run_step(orders_to_mamut, "validate", ctx, batch_id)
+        valid = store.count_staged(batch_id, orders_to_mamut.ENTITY)["valid"]
+        sandbox.reset_requests()
+        spec = {
+            "shop": "demo",
+            "job": "orders_to_mamut",
+            "batch_id": batch_id,
+            "staging_url": staging_url,
+            "mamut_odbc": odbc,
+            "starweb": {
+                "base_url": sandbox.base_url,
+                "client_id": sandbox.client_id,
+                "client_secret": sandbox.client_secret,
+            },
+            "ready": str(tmp_path / "{name}.ready"),
+        }
+        start, proceed = tmp_path / "start", tmp_path / "proceed"
+        first = spawn_loader(spec, "first", 0, proceed=proceed)
+        impatient = spawn_loader(spec, "impatient", 0.5, start=start)
+        patient = spawn_loader(spec, "patient", 90, start=start)
+        try:
+            wait_until(lambda: holder_of(store, "demo", "orders") is not None, "the first loader's lease")
+            wait_until(lambda: all((tmp_path / f"{n}.ready").exists() for n in ("impatient", "patient")), "ready")
+            holder = holder_of(store, "demo", "orders")
+            start.touch()
+            refused = outcome(impatient)
+            time.sleep(1)
+            assert patient.poll() is None  # still waiting for the lease
+            proceed.touch()
+            loaded, waited = outcome(first), outcome(patient)
+        finally:
+            for process in (first, impatient, patient):
+                process.kill()
+            store.close()
+
+        assert f"orders is being loaded by {holder} since" in refused["lease_held"]
+        assert "lease_held" not in loaded and "lease_held" not in waited
+        in_mamut = orders_in(gateway, "demo:")
+        assert len(in_mamut) == len({order["external_id"] for order in in_mamut}) == valid > 0
+        patches = Counter(request.path for request in sandbox.write_requests() if request.method == "PATCH")
+        assert patches and set(patches.values()) == {1}  # each order written back once
+        assert waited["loaded"].get("loaded", 0) == 0

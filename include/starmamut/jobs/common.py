@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from starmamut.catalogue_conflicts import ON_CONFLICT, OnConflict
 from starmamut.config import Settings, ShopConfig
+from starmamut.jobs.registry import JOBS
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mapping.products import MappingError
 from starmamut.staging.store import StagingStore
@@ -18,6 +20,7 @@ from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebNotFound
 
 T = TypeVar("T")
+P = ParamSpec("P")
 log = logging.getLogger(__name__)
 
 
@@ -93,7 +96,8 @@ def close_batch(ctx: JobContext, batch_id: str, job: str, counts: dict[str, Any]
 
 
 def run_step(steps: Any, name: str, ctx: JobContext, *args: Any) -> Any:
-    """Run one step of a job (a task runs exactly one); a batch stopped at the gate is never loaded."""
+    """Run one step of a job (a task runs exactly one); a batch stopped at the gate is never loaded, and a load
+    holds the shop's leases on what the job writes (see :func:`holding_leases`)."""
     if name == "load":
         batch = ctx.store.get_batch(args[0])
         if batch.status == GATE_STOPPED:
@@ -101,7 +105,64 @@ def run_step(steps: Any, name: str, ctx: JobContext, *args: Any) -> Any:
                 f"shop {ctx.shop.id}: batch {batch.batch_id} was stopped at the quality gate and is not loaded; "
                 "fix the quarantined records, raise the threshold, or trigger with accept_quarantine: true"
             )
+        with holding_leases(ctx, JOBS[steps.__name__.rpartition(".")[2]].writes) as leased:
+            return steps.load(leased, *args)
     return getattr(steps, name)(ctx, *args)
+
+
+@contextmanager
+def holding_leases(ctx: JobContext, entities: Iterable[str]) -> Iterator[JobContext]:
+    """Hold the shop's load lease of each entity (see :meth:`StagingStore.lease`) and yield a context whose
+    Starweb clients and Mamut gateways check them right before every write request and every commit, so a loader
+    that lost a lease to another stops before its next write instead of writing twice.
+
+    Taken in name order, so two loaders wanting overlapping sets never each hold what the other waits for.
+    """
+    settings = ctx.settings.lease
+    with ExitStack() as stack:
+        leases = [
+            stack.enter_context(
+                ctx.store.lease(ctx.shop.id, entity, ttl=settings.ttl_seconds, wait=settings.wait_seconds)
+            )
+            for entity in sorted(set(entities))
+        ]
+
+        def check() -> None:
+            for lease in leases:
+                lease.check()
+
+        @contextmanager
+        def open_starweb() -> Iterator[StarwebClient]:
+            with ctx.open_starweb() as client:
+                previous, client.write_guard = client.write_guard, check
+                try:
+                    yield client
+                finally:
+                    client.write_guard = previous
+
+        def open_mamut() -> MamutGateway:
+            gateway = ctx.open_mamut()
+            stack.callback(setattr, gateway, "commit_guard", gateway.commit_guard)  # a shared gateway is restored
+            gateway.commit_guard = check
+            return gateway
+
+        yield replace(ctx, open_starweb=open_starweb, open_mamut=open_mamut)
+
+
+def holds_leases(
+    *entities: str,
+) -> Callable[[Callable[Concatenate[JobContext, P], T]], Callable[Concatenate[JobContext, P], T]]:
+    """Decorate a step (its first argument the JobContext) to run under :func:`holding_leases` of ``entities``."""
+
+    def decorate(step: Callable[Concatenate[JobContext, P], T]) -> Callable[Concatenate[JobContext, P], T]:
+        @functools.wraps(step)
+        def leased_step(ctx: JobContext, *args: P.args, **kwargs: P.kwargs) -> T:
+            with holding_leases(ctx, entities) as leased:
+                return step(leased, *args, **kwargs)
+
+        return leased_step
+
+    return decorate
 
 
 def run_steps(steps: Any, ctx: JobContext) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from starmamut.jobs.common import (
     apply_verdicts,
     chunked,
     format_report,
+    holds_leases,
     parse_variant_ref,
     quarantine_on_load,
     variant_ref,
@@ -58,6 +59,7 @@ from starmamut.jobs.common import (
 from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.jobs.products_to_mamut import ShopReference
 from starmamut.jobs.products_to_starweb import AttributeIds, FamilyOutcome, FamilySync, KnownFamilies
+from starmamut.jobs.registry import MIGRATION_WRITES
 from starmamut.jobs.starweb_binder import VARIANT, variants_of, with_variants
 from starmamut.jobs.stock_to_starweb import shop_stock_statuses
 from starmamut.mamut.catalogue import BASE_PRICE, CatalogueReader
@@ -431,8 +433,10 @@ class _Plan:
     unchanged: list[str]
 
 
+@holds_leases(*MIGRATION_WRITES)
 def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate, match and load one key range of families; each family's outcome is recorded at once."""
+    """Validate, match and load one key range of families; each family's outcome is recorded at once. Holds the
+    shop's product, price and stock leases, so no regular load of those runs meanwhile."""
     batch_id, store = chunk["batch_id"], ctx.store
     key_range = (chunk["first"], chunk["last"])
     started = time.monotonic()

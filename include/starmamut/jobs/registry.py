@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job: its module (with extract, validate, load and report steps), the flows that run it, its schedule."""
+    """A job: its module (with extract, validate, load and report steps), the flows that run it, its schedule, and
+    what its load writes: the entities whose shop lease it holds, so no other loader writes them meanwhile."""
 
     name: str
     flows: frozenset[str]
     default_schedule: str | None
     summary: str
+    writes: tuple[str, ...]
     params: tuple[str, ...] = ("dry_run", "full_refresh", "accept_quarantine")
     optional_flows: frozenset[str] = frozenset()  # flows where a shop may turn the job on (extra_jobs)
 
@@ -33,6 +35,7 @@ JOBS: dict[str, JobSpec] = {
             flows=frozenset({"ecom", "combo"}),
             default_schedule="@hourly",
             summary="Starweb products with their variants become Mamut articles (Starweb governs articles).",
+            writes=("products",),
             params=("dry_run", "full_refresh", "resync_ids", "accept_quarantine"),
         ),
         JobSpec(
@@ -40,6 +43,7 @@ JOBS: dict[str, JobSpec] = {
             flows=frozenset({"erp"}),
             default_schedule="@hourly",
             summary="Mamut articles with their variants become Starweb products (Mamut governs articles).",
+            writes=("products",),
             params=("dry_run", "full_refresh", "skus", "since", "accept_quarantine", "on_conflict"),
         ),
         JobSpec(
@@ -47,6 +51,7 @@ JOBS: dict[str, JobSpec] = {
             flows=frozenset({"erp", "combo"}),
             default_schedule="@hourly",
             summary="Mamut prices, price lists and quantity breaks go to the shop's price lists (only changed values).",
+            writes=("prices",),
             params=("dry_run", "full_refresh", "skus", "accept_quarantine"),
         ),
         JobSpec(
@@ -54,6 +59,7 @@ JOBS: dict[str, JobSpec] = {
             flows=frozenset({"erp", "combo"}),
             default_schedule="*/10 * * * *",
             summary="Mamut stock per warehouse group goes to the shop's stock locations (only changed values).",
+            writes=("stock",),
             params=("dry_run", "full_refresh", "skus", "accept_quarantine"),
         ),
         JobSpec(
@@ -61,6 +67,7 @@ JOBS: dict[str, JobSpec] = {
             flows=frozenset({"ecom", "erp", "combo"}),
             default_schedule="*/5 * * * *",
             summary="Web orders with their customers become Mamut orders or invoices, exactly once.",
+            writes=("orders",),
             params=("dry_run", "full_refresh", "resync_ids", "since", "accept_quarantine"),
         ),
         JobSpec(
@@ -70,6 +77,7 @@ JOBS: dict[str, JobSpec] = {
             default_schedule="*/10 * * * *",
             summary="Mamut order states (delivered, cancelled, …) reported to Starweb as statuses, with the buyer's "
             "e-mail, tracking number and payment capture, once each.",
+            writes=("order_status",),
             params=("dry_run", "full_refresh", "resync_ids", "since", "accept_quarantine"),
         ),
     )
@@ -78,6 +86,9 @@ JOBS: dict[str, JobSpec] = {
 
 MIGRATION = "initial_product_sync"
 """The manual-only bulk product migration every shop has (its own DAG shape: chunks mapped as tasks)."""
+MIGRATION_WRITES = ("products", "prices", "stock")
+"""What a migration chunk writes (a new product carries its prices and stock): it holds all three leases, so a
+migration never overlaps the regular product, price and stock loads of its shop."""
 
 
 def jobs_for_shop(flow: str, extra_jobs: Iterable[str] = ()) -> list[JobSpec]:

@@ -8,6 +8,10 @@ see :mod:`starmamut.mamut.schema_map` for every type rule) and booleans travel a
 Physical names come from the :class:`~starmamut.mamut.schema_map.SchemaMap`, which only admits plain
 identifiers, so identifiers can be written into SQL text while every value goes in as a parameter.
 
+Writers that check whether a row exists and then insert it, or allocate a number as MAX + 1, do both under an
+application lock the database grants (:meth:`MamutTransaction.lock`, or ``transaction(locks=...)``), so two
+writers never interleave, whatever unique indexes a real install has or lacks.
+
 Driver errors are re-raised as :class:`MamutError` naming the operation and table, with the
 connection string's password removed wherever it could appear (the original pyodbc exception is
 not chained, because tracebacks of chained exceptions end up in task logs).
@@ -15,6 +19,7 @@ not chained, because tracebacks of chained exceptions end up in task logs).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -35,6 +40,31 @@ _SECRET_PATTERN = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}|[^
 REDACTED = "***"
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
+
+MSSQL_APP_LOCK = (
+    # With autocommit off the SQL Server drivers run in implicit-transaction mode, where a SELECT from a table
+    # opens the transaction and EXEC does not; the lock is owned by the transaction, so one must be open first.
+    "DECLARE @result INT; "
+    "SELECT @result = COUNT(*) FROM {table} WHERE 1 = 0; "
+    "EXEC @result = sp_getapplock @Resource = ?, @LockMode = 'Exclusive', @LockOwner = 'Transaction', "
+    "@LockTimeout = ?; "
+    "SELECT @result"
+)
+"""The SQL Server app lock: sp_getapplock's return code is 0 or 1 when granted, negative when not."""
+# The key columns of a unique index in pg_indexes.indexdef ("CREATE UNIQUE INDEX ux ON public.t USING btree (a, b)").
+_PG_UNIQUE_INDEX = re.compile(r"(?i)^CREATE UNIQUE INDEX .*? USING \w+ \(([^)]*)\)")
+_APPLOCK_REFUSALS = {-1: "timed out", -2: "was cancelled", -3: "was chosen as a deadlock victim"}
+
+
+def app_lock_name(table: TableSpec) -> str:
+    """The name of a table's app lock: the same in every process and on every backend."""
+    return f"starmamut:{table.logical}"
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for a PostgreSQL advisory lock (which takes a bigint) named ``name``; Python's
+    own hash() differs between processes, so a digest is used."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 class MamutError(RuntimeError):
@@ -191,6 +221,10 @@ class MamutGateway:
         self._lock = threading.Lock()
         self._owner_pid = os.getpid()
         self._statements_executed = 0
+        self.commit_guard: Callable[[], None] | None = None
+        """Called right before a transaction that wrote commits; raising rolls it back (a load step sets it to check
+        the shop's lease, see jobs.common.holding_leases)."""
+        self._app_locks = True  # tests switch the app locks off to show the race they prevent
         self.statement_observer: Callable[[str], None] | None = None
         """Called with the SQL text of every statement before it runs (``?`` markers, no values; an
         executemany once): a hook for tests, e.g. tests/test_tsql_dialect.py. None (the default) does nothing.
@@ -208,12 +242,20 @@ class MamutGateway:
         return redact(text, self._secrets)
 
     @contextmanager
-    def transaction(self) -> Iterator[MamutTransaction]:
-        """One connection, autocommit off: commit when the block ends, roll back if it raises."""
+    def transaction(self, *, locks: Sequence[str] = ()) -> Iterator[MamutTransaction]:
+        """One connection, autocommit off: commit when the block ends, roll back if it raises.
+
+        ``locks`` names logical tables whose app lock (:meth:`MamutTransaction.lock`) the transaction takes first,
+        in name order, and holds to its end.
+        """
         connection, info = self._acquire()
         transaction = MamutTransaction(self, connection, info)
         try:
+            for table in sorted(set(locks)):
+                transaction.lock(table)
             yield transaction
+            if transaction._wrote and self.commit_guard is not None:
+                self.commit_guard()
         except BaseException:
             transaction._active = False
             self._rollback_and_release(connection, info)
@@ -368,6 +410,8 @@ class MamutTransaction:
         self._connection = connection
         self._info = info
         self._active = True
+        self._wrote = False
+        self._locked: set[str] = set()
 
     @property
     def backend(self) -> str:
@@ -382,6 +426,94 @@ class MamutTransaction:
     def database(self) -> str:
         """The database this session is in, as the server names it (a file path on SQLite)."""
         return self._info.database
+
+    def lock(self, table: str) -> None:
+        """Hold an exclusive lock the database grants, named for the logical ``table``, until the transaction ends.
+
+        A writer that checks whether a row exists (an order by external id, a customer by match key, an article
+        by number) or allocates a number (MAX + 1) takes it before the check, so two writers never interleave and
+        correctness never depends on unique indexes a real install may lack. SQL Server: ``sp_getapplock`` owned
+        by the transaction, waiting up to the gateway's timeout; PostgreSQL: ``pg_advisory_xact_lock`` on a stable
+        64-bit key of the name; SQLite: the database's one write lock, taken by a write that changes nothing. (The
+        SQLite ODBC driver opens each transaction itself with a deferred BEGIN, so ``BEGIN IMMEDIATE`` cannot be
+        sent; the effect is the same, provided the lock comes first in the transaction, as ``locks`` does it.)
+        """
+        spec = self._schema.table(table)
+        if not self._gateway._app_locks or table in self._locked:
+            return
+        name = app_lock_name(spec)
+        if self.backend == "mssql":
+            sql = MSSQL_APP_LOCK.format(table=spec.physical)
+            code = self._first_value(
+                spec, self._execute("lock", spec, sql, [name, self._gateway.timeout_seconds * 1000])
+            )
+            if code is None or int(code) < 0:
+                refusal = _APPLOCK_REFUSALS.get(int(code) if code is not None else 0, f"failed (code {code})")
+                raise MamutError(
+                    f"Mamut lock {name} {refusal} (sp_getapplock, waited up to {self._gateway.timeout_seconds} s)",
+                    operation="lock",
+                    table=spec.logical,
+                )
+        elif self.backend == "postgres":
+            self._execute("lock", spec, "SELECT pg_advisory_xact_lock(?)", [advisory_key(name)]).fetchall()
+        elif self.backend == "sqlite":
+            if not self._locked:  # one write lock for the whole file: the first name takes it for all
+                column = spec.columns[0].sql_name
+                self._execute("lock", spec, f"UPDATE {spec.physical} SET {column} = {column} WHERE 1 = 0", [])
+        else:
+            raise MamutError(f"no application lock known for {self.dbms}", operation="lock", table=spec.logical)
+        self._locked.add(table)
+
+    def _first_value(self, spec: TableSpec, cursor: pyodbc.Cursor) -> Any:
+        """The first value of a batch's first result set (SQL Server reports the statements before it as counts)."""
+        try:
+            while cursor.description is None:
+                if not cursor.nextset():
+                    return None
+            row = cursor.fetchone()
+        except pyodbc.Error as exc:
+            raise self._gateway._driver_error("lock", spec, exc) from None
+        return row[0] if row else None
+
+    def unique_indexes(self, spec: TableSpec) -> dict[str, tuple[str, ...]]:
+        """Name -> columns (lower case, in key order) of each unique index of the table, primary key included, from
+        the database's own catalog: SQL Server ``sys.indexes``, PostgreSQL ``pg_indexes``, SQLite
+        ``PRAGMA index_list``. Reads metadata only."""
+        schema, _, name = spec.physical.rpartition(".")
+        found: dict[str, list[str]] = {}
+        if self.backend == "mssql":
+            rows = self._execute(
+                "catalog",
+                spec,
+                "SELECT i.name, c.name FROM sys.indexes i "
+                "JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id "
+                "JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id "
+                "WHERE i.object_id = OBJECT_ID(?) AND i.is_unique = 1 AND ic.is_included_column = 0 "
+                "ORDER BY i.name, ic.key_ordinal",
+                [spec.physical],
+            ).fetchall()
+            for index, column in rows:
+                found.setdefault(str(index), []).append(str(column).lower())
+        elif self.backend == "postgres":
+            rows = self._execute(
+                "catalog",
+                spec,
+                "SELECT indexname, indexdef FROM pg_indexes WHERE LOWER(tablename) = LOWER(?)"
+                + (" AND LOWER(schemaname) = LOWER(?)" if schema else ""),
+                [name, schema] if schema else [name],
+            ).fetchall()
+            for index, definition in rows:
+                columns = _PG_UNIQUE_INDEX.match(str(definition))
+                if columns:
+                    found[str(index)] = [part.strip().strip('"').lower() for part in columns.group(1).split(",")]
+        elif self.backend == "sqlite":
+            for row in self._execute("catalog", spec, f"PRAGMA index_list({name})", []).fetchall():
+                if int(row[2]):
+                    info = self._execute("catalog", spec, f"PRAGMA index_info({row[1]})", []).fetchall()
+                    found[str(row[1])] = [str(column[2]).lower() for column in sorted(info, key=lambda r: r[0])]
+        else:
+            raise MamutError(f"no index catalog known for {self.dbms}", operation="catalog", table=spec.logical)
+        return {index: tuple(columns) for index, columns in found.items()}
 
     def catalog(self, tables: Sequence[TableSpec]) -> dict[str, tuple[CatalogColumn, ...] | None]:
         """What the database's catalog says of each table's physical name: its columns, or None if no such
@@ -569,6 +701,7 @@ class MamutTransaction:
             param_rows.append(params)
         sql = self._insert_sql(spec, columns)
         self._check_active()
+        self._wrote = True
         cursor = self._connection.cursor()
         cursor.fast_executemany = self._info.fast_executemany
         self._gateway._count_statements(len(param_rows), sql)
@@ -670,6 +803,7 @@ class MamutTransaction:
 
     def _execute(self, operation: str, spec: TableSpec, sql: str, params: Sequence[Any]) -> pyodbc.Cursor:
         self._check_active()
+        self._wrote |= operation in ("insert", "update")
         self._gateway._count_statements(1, sql)
         try:
             return self._connection.execute(sql, *params)

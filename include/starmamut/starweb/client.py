@@ -201,6 +201,9 @@ class StarwebClient:
         self._issued_tokens: deque[str] = deque(maxlen=4)
         # The latest answer's Date header against the local clock, for check_clock.
         self._clock_reading: _ClockReading | None = None
+        self.write_guard: Callable[[], None] | None = None
+        """Called right before each attempt of every request but GET and ``/token``; it raises to stop the write
+        (a load step sets it to check the shop's lease, see jobs.common.holding_leases)."""
 
     def __repr__(self) -> str:
         return f"StarwebClient({self.credentials!r})"
@@ -535,6 +538,8 @@ class StarwebClient:
                 headers["Authorization"] = f"Bearer {token}"
             if self._pacer is not None:
                 self._pacer.acquire()
+            if self.write_guard is not None and method != "GET" and authenticated:
+                self.write_guard()
             self.stats.increment("requests_sent")
             try:
                 response = self._http.request(method, path, params=params, json=json_body, data=form, headers=headers)
