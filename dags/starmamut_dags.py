@@ -13,8 +13,9 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
+from starmamut.alerts import failure_callbacks
 from starmamut.config import ShopConfig, config_path, load_settings_by_shop
-from starmamut.jobs.registry import MIGRATION, JobSpec, dag_id, jobs_for_shop
+from starmamut.jobs.registry import DAILY_REPORT, MIGRATION, JobSpec, dag_id, jobs_for_shop
 from starmamut.transforms import check_shop_transforms
 
 DEFAULT_ARGS = {
@@ -45,10 +46,31 @@ PARAMS = {
 }
 
 
+def _default_args(shop: ShopConfig, job: str) -> dict[str, Any]:
+    """Retries, and the shop's failure alert (alerts.py) when it has a channel for one."""
+    return {**DEFAULT_ARGS, "on_failure_callback": failure_callbacks(shop, job)}
+
+
+def _tags(shop: ShopConfig, job: str) -> list[str]:
+    return [f"shop:{shop.id}", f"flow:{shop.flow}", f"job:{job}", *([] if shop.live else ["shadow-mode"])]
+
+
+def _mode(shop: ShopConfig) -> str:
+    """The DAG docs' line on shadow mode: what a run of this shop writes."""
+    if shop.live:
+        return "The shop is **live**: runs write (a manual run with `dry_run` writes nothing)."
+    return (
+        "**Shadow mode:** the shop is not live (`live: false` in the config), so every run, scheduled or "
+        "manual, is a dry run: it records what it would write and writes nothing. Arm it with `live: true`."
+    )
+
+
 def _doc(shop: ShopConfig, job: JobSpec) -> str:
     return f"""### {job.name} · {shop.name} (`{shop.id}`, flow `{shop.flow}`)
 
 {job.summary}
+
+{_mode(shop)}
 
 **Tasks:** `extract` (Starweb → staging batch) → `validate` (Great Expectations; failing records are
 quarantined with a reason) → `load` (only new or changed records, idempotent) → `report` (counts).
@@ -73,6 +95,19 @@ def _run(job: JobSpec, step: str, shop_id: str, *args: Any) -> Any:
         return run_step(_steps(job), step, job_context(shop_id, get_current_context()["params"]), *args)
 
 
+def _report(job: str, shop_id: str, run: Any, batch_id: str) -> Any:
+    """The report step, then the shop's open quarantine recorded on the batch and an alert when it grew."""
+    from starmamut.airflow_adapter import errors_name_the_shop, job_context
+    from starmamut.alerts import after_report
+
+    result = run()
+    context = get_current_context()
+    with errors_name_the_shop(shop_id):
+        ctx = job_context(shop_id, context["params"])
+        after_report(ctx.shop, job, ctx.store, batch_id, context)
+    return result
+
+
 def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
     """extract → validate → load → report; the steps that call Starweb run in the shop's pool."""
     with DAG(
@@ -83,9 +118,10 @@ def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
         start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        is_paused_upon_creation=True,
+        default_args=_default_args(shop, job.name),
         params={name: PARAMS[name] for name in job.params},
-        tags=[f"shop:{shop.id}", f"flow:{shop.flow}", f"job:{job.name}"],
+        tags=_tags(shop, job.name),
     ) as dag:
 
         @task(pool=shop.pool)
@@ -102,7 +138,12 @@ def job_dag(shop: ShopConfig, job: JobSpec) -> DAG:
 
         @task
         def report(extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]) -> dict[str, Any]:
-            return _run(job, "report", shop.id, extracted["batch_id"], extracted, validated, loaded)
+            return _report(
+                job.name,
+                shop.id,
+                lambda: _run(job, "report", shop.id, extracted["batch_id"], extracted, validated, loaded),
+                extracted["batch_id"],
+            )
 
         extracted = extract()
         validated = validate(extracted)
@@ -158,6 +199,8 @@ reasons, requests; the report file's path is in the task log).
         ", ".join(f"`{name}` ({param.description})" for name, param in MIGRATION_PARAMS.items())
     }
 
+{_mode(shop)}
+
 Starweb Connection `{shop.starweb_conn_id}` · budget {shop.request_budget_per_minute} requests/min · pool `{shop.pool}`.
 """
 
@@ -185,7 +228,8 @@ def migration_dag(shop: ShopConfig) -> DAG:
         start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        is_paused_upon_creation=True,
+        default_args=_default_args(shop, MIGRATION),
         params={
             "direction": Param(
                 default_direction,
@@ -194,7 +238,7 @@ def migration_dag(shop: ShopConfig) -> DAG:
             ),
             **MIGRATION_PARAMS,
         },
-        tags=[f"shop:{shop.id}", f"flow:{shop.flow}", f"job:{MIGRATION}"],
+        tags=_tags(shop, MIGRATION),
     ) as dag:
 
         @task
@@ -228,13 +272,75 @@ def migration_dag(shop: ShopConfig) -> DAG:
             # By index, not by iterating: Airflow ends an iteration by asking for one result past the last, and
             # logs that miss as "[error] XCom not found" in an otherwise clean task log.
             results = [chunks[index] for index in range(len(chunks))]
-            return _migrate("report", shop.id, started["batch_id"], results, [prices, stock])
+            return _report(
+                MIGRATION,
+                shop.id,
+                lambda: _migrate("report", shop.id, started["batch_id"], results, [prices, stock]),
+                started["batch_id"],
+            )
 
         started = start()
         chunks = migrate_chunk.expand(chunk=extract(started))
         prices = push_prices(chunks)
         stock = push_stock(prices)
         report(started, chunks, prices, stock)
+    return dag
+
+
+def _daily_report_doc(shop: ShopConfig) -> str:
+    alerts = shop.alerts
+    channels = ", ".join(alerts.channels) or "none (the report is only stored)"
+    return f"""### {DAILY_REPORT} · {shop.name} (`{shop.id}`)
+
+Yesterday's runs per job (runs, their statuses, their counts added up) and the open quarantine, as a Markdown
+file under `reports/{shop.id}/` beside the Airflow home (`$STARMAMUT_REPORTS_DIR` if set), sent to the shop's
+alert channels: {channels}. "Yesterday" is the day before the run's date on the Mamut clock
+(`mamut.timezone`); trigger with `day` (YYYY-MM-DD) for another day.
+
+{_mode(shop)}
+"""
+
+
+def daily_report_dag(shop: ShopConfig) -> DAG:
+    """One task: build yesterday's report for the shop, store it, send it (alerts.py)."""
+    with DAG(
+        dag_id=dag_id(shop.id, DAILY_REPORT),
+        description="Yesterday's runs per job and the open quarantine, stored and sent to the shop's alerts.",
+        doc_md=_daily_report_doc(shop),
+        schedule=shop.alerts.daily_report,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=True,
+        default_args=_default_args(shop, DAILY_REPORT),
+        params={
+            "day": Param(
+                "",
+                type="string",
+                description="The day to report (YYYY-MM-DD); empty = the day before the run's date.",
+            )
+        },
+        tags=_tags(shop, DAILY_REPORT),
+    ) as dag:
+
+        @task
+        def report() -> dict[str, Any]:
+            from zoneinfo import ZoneInfo
+
+            from starmamut.airflow_adapter import errors_name_the_shop, job_context
+            from starmamut.alerts import report_day, run_daily_report
+
+            context = get_current_context()
+            with errors_name_the_shop(shop.id):
+                ctx = job_context(shop.id)
+                day = report_day(
+                    context.get("logical_date"),
+                    context["params"].get("day"),
+                    ZoneInfo(ctx.settings.mamut.timezone),
+                )
+                return run_daily_report(ctx.settings, ctx.shop, ctx.store, day, context)
+
+        report()
     return dag
 
 
@@ -264,6 +370,7 @@ def _build_all() -> dict[str, DAG]:
             check_shop_transforms(shop)  # a transform that cannot be loaded leaves the shop out, named in the UI
             built = [job_dag(shop, job) for job in jobs_for_shop(shop.flow, shop.extra_jobs)]
             built.append(migration_dag(shop))
+            built.append(daily_report_dag(shop))
         except Exception as exc:
             errors[shop.id] = f"{path}: shop {shop.id!r}: DAGs not built: {type(exc).__name__}: {exc}"
             continue

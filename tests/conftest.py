@@ -21,4 +21,5 @@ pytest_plugins = [
     "tests.fixtures.mamut",
     "tests.fixtures.staging",
     "tests.fixtures.airflow",
+    "tests.fixtures.smtp",
 ]

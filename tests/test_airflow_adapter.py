@@ -7,6 +7,7 @@ import json
 import pytest
 
 from starmamut import airflow_adapter
+from starmamut.jobs.common import format_report
 
 
 def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, **fields) -> None:
@@ -82,3 +83,23 @@ def test_staging_url_defaults_to_sqlite_beside_airflow_home(monkeypatch, tmp_pat
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
     settings = Settings.model_validate({"version": 1, "mamut": {"vat_codes": {25: 1}}, "shops": {}})
     assert airflow_adapter.staging_url(settings) == f"sqlite:///{tmp_path / 'starmamut_staging.db'}"
+
+
+@pytest.mark.parametrize(
+    ("live", "params", "dry_run", "label"),
+    [
+        (False, {}, True, "DRY RUN (shadow mode: shop not live)"),  # a scheduled run of a shop in shadow mode
+        (False, {"dry_run": False, "resync_ids": [7]}, True, "DRY RUN (shadow mode: shop not live)"),
+        (True, {}, False, ""),
+        (True, {"dry_run": True}, True, "DRY RUN"),
+    ],
+)
+def test_a_shop_that_is_not_live_only_ever_dry_runs(shop_config, monkeypatch, tmp_path, live, params, dry_run, label):
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    shop = {"name": "Alpha", "flow": "ecom", "starweb_conn_id": "starweb_alpha", "live": live}
+    shop_config({"version": 1, "mamut": {"vat_codes": {25: 1}}, "shops": {"alpha": shop}})
+    ctx = airflow_adapter.job_context("alpha", params)
+    assert (ctx.params.dry_run, ctx.params.dry_run_label) == (dry_run, label)
+    assert ctx.params.resync_ids == tuple(params.get("resync_ids", ()))  # the other options stand
+    title = format_report("shop alpha · products_to_mamut · batch b1", {"read": 3}, ctx.params).splitlines()[0]
+    assert title == (f"{label} · " if label else "") + "shop alpha · products_to_mamut · batch b1"

@@ -146,3 +146,65 @@ def test_load_by_shop_keeps_the_good_shops_and_names_the_bad(tmp_path: Path) -> 
     data["mamut"]["vat_codes"] = {}
     with pytest.raises(ConfigError, match="field 'mamut.vat_codes'"):
         load_settings_by_shop(write(tmp_path, data))
+
+
+def test_a_new_shop_is_in_shadow_mode_and_the_demo_shop_is_live(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, VALID))
+    assert [shop.live for shop in settings.shops] == [False, False]  # added without `live`: shadow mode
+    assert load_settings(DEFAULT_CONFIG_PATH).shop("demo").live is True
+
+
+def test_alerts_are_validated_and_default_to_store_only(tmp_path: Path) -> None:
+    alpha = load_settings(write(tmp_path, VALID)).shop("alpha").alerts
+    assert (alpha.email, alpha.channels, alpha.daily_report) == ([], [], "0 6 * * *")
+    shops = {**VALID["shops"], "alpha": {**VALID["shops"]["alpha"], "alerts": {"email": ["drift@example.se"]}}}
+    alpha = load_settings(write(tmp_path, {**VALID, "shops": shops})).shop("alpha").alerts
+    assert (alpha.channels, alpha.smtp_conn_id, alpha.on_failure, alpha.on_quarantine_growth) == (
+        ["email"],
+        "smtp_default",
+        True,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("alerts", "message"),
+    [
+        ({"email": ["not-an-address"]}, "field 'alerts.email.0': String should match pattern"),
+        ({"daily_report": "every morning"}, "field 'alerts.daily_report': Value error, cron expression"),
+        ({"emails": ["a@b.se"]}, "field 'alerts.emails': Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_alerts_section_names_shop_and_field(tmp_path: Path, alerts: dict, message: str) -> None:
+    shops = {**VALID["shops"], "alpha": {**VALID["shops"]["alpha"], "alerts": alerts}}
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, {**VALID, "shops": shops}))
+    assert f"shop 'alpha': {message}" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "package"),
+    [
+        ("slack_webhook_conn_id", "apache-airflow-providers-slack"),
+        ("teams_conn_id", "apache-airflow-providers-apprise"),
+    ],
+)
+def test_slack_or_teams_without_their_provider_is_a_clear_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, field: str, package: str
+) -> None:
+    import importlib.util
+
+    from starmamut.config import OPTIONAL_PROVIDERS
+
+    real_find_spec = importlib.util.find_spec
+    missing = OPTIONAL_PROVIDERS[field][0]
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == missing else real_find_spec(name, *args)
+    )
+    shops = {**VALID["shops"], "alpha": {**VALID["shops"]["alpha"], "alerts": {field: "chat_ops"}}}
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, {**VALID, "shops": shops}))
+    assert (
+        f"shop 'alpha': field 'alerts': Value error, {field} is set but the {package} provider is not installed: "
+        f"pip install {package}"
+    ) in str(raised.value)

@@ -54,7 +54,12 @@ def test_shipped_config_generates_the_demo_dag_without_errors(monkeypatch: pytes
     monkeypatch.delenv("STARMAMUT_CONFIG", raising=False)
     bag = dagbag(monkeypatch)
     assert bag.import_errors == {}
-    assert sorted(bag.dag_ids) == ["demo__initial_product_sync", "demo__orders_to_mamut", "demo__products_to_mamut"]
+    assert sorted(bag.dag_ids) == [
+        "demo__daily_report",
+        "demo__initial_product_sync",
+        "demo__orders_to_mamut",
+        "demo__products_to_mamut",
+    ]
 
 
 def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, three_shop_config: Path) -> None:
@@ -63,18 +68,21 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
     # erp shops do not run products_to_mamut (Mamut governs their articles); every flow transfers orders;
     # an ecom shop reports order status only when it turns the job on
     assert sorted(bag.dag_ids) == [
+        "b2b__daily_report",
         "b2b__initial_product_sync",
         "b2b__order_status_to_starweb",
         "b2b__orders_to_mamut",
         "b2b__prices_to_starweb",
         "b2b__products_to_starweb",
         "b2b__stock_to_starweb",
+        "no__daily_report",
         "no__initial_product_sync",
         "no__order_status_to_starweb",
         "no__orders_to_mamut",
         "no__prices_to_starweb",
         "no__products_to_mamut",
         "no__stock_to_starweb",
+        "se__daily_report",
         "se__initial_product_sync",
         "se__order_status_to_starweb",
         "se__orders_to_mamut",
@@ -82,8 +90,9 @@ def test_every_dag_follows_the_conventions(monkeypatch: pytest.MonkeyPatch, thre
     ]
     for dag_id, dag in bag.dags.items():
         shop, _, job = dag_id.partition("__")
-        if job == "initial_product_sync":
-            continue  # its own shape: test_migration_dags_are_manual_chunked_and_pooled
+        if job in ("initial_product_sync", "daily_report"):
+            continue  # their own shapes: test_migration_dags_are_manual_chunked_and_pooled, test_daily_report_dags
+        assert dag.is_paused_upon_creation is True  # unpausing is the operator's act (README "Shadow mode")
         assert f"shop:{shop}" in dag.tags and f"job:{job}" in dag.tags
         assert any(tag.startswith("flow:") for tag in dag.tags)
         assert dag.doc_md and job in dag.doc_md
@@ -137,6 +146,18 @@ def test_migration_dags_are_manual_chunked_and_pooled(monkeypatch: pytest.Monkey
     # The default direction follows who governs the articles.
     assert bag.dags["b2b__initial_product_sync"].params["direction"] == "mamut_to_starweb"
     assert bag.dags["se__initial_product_sync"].params["direction"] == "starweb_to_mamut"
+
+
+def test_daily_report_dags(monkeypatch: pytest.MonkeyPatch, three_shop_config: Path) -> None:
+    """One per shop: one task, daily at 06:00 UTC unless the shop's alerts say otherwise, paused when created."""
+    bag = dagbag(monkeypatch, three_shop_config)
+    assert bag.import_errors == {}
+    for shop in ("se", "no", "b2b"):
+        dag = bag.dags[f"{shop}__daily_report"]
+        assert [task.task_id for task in dag.tasks] == ["report"]
+        assert dag.schedule == "0 6 * * *" and dag.catchup is False and dag.is_paused_upon_creation is True
+        assert f"shop:{shop}" in dag.tags and "job:daily_report" in dag.tags
+        assert set(dag.params) == {"day"} and "`day`" in dag.doc_md
 
 
 def test_bad_config_is_an_import_error_naming_the_field(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

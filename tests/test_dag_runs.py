@@ -39,10 +39,11 @@ CONFIG = {
             "name": "Demo",
             "flow": "ecom",
             "starweb_conn_id": "starweb_demo",
+            "live": True,
             "orders_to_mamut": {"eligible_statuses": ["created", "picking", "completed", 5, 6]},
             "extra_jobs": ["order_status_to_starweb"],
         },
-        "b2b": {"name": "Grossist", "flow": "erp", "starweb_conn_id": "starweb_demo"},
+        "b2b": {"name": "Grossist", "flow": "erp", "starweb_conn_id": "starweb_demo", "live": True},
     },
 }
 

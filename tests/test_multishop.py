@@ -123,6 +123,7 @@ def example_settings(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     for shop in raw["shops"].values():
         shop["request_budget_per_minute"] *= BUDGET_SCALE
+        shop["live"] = True  # the example's shops are new, so in shadow mode; these tests run them armed
     return {**raw, "request_pacer_url": (tmp_path / "pacer").as_uri(), **overrides}
 
 

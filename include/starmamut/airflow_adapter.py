@@ -104,16 +104,20 @@ def _migrated_store(url: str) -> StagingStore:
 
 
 def job_context(shop_id: str, params: Mapping[str, Any] | None = None) -> JobContext:
-    """Build a job's context inside a running task from the config and the Airflow Connections it names."""
+    """Build a job's context inside a running task from the config and the Airflow Connections it names.
+
+    The one place shadow mode is enforced: a shop that is not ``live`` gets a dry run, whatever the Params say.
+    """
     settings = load_settings()
     shop = settings.shop(shop_id)
+    run_params = RunParams.from_mapping(params).for_shop(shop.live)
     return JobContext(
         settings=settings,
         shop=shop,
         store=_migrated_store(staging_url(settings)),
         open_starweb=lambda: starweb_client(settings, shop),
         open_mamut=lambda: mamut_gateway(settings),
-        params=RunParams.from_mapping(params),
+        params=run_params,
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from starmamut.config import ConfigError, load_settings
-from starmamut.jobs.registry import MIGRATION, dag_id, jobs_for_shop
+from starmamut.jobs.registry import DAILY_REPORT, MIGRATION, dag_id, jobs_for_shop
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
 
 
@@ -32,6 +32,7 @@ def cmd_dags(_: argparse.Namespace) -> int:
         for job in jobs_for_shop(shop.flow, shop.extra_jobs):
             print(dag_id(shop.id, job.name))
         print(dag_id(shop.id, MIGRATION))
+        print(dag_id(shop.id, DAILY_REPORT))
     return 0
 
 

@@ -203,6 +203,70 @@ class ProductsToStarwebSettings(_Strict):
     quarantine_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+OPTIONAL_PROVIDERS = {
+    "slack_webhook_conn_id": ("airflow.providers.slack.notifications.slack_webhook", "apache-airflow-providers-slack"),
+    "teams_conn_id": ("airflow.providers.apprise.notifications.apprise", "apache-airflow-providers-apprise"),
+}
+"""Alert channels that need an Airflow provider this project does not install: setting field -> (module, package)."""
+
+
+class AlertSettings(_Strict):
+    """Who hears about this shop: a failed task, the open quarantine growing, and the daily report, all sent
+    through Airflow notifiers (SMTP from the smtp provider Airflow ships with; Slack and Teams need theirs).
+    The Connections hold the server, webhook and secrets; this section only names them."""
+
+    email: list[Annotated[str, Field(pattern=EMAIL_PATTERN)]] = Field(
+        default_factory=list, description="recipients of the alert and report mails; empty = no mail"
+    )
+    smtp_conn_id: str = Field(default="smtp_default", description="Airflow SMTP Connection the mails go through")
+    from_email: str | None = Field(
+        default=None, description="sender address; unset = the SMTP Connection's 'from_email' extra"
+    )
+    slack_webhook_conn_id: str | None = Field(
+        default=None, description="Slack incoming-webhook Connection (needs apache-airflow-providers-slack)"
+    )
+    teams_conn_id: str | None = Field(
+        default=None,
+        description="Apprise Connection whose config is the Teams webhook, msteams://... "
+        "(needs apache-airflow-providers-apprise)",
+    )
+    on_failure: bool = Field(default=True, description="alert when a task of this shop fails (after its retries)")
+    on_quarantine_growth: bool = Field(default=True, description="alert when the shop's open quarantine grows")
+    daily_report: Annotated[str, AfterValidator(check_schedule)] | None = Field(
+        default="0 6 * * *", description="when the daily report DAG runs (cron, UTC); null = manual only"
+    )
+
+    @model_validator(mode="after")
+    def _providers_installed(self) -> AlertSettings:
+        from importlib.util import find_spec
+
+        for name, (module, package) in OPTIONAL_PROVIDERS.items():
+            if getattr(self, name) is None:
+                continue
+            try:
+                found = find_spec(module) is not None
+            except ModuleNotFoundError:
+                found = False
+            if not found:
+                raise ValueError(f"{name} is set but the {package} provider is not installed: pip install {package}")
+        return self
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels alerts go to, e.g. ['email', 'slack']; empty when the shop has none."""
+        return [
+            name
+            for name, on in (
+                ("email", bool(self.email)),
+                ("slack", self.slack_webhook_conn_id is not None),
+                ("teams", self.teams_conn_id is not None),
+            )
+            if on
+        ]
+
+
 TransformEntity = Literal["products", "prices", "stock", "orders", "customers"]
 TransformPoint = Literal["after_mapping", "before_load"]
 DOTTED_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
@@ -215,6 +279,11 @@ class ShopConfig(_Strict):
     name: str
     flow: Flow
     starweb_conn_id: str
+    live: bool = Field(
+        default=False,
+        description="false (shadow mode): every run, scheduled or manual, is a dry run that records what it "
+        "would write; set true to arm the shop",
+    )
     language: Annotated[str, Field(min_length=2, max_length=2)] = "sv"
     request_budget_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 1000
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
@@ -227,6 +296,7 @@ class ShopConfig(_Strict):
     stock_to_starweb: StockToStarwebSettings = StockToStarwebSettings()
     order_status_to_starweb: OrderStatusToStarwebSettings = OrderStatusToStarwebSettings()
     extra_jobs: list[str] = Field(default_factory=list, description="optional jobs this shop turns on")
+    alerts: AlertSettings = Field(default_factory=AlertSettings, description="alert and daily report channels")
     transforms: dict[TransformEntity, dict[TransformPoint, list[Annotated[str, Field(pattern=DOTTED_PATH)]]]] = Field(
         default_factory=dict,
         description="per entity and hook point, dotted paths of callables in plugins/ applied in order",

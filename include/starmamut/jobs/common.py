@@ -39,6 +39,18 @@ class RunParams:
     since: datetime | None = None
     accept_quarantine: bool = False
     on_conflict: OnConflict = "quarantine"  # products_to_starweb: a family whose one shop product differs from it
+    shadow: bool = False  # a dry run because the shop is not live (shadow mode), whatever the Params said
+
+    def for_shop(self, live: bool) -> RunParams:
+        """These options as a shop allows them: a shop that is not live (shadow mode) only ever dry-runs."""
+        return self if live else replace(self, dry_run=True, shadow=True)
+
+    @property
+    def dry_run_label(self) -> str:
+        """How reports and logs name a dry run ('' for a live run)."""
+        if not self.dry_run:
+            return ""
+        return "DRY RUN (shadow mode: shop not live)" if self.shadow else "DRY RUN"
 
     @property
     def reads_everything(self) -> bool:
@@ -81,17 +93,20 @@ class JobContext:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
-def format_report(title: str, counts: Mapping[str, Any]) -> str:
-    """A small aligned table for the task log, readable by whoever is paged."""
+def format_report(title: str, counts: Mapping[str, Any], params: RunParams | None = None) -> str:
+    """A small aligned table for the task log, readable by whoever is paged; a dry run says so in its title."""
+    label = params.dry_run_label if params is not None else ""
     width = max(len(key) for key in counts) if counts else 0
-    lines = [title] + [f"  {key.ljust(width)}  {value}" for key, value in counts.items()]
+    lines = [f"{label} · {title}" if label else title] + [
+        f"  {key.ljust(width)}  {value}" for key, value in counts.items()
+    ]
     return "\n".join(lines)
 
 
 def close_batch(ctx: JobContext, batch_id: str, job: str, counts: dict[str, Any]) -> dict[str, Any]:
     """Record the batch's counts and log them as a table; the counts are the report task's result."""
     ctx.store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
-    log.info("%s", format_report(f"shop {ctx.shop.id} · {job} · batch {batch_id}", counts))
+    log.info("%s", format_report(f"shop {ctx.shop.id} · {job} · batch {batch_id}", counts, ctx.params))
     return counts
 
 

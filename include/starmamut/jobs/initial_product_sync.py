@@ -979,7 +979,7 @@ def report(
     store.finish_batch(batch_id, "dry_run" if ctx.params.dry_run else "done", counts)
     job = "products_to_mamut" if options.direction == "starweb_to_mamut" else "products_to_starweb"
     advance_watermark(ctx, job, batch.started_at)  # the regular job goes on from here
-    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts))
+    log.info("%s", format_report(f"shop {ctx.shop.id} · {JOB} · batch {batch_id}", counts, ctx.params))
     return counts
 
 
@@ -1028,9 +1028,11 @@ def _write_report_file(
     path.parent.mkdir(parents=True, exist_ok=True)
     held: dict[str, list[str]] = {verdict: [] for verdict in ("conflict", "quarantined", "failed", "matched")}
     with path.open("w", encoding="utf-8") as out:
-        out.write(f"# Initial product sync · {ctx.shop.name} (`{ctx.shop.id}`) · {options.direction}\n\n")
+        label = ctx.params.dry_run_label
+        title = f"Initial product sync · {ctx.shop.name} (`{ctx.shop.id}`) · {options.direction}"
+        out.write(f"# {label + ' · ' if label else ''}{title}\n\n")
         out.write(
-            f"Batch `{batch_id}`{' — DRY RUN: nothing was written' if ctx.params.dry_run else ''}; "
+            f"Batch `{batch_id}`{f' — {label}: nothing was written' if label else ''}; "
             f"on conflict: {options.on_conflict}.\n\n| outcome | count |\n|---|---|\n"
         )
         for key, value in counts.items():

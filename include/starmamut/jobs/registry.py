@@ -90,6 +90,9 @@ MIGRATION_WRITES = ("products", "prices", "stock")
 """What a migration chunk writes (a new product carries its prices and stock): it holds all three leases, so a
 migration never overlaps the regular product, price and stock loads of its shop."""
 
+DAILY_REPORT = "daily_report"
+"""Every shop's daily report DAG: yesterday's runs per job and the open quarantine, stored and sent (alerts.py)."""
+
 
 def jobs_for_shop(flow: str, extra_jobs: Iterable[str] = ()) -> list[JobSpec]:
     """The jobs a shop runs: those of its flow plus the optional ones it turned on, in a stable order."""

@@ -749,6 +749,17 @@ class StagingStore:
         with self._read() as connection:
             return [self._batch(row) for row in connection.execute(query)]
 
+    def batches_started_between(self, shop: str, start: datetime, end: datetime) -> list[Batch]:
+        """The shop's batches started in ``[start, end)``, oldest first (the daily report's day)."""
+        table = tables.staging_batch
+        query = (
+            sa.select(table)
+            .where(table.c.shop == shop, table.c.started_at >= start, table.c.started_at < end)
+            .order_by(table.c.started_at, table.c.batch_id)
+        )
+        with self._read() as connection:
+            return [self._batch(row) for row in connection.execute(query)]
+
     # -- SKU index ------------------------------------------------------------------------------------------
 
     def index_skus(self, batch_id: str, side: str, holders: Iterable[SkuHolder]) -> int:
