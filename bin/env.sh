@@ -19,6 +19,8 @@ _starmamut_prepend_path() {
 # Airflow standalone starts its components by running `airflow` from PATH: the venv must come first.
 _starmamut_prepend_path PATH "$VENV/bin"
 _starmamut_prepend_path PYTHONPATH "$REPO/include"
+# The dev tooling (the sandbox and the Mamut mock bin/demo starts); bin/setup installs it editable as well.
+_starmamut_prepend_path PYTHONPATH "$REPO/devtools"
 unset -f _starmamut_prepend_path
 
 export AIRFLOW_HOME="${STARMAMUT_HOME:-${AIRFLOW_HOME:-$REPO/var/airflow}}"

@@ -94,6 +94,7 @@ def test_env_sh_puts_the_venv_first_and_airflow_home_in_the_repo() -> None:
     assert path_entries[0] == str(REPO_ROOT / ".venv" / "bin")
     assert path_entries.count(str(REPO_ROOT / ".venv" / "bin")) == 1
     assert env["PYTHONPATH"].split(":").count(str(REPO_ROOT / "include")) == 1
+    assert env["PYTHONPATH"].split(":").count(str(REPO_ROOT / "devtools")) == 1
     assert env["REPO"] == str(REPO_ROOT)
     assert env["VENV"] == str(REPO_ROOT / ".venv")
     assert env["AIRFLOW_HOME"] == str(REPO_ROOT / "var" / "airflow")
