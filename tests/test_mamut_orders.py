@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -150,7 +151,7 @@ def test_creating_the_same_order_twice_writes_it_once(mamut_db: MamutTestDatabas
     assert order["reference"] == "Starweb 1001 · rabattkod SOMMAR" and len(order["lines"]) == 4
     assert len(rows(mamut_db.gateway, "contact", ["contact_key"])) == 1
     assert rows(mamut_db.gateway, "contact", ["edit_date"]) == [{"edit_date": T1}]  # not even the customer
-    assert statements == (2 if mamut_db.backend == "sqlite" else 1)  # the lookup (and SQLite's write lock)
+    assert statements == 2  # the order table's app lock and the lookup
 
 
 def test_the_same_starweb_order_id_in_two_shops_makes_two_orders(mamut_db: MamutTestDatabase) -> None:
@@ -283,29 +284,33 @@ def test_concurrent_orders_of_new_customers_get_distinct_numbers(mamut_db: Mamut
 
 
 @pytest.mark.postgres
-def test_a_writer_committing_between_lookup_and_insert_is_caught_and_its_order_returned(
+def test_a_writer_arriving_between_lookup_and_insert_waits_for_the_lock_and_finds_the_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Deterministic race on PostgreSQL: the competitor commits after our lookup found nothing.
+    """Deterministic race on PostgreSQL: a competitor starts after our lookup found nothing, before our insert.
 
-    (On SQLite the loads hold the database's write lock from their first statement, so they queue.)
+    It waits on the order table's app lock until we commit, then finds our order and writes nothing. Without the
+    lock it would find nothing too and write the order again (caught here only by the mock's unique index).
     """
     with fresh_mock_database("postgres", tmp_path) as odbc:
         ours, theirs = MamutGateway(odbc, SchemaMap.load()), MamutGateway(odbc, SchemaMap.load())
         original_upsert = CustomerRepository.upsert
         competitor: list[OrderWriteResult] = []
-        raced = threading.Event()
+        started: list[threading.Thread] = []
 
-        def upsert_after_a_competing_load(self: CustomerRepository, *args: Any, **kwargs: Any) -> Any:
-            if not raced.is_set():  # our first attempt: the lookup is done, the insert still to come
-                raced.set()
-                competitor.append(create(theirs, web_order()))
+        def upsert_while_a_competitor_starts(self: CustomerRepository, *args: Any, **kwargs: Any) -> Any:
+            if not started:  # our lookup is done, the insert still to come
+                started.append(threading.Thread(target=lambda: competitor.append(create(theirs, web_order()))))
+                started[0].start()
+                time.sleep(1)
+                assert not competitor, "the competitor got past the lock while we held it"
             return original_upsert(self, *args, **kwargs)
 
-        monkeypatch.setattr(CustomerRepository, "upsert", upsert_after_a_competing_load)
+        monkeypatch.setattr(CustomerRepository, "upsert", upsert_while_a_competitor_starts)
         try:
             result = create(ours, web_order())
-            assert result == dataclasses.replace(competitor[0], created=False, customer_created=False)
+            started[0].join(30)
+            assert competitor == [dataclasses.replace(result, created=False, customer_created=False)]
             assert len(orders_in(ours)) == 1
         finally:
             ours.close()

@@ -382,7 +382,7 @@ def test_list_prices_insert_read_back_rerun_unchanged_and_one_change_updates_onl
 
     before = mamut_db.gateway.statements_executed
     assert repository.set_list_prices(prices, now=T2) == ValueWriteResult(written=0, unchanged=4)
-    assert mamut_db.gateway.statements_executed - before == 3  # skus, price lists, existing lines; no writes
+    assert mamut_db.gateway.statements_executed - before == 4  # app lock, skus, price lists, existing lines; no writes
     assert price_lines(mamut_db.gateway) == lines
 
     changed = [ListPrice("KOPP", RESELLER, Decimal("72.00")), *prices[1:]]
@@ -457,8 +457,8 @@ def test_a_chunk_of_600_articles_is_read_in_a_few_statements(mamut_db: MamutTest
     before = mamut_db.gateway.statements_executed
     assert repository.set_stock(levels, now=T2) == ValueWriteResult(written=0, unchanged=600)
     assert repository.set_list_prices(prices, now=T2) == ValueWriteResult(written=0, unchanged=600)
-    # Each call: 2 chunks of skus, 1 warehouse or price-list select, 2 chunks of existing rows.
-    assert mamut_db.gateway.statements_executed - before == 10
+    # Each call: its app lock, 2 chunks of skus, 1 warehouse or price-list select, 2 chunks of existing rows.
+    assert mamut_db.gateway.statements_executed - before == 12
     stock = {row.sku: row.on_hand for row in CatalogueReader(mamut_db.gateway).iter_stock({"all": [1, 2]})}
     assert stock == {level.sku: level.quantity for level in levels}
 

@@ -16,6 +16,10 @@ With it, a matched customer is updated only where the shop's value differs from 
 a contact person is updated only when first and last name match one of the contact's persons (else
 one is added). Invoice (ADRTYPE 1) and delivery (ADRTYPE 3) addresses are kept in G_DELI.
 
+The match and the number allocation (MAX + 1 within the series) run under the contact table's app lock
+(:meth:`MamutTransaction.lock`), so two writers never match nothing and create the same buyer twice, nor take
+the same number, whether or not the install has a unique index on CUSTID.
+
 Comparisons beyond ``select`` (trimmed/case-folded, MAX over a range) go through ``iter_query`` in
 logical names with ``?`` markers only; :func:`max_value` is shared with the order load.
 """
@@ -134,6 +138,7 @@ class CustomerRepository:
         contact_values = self._contact_values(customer)
         person_values = self._person_values(customer)
         addresses = self._address_values(customer)
+        transaction.lock(CONTACT)
         contact_id = self.find(transaction, customer, match_keys)
         if contact_id is not None and update_matched:
             return self._update(transaction, contact_id, contact_values, person_values, addresses, now)

@@ -53,7 +53,11 @@ MSSQL_APP_LOCK = (
 """The SQL Server app lock: sp_getapplock's return code is 0 or 1 when granted, negative when not."""
 # The key columns of a unique index in pg_indexes.indexdef ("CREATE UNIQUE INDEX ux ON public.t USING btree (a, b)").
 _PG_UNIQUE_INDEX = re.compile(r"(?i)^CREATE UNIQUE INDEX .*? USING \w+ \(([^)]*)\)")
-_APPLOCK_REFUSALS = {-1: "timed out", -2: "was cancelled", -3: "was chosen as a deadlock victim"}
+_APPLOCK_REFUSALS = {
+    -1: "the wait timed out",
+    -2: "the wait was cancelled",
+    -3: "this session was chosen as a deadlock victim",
+}
 
 
 def app_lock_name(table: TableSpec) -> str:
@@ -448,9 +452,10 @@ class MamutTransaction:
                 spec, self._execute("lock", spec, sql, [name, self._gateway.timeout_seconds * 1000])
             )
             if code is None or int(code) < 0:
-                refusal = _APPLOCK_REFUSALS.get(int(code) if code is not None else 0, f"failed (code {code})")
+                refusal = _APPLOCK_REFUSALS.get(int(code) if code is not None else 0, "a parameter or call error")
                 raise MamutError(
-                    f"Mamut lock {name} {refusal} (sp_getapplock, waited up to {self._gateway.timeout_seconds} s)",
+                    f"Mamut lock {name} not granted: {refusal} (sp_getapplock returned {code}; "
+                    f"it waits up to {self._gateway.timeout_seconds} s)",
                     operation="lock",
                     table=spec.logical,
                 )

@@ -11,12 +11,14 @@ a guest's address never has to go onto the customer. The invoice address itself 
 seen in a real install (the GBAOX10 import has an ADRINVO tag; check for such a column before mapping one).
 A matched customer is rewritten from the order only with ``update_customer`` (see CustomerRepository).
 
-Two writers racing on the same external id (or on the same next number) cannot both commit: the unique
-indexes on EXTERNALID, ORDERID and CUSTID make the later insert fail. Such a database error rolls the
-attempt back and the whole attempt is repeated a few times; the repeat finds the order the other writer
-committed and returns it with ``created=False``. Errors in the order itself (ValueError, MamutRecordError)
-are raised at once and never retried; any other database error is retried too (drivers report clashes
-and lock timeouts in different words) and raised, naming the order, after MAX_ATTEMPTS attempts.
+Two writers on the same external id (or wanting the same next number) never interleave: the transaction
+takes the order table's app lock (:meth:`MamutTransaction.lock`) before the lookup, and the customer upsert
+the contact table's after it, always in that order, so the second writer finds what the first committed and
+returns it with ``created=False``. Correctness does not rest on the unique indexes on EXTERNALID, ORDERID and
+CUSTID that the mock has and a real install may lack; where they exist they are a second net. A database
+error (a lock wait timed out, a deadlock victim, a clash caught by such an index) rolls the attempt back and
+the whole attempt is repeated a few times. Errors in the order itself (ValueError, MamutRecordError) are
+raised at once and never retried; other database errors are raised, naming the order, after MAX_ATTEMPTS.
 
 Status ids come from the G_ORDERSTATUS flags, because real STATUSID values are unknown: a new order takes
 the lowest open status that is neither quote, invoiced, delivered, cancelled nor credit (the mock's
@@ -48,7 +50,7 @@ ORDER_LINE = "order_line"
 ORDER_STATUS = "order_status"
 CURRENCY = "currency"
 MAX_ATTEMPTS = 4
-"""Attempts per order when a concurrent writer makes the insert fail (unique key clash, lock timeout)."""
+"""Attempts per order when the database refuses one (a lock wait timed out, a deadlock victim, a key clash)."""
 
 _STATUS_FLAGS = ("is_quote", "is_open", "is_invoiced", "is_delivered", "is_cancelled", "is_credit")
 # The flags a status must have (True) or lack (False) to be the one a new document gets.
@@ -198,12 +200,7 @@ class OrderRepository:
         update_customer: bool,
         now: dt.datetime,
     ) -> OrderWriteResult:
-        with self._gateway.transaction() as transaction:
-            if transaction.backend == "sqlite":
-                # SQLite lets a reader become a writer only when no other reader holds the file, so two
-                # loads that both read first wait for each other until the busy timeout. A write that
-                # matches no row takes the write lock at the start instead: concurrent loads queue.
-                transaction.update(ORDER, {"status_id": 0}, where={"order_key": 0})
+        with self._gateway.transaction(locks=(ORDER,)) as transaction:
             existing = self._existing(transaction, order.external_id)
             if existing is not None:
                 return OrderWriteResult(

@@ -5,6 +5,10 @@ are inserted (their identity keys read back by sku, since RETURNING/OUTPUT are n
 whose values differ are updated, and variants are linked to the main row. Unchanged rows are not
 written, so a re-run reports everything unchanged and leaves EDITDATE alone.
 
+Each of these writes looks rows up and inserts the missing ones under its table's app lock
+(:meth:`MamutTransaction.lock`), so two writers never both insert the same article number, price-list line or
+stock row, whatever unique indexes the install has.
+
 Columns an install maps to null (see default_schema_map.yaml, ``optional: true``) are neither written
 nor compared and read back as the article's defaults; variants need ``main_product_key``. Variants
 that a family no longer lists are left in Mamut as they are (never deleted or unlinked).
@@ -162,7 +166,7 @@ class ProductRepository:
             )
         desired = {article.sku: self._desired_values(article) for article in (family.main, *family.variants)}
         stamps = self._stamps(now)
-        with self._gateway.transaction() as transaction:
+        with self._gateway.transaction(locks=(PRODUCT,)) as transaction:
             existing = {
                 row["sku"]: row
                 for row in transaction.select(PRODUCT, self._read_columns, where_in=("sku", family.skus))
@@ -244,7 +248,7 @@ class ProductRepository:
             wanted[key] = values
         if not wanted:
             return ValueWriteResult(written=0, unchanged=0)
-        with self._gateway.transaction() as transaction:
+        with self._gateway.transaction(locks=(PRICE_LIST_LINE,)) as transaction:
             product_keys = self._known_product_keys(transaction, [sku for sku, _name, _qty in wanted])
             list_ids = self._price_list_ids(transaction, [name for _sku, name, _qty in wanted])
             existing = {
@@ -290,7 +294,7 @@ class ProductRepository:
         if not wanted:
             return ValueWriteResult(written=0, unchanged=0)
         new_rows_only = canonical_values(stock_table, {"qty_reserved": 0, "qty_ordered": 0}, "new stock row")
-        with self._gateway.transaction() as transaction:
+        with self._gateway.transaction(locks=(PRODUCT_STOCK,)) as transaction:
             product_keys = self._known_product_keys(transaction, [sku for sku, _warehouse in wanted])
             self._check_warehouses(transaction, [warehouse_id for _sku, warehouse_id in wanted])
             existing = {
