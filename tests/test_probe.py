@@ -80,6 +80,33 @@ def test_the_report_says_where_the_exchange_rate_goes_and_that_it_must_be_checke
 
 
 @pytest.mark.parametrize("backend", MAMUT_BACKENDS)
+def test_the_report_lists_the_helpful_unique_indexes_found_and_missing_without_calling_them_errors(
+    backend: str, tmp_path: Path
+) -> None:
+    with fresh_mock_database(backend, tmp_path) as odbc:
+        complete = run_probe(odbc)
+        alter(odbc, "DROP INDEX UX_G_ORDER_EXTERNALID", "DROP INDEX UX_G_CONTAC_CUSTID")
+        damaged = run_probe(odbc)
+
+    def found(report: ProbeReport) -> dict[str, str | None]:
+        return {check.column: check.index and check.index.upper() for check in report.unique_indexes}
+
+    assert found(complete) == {
+        "G_ORDER.EXTERNALID": "UX_G_ORDER_EXTERNALID",
+        "G_ORDER.ORDERID": "UX_G_ORDER_ORDERID",
+        "G_CONTAC.CUSTID": "UX_G_CONTAC_CUSTID",
+        "G_PROD.PRODID": "UX_G_PROD_PRODID",
+    }
+    assert found(damaged) == {**found(complete), "G_ORDER.EXTERNALID": None, "G_CONTAC.CUSTID": None}
+    assert damaged.ready  # defence in depth, not a requirement
+    text = format_report(damaged)
+    assert "correctness does not need them" in text
+    assert "  missing  G_ORDER.EXTERNALID: adding one would make sure the same web order can never become two" in text
+    assert "  present  G_ORDER.ORDERID (index " in text and "two orders can never share an order number" in text
+    assert "  missing  G_CONTAC.CUSTID: " in text and "  present  G_PROD.PRODID (index " in text
+
+
+@pytest.mark.parametrize("backend", MAMUT_BACKENDS)
 def test_missing_tables_and_columns_are_named_with_what_to_map(backend: str, tmp_path: Path) -> None:
     with fresh_mock_database(backend, tmp_path) as odbc:
         alter(

@@ -7,6 +7,11 @@ from the database's own ODBC catalog (SQLTables/SQLColumns, portable across SQL 
 SQLite) and then selects every mapped column with ``WHERE 1 = 0`` to prove the login may read it; it never
 reads or writes a row. :func:`format_report` turns the answer into text with the start of an override file.
 
+It lists which of the unique indexes that back up the integration's own locking the install has (order external
+number, order number, customer number, article number): correctness does not need them, as every writer that
+checks for a row or allocates a number holds an app lock the database grants, but where they exist the database
+itself refuses a duplicate that some other writer (a person's import, another integration) might make.
+
 It also says where foreign-currency orders put their exchange rate: ``order.exchange_rate`` is a column this
 project proposed, not one seen in a real install, so the operator must find the install's own place and form.
 """
@@ -18,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from starmamut.mamut.gateway import CatalogColumn, CatalogKind, MamutGateway
+from starmamut.mamut.gateway import CatalogColumn, CatalogKind, MamutError, MamutGateway, MamutTransaction
 from starmamut.mamut.schema_map import ColumnSpec, SchemaMap, TableSpec, TypeKind
 
 Level = Literal["error", "warning"]
@@ -54,6 +59,33 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class HelpfulIndex:
+    """A unique index that adds a second net under the app locks, and what it adds."""
+
+    table: str  # logical names
+    column: str
+    adds: str
+
+
+HELPFUL_INDEXES = (
+    HelpfulIndex("order", "external_id", "the same web order can never become two Mamut orders"),
+    HelpfulIndex("order", "order_number", "two orders can never share an order number"),
+    HelpfulIndex("contact", "customer_number", "two customers can never share a customer number"),
+    HelpfulIndex("product", "sku", "two articles can never share an article number"),
+)
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """Whether the database has a helpful unique index (``index`` names it; None when it has none)."""
+
+    helpful: HelpfulIndex
+    column: str  # TABLE.COLUMN as the database names it
+    index: str | None
+    problem: str | None = None  # why the catalog could not say
+
+
+@dataclass(frozen=True)
 class ProbeReport:
     """What :func:`probe` found, per logical table and column of the schema map."""
 
@@ -66,6 +98,8 @@ class ProbeReport:
     """Logical table -> physical change-timestamp column; None where none is mapped or it cannot be read."""
     exchange_rate_column: str | None
     """``TABLE.COLUMN`` foreign-currency orders write their exchange rate to; None where the map has none."""
+    unique_indexes: tuple[IndexCheck, ...] = ()
+    """The helpful unique indexes of mapped columns of tables the database has, found or not."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -88,6 +122,7 @@ def probe(gateway: MamutGateway) -> ProbeReport:
         all_tables = [name for _schema, name in transaction.table_names()]
         catalog = transaction.catalog(schema_map.tables)
         dbms, database = transaction.dbms, transaction.database
+        unique_indexes = _unique_indexes(transaction, schema_map, catalog)
     findings: list[Finding] = []
     for table in schema_map.tables:
         columns = catalog[table.physical]
@@ -110,7 +145,28 @@ def probe(gateway: MamutGateway) -> ProbeReport:
         findings=tuple(findings),
         change_timestamps=_change_timestamps(schema_map.tables, findings),
         exchange_rate_column=_exchange_rate_column(schema_map),
+        unique_indexes=unique_indexes,
     )
+
+
+def _unique_indexes(
+    transaction: MamutTransaction, schema_map: SchemaMap, catalog: dict[str, tuple[CatalogColumn, ...] | None]
+) -> tuple[IndexCheck, ...]:
+    """Each helpful index whose table the database has and whose column the map maps: found by name, or None."""
+    checks: list[IndexCheck] = []
+    for helpful in HELPFUL_INDEXES:
+        table = schema_map.table(helpful.table)
+        if catalog[table.physical] is None or not table.has(helpful.column):
+            continue
+        column = table.column(helpful.column).sql_name
+        try:
+            indexes = transaction.unique_indexes(table)
+        except MamutError as exc:
+            checks.append(IndexCheck(helpful, f"{table.physical}.{column}", None, problem=str(exc)))
+            continue
+        found = sorted(name for name, columns in indexes.items() if columns == (column.lower(),))
+        checks.append(IndexCheck(helpful, f"{table.physical}.{column}", found[0] if found else None))
+    return tuple(checks)
 
 
 def _exchange_rate_column(schema_map: SchemaMap) -> str | None:
@@ -250,6 +306,8 @@ def format_report(report: ProbeReport) -> str:
     if without:
         lines.append("No usable change timestamp (full scans compared by content hash): " + ", ".join(without))
     lines += ["", _exchange_rate_note(report.exchange_rate_column)]
+    if report.unique_indexes:
+        lines += ["", _unique_index_notes(report.unique_indexes)]
     if report.ready:
         lines += ["", "Ready: the schema map fits this database."]
     else:
@@ -259,6 +317,24 @@ def format_report(report: ProbeReport) -> str:
             f"replace {UNKNOWN_NAME}):",
             override_template(report.errors),
         ]
+    return "\n".join(lines)
+
+
+def _unique_index_notes(checks: Sequence[IndexCheck]) -> str:
+    """Which helpful unique indexes exist, and that correctness does not need them."""
+    lines = [
+        "Unique indexes that back up the app locks (defence in depth: every writer of the integration checks for a "
+        "row and allocates numbers under an app lock the database grants, so correctness does not need them; where "
+        "they exist, the database itself refuses a duplicate from any writer):"
+    ]
+    for check in checks:
+        if check.problem is not None:
+            state = f"unknown  {check.column}: the catalog could not be read ({check.problem})"
+        elif check.index is not None:
+            state = f"present  {check.column} (index {check.index}): {check.helpful.adds}"
+        else:
+            state = f"missing  {check.column}: adding one would make sure {check.helpful.adds}"
+        lines.append(f"  {state}")
     return "\n".join(lines)
 
 
