@@ -153,3 +153,72 @@ def test_a_shop_in_shadow_mode_writes_nothing_and_its_report_says_dry_run(
     assert batch.status == "dry_run" and batch.dry_run
     assert batch.counts["would_create_articles"] > 0 and wired.get_links("demo", "product") == {}
     assert smtp_sink.received() == []  # nothing failed, nothing was quarantined
+
+
+def fake_provider(monkeypatch: pytest.MonkeyPatch, module: str, cls: type) -> None:
+    """Put a stand-in notifier module where a provider that is not installed would have it."""
+    import sys
+    import types
+    from importlib.machinery import ModuleSpec
+
+    parts = module.split(".")
+    for depth in range(3, len(parts) + 1):  # airflow.providers.<name>...: airflow.providers itself is real
+        name = ".".join(parts[:depth])
+        fake = types.ModuleType(name)
+        fake.__spec__ = ModuleSpec(name, None)
+        fake.__path__ = []  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, name, fake)
+    setattr(sys.modules[module], cls.__name__, cls)
+
+
+def test_every_channel_gets_the_alert_as_written_and_a_failing_one_keeps_no_other_from_it(
+    smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starmamut.alerts import AlertNotSent, Message, send
+    from starmamut.config import AlertSettings
+
+    slack: list[tuple[str, str]] = []
+
+    class SlackWebhookNotifier:
+        def __init__(self, slack_webhook_conn_id: str, text: str) -> None:
+            self.conn_id, self.text = slack_webhook_conn_id, text
+
+        def notify(self, context: Any) -> None:
+            slack.append((self.conn_id, self.text))
+
+    class AppriseNotifier:
+        def __init__(self, title: str, body: str, apprise_conn_id: str) -> None:
+            pass
+
+        def notify(self, context: Any) -> None:
+            raise ConnectionError("teams webhook unreachable")
+
+    fake_provider(monkeypatch, "airflow.providers.slack.notifications.slack_webhook", SlackWebhookNotifier)
+    fake_provider(monkeypatch, "airflow.providers.apprise.notifications.apprise", AppriseNotifier)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", smtp_sink.connection())
+    alerts = AlertSettings(
+        email=[RECIPIENT], smtp_conn_id="smtp_alerts", slack_webhook_conn_id="slack_ops", teams_conn_id="teams_ops"
+    )
+    assert alerts.channels == ["email", "slack", "teams"]
+
+    text = "product 7: name '{{ Tröja }}' has </pre> in it"  # shop data is sent as written, never as a template
+    with pytest.raises(AlertNotSent, match=r"not sent by teams \(ConnectionError\); sent by \['email', 'slack'\]"):
+        send(alerts, Message("[starmamut] shop demo: {{ test }}", text))
+    (mail,) = smtp_sink.wait_for(1)
+    assert (mail["Subject"], body(mail)) == ("[starmamut] shop demo: {{ test }}", text)
+    assert slack == [("slack_ops", f"*[starmamut] shop demo: {{{{ test }}}}*\n```{text}```")]
+
+
+def test_a_secret_airflow_masks_never_reaches_a_mail(smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.log import mask_secret
+
+    from starmamut.alerts import Message, send
+    from starmamut.config import AlertSettings
+
+    secret = "hunter2-" + "x" * 12
+    mask_secret(secret)  # what Airflow does with every Connection password a task reads
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_ALERTS", smtp_sink.connection())
+    alerts = AlertSettings(email=[RECIPIENT], smtp_conn_id="smtp_alerts")
+    send(alerts, Message(f"login {secret} refused", f"PWD={secret};UID=sa"))
+    (mail,) = smtp_sink.wait_for(1)
+    assert (mail["Subject"], body(mail)) == ("login *** refused", "PWD=***;UID=sa")
