@@ -293,7 +293,7 @@ def _daily_report_doc(shop: ShopConfig) -> str:
     return f"""### {DAILY_REPORT} · {shop.name} (`{shop.id}`)
 
 Yesterday's runs per job (runs, their statuses, their counts added up) and the open quarantine, as a Markdown
-file under `reports/{shop.id}/` beside the Airflow home (`$STARMAMUT_REPORTS_DIR` if set), sent to the shop's
+file under `reports/{shop.id}/` in the Airflow home (`$STARMAMUT_REPORTS_DIR` if set), sent to the shop's
 alert channels: {channels}. "Yesterday" is the day before the run's date on the Mamut clock
 (`mamut.timezone`); trigger with `day` (YYYY-MM-DD) for another day.
 
