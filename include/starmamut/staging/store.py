@@ -132,6 +132,9 @@ class QuarantineEntry:
     last_seen: datetime
     resolved_at: datetime | None
     accepted_at: datetime | None = None  # None while the quality gate has not let it through
+    dismissed_at: datetime | None = None  # set when a person dismissed it (see dismiss_quarantine)
+    dismissed_by: str | None = None
+    dismissal_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1044,6 +1047,63 @@ class StagingStore:
                     last_seen=row.last_seen,
                     resolved_at=row.resolved_at,
                     accepted_at=row.accepted_at,
+                )
+                for row in connection.execute(query)
+            ]
+
+    def dismiss_quarantine(self, shop: str, entity: str, keys: Iterable[str], *, by: str, note: str) -> int:
+        """Close open entries by a person's decision, keeping who, when and why; returns how many were open.
+
+        A dismissed entry leaves the open quarantine (it is no longer re-read by id nor counted by the gate); a
+        record that fails again later opens a new entry. The dismissal stays on the row (``dismissed_quarantine``).
+        """
+        note = note.strip()
+        if not note:
+            raise ValueError("dismissing a quarantine entry needs a note saying why")
+        if not by.strip():
+            raise ValueError("dismissing a quarantine entry needs the name of who dismissed it")
+        table = tables.quarantine
+        now = _now()
+        dismissed = 0
+        with self._write() as connection:
+            for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
+                result = connection.execute(
+                    sa.update(table)
+                    .where(
+                        table.c.shop == shop,
+                        table.c.entity == entity,
+                        table.c.key.in_(chunk),
+                        table.c.resolved_at.is_(None),
+                    )
+                    .values(resolved_at=now, dismissed_at=now, dismissed_by=by.strip(), dismissal_note=note)
+                )
+                dismissed += result.rowcount
+        return dismissed
+
+    def dismissed_quarantine(self, shop: str, limit: int = 50) -> list[QuarantineEntry]:
+        """Entries a person dismissed, newest first, with who, when and the note."""
+        table = tables.quarantine
+        query = (
+            sa.select(table)
+            .where(table.c.shop == shop, table.c.dismissed_at.is_not(None))
+            .order_by(table.c.dismissed_at.desc(), table.c.quarantine_id.desc())
+            .limit(limit)
+        )
+        with self._read() as connection:
+            return [
+                QuarantineEntry(
+                    shop=row.shop,
+                    entity=row.entity,
+                    key=row.key,
+                    reasons=json.loads(row.reasons),
+                    batch_id=row.batch_id,
+                    first_seen=row.first_seen,
+                    last_seen=row.last_seen,
+                    resolved_at=row.resolved_at,
+                    accepted_at=row.accepted_at,
+                    dismissed_at=row.dismissed_at,
+                    dismissed_by=row.dismissed_by,
+                    dismissal_note=row.dismissal_note,
                 )
                 for row in connection.execute(query)
             ]

@@ -135,6 +135,10 @@ quarantine = sa.Table(
     sa.Column("resolved_at", UtcDateTime(), nullable=True),
     # Set when the gate passed a batch holding the entry (or a person released it): see migration 0003.
     sa.Column("accepted_at", UtcDateTime(), nullable=True),
+    # Set when a person dismissed the entry with a note (it is resolved at the same moment): see migration 0005.
+    sa.Column("dismissed_at", UtcDateTime(), nullable=True),
+    sa.Column("dismissed_by", sa.String(), nullable=True),
+    sa.Column("dismissal_note", sa.Text(), nullable=True),
 )
 
 # At most one open entry per (shop, entity, key); resolved entries stay as history. Both backends support
