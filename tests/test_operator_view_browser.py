@@ -391,6 +391,13 @@ def test_the_test_button_tests_a_saved_starweb_connection(server, sandbox_shop) 
         assert saved["port"] is None and saved["password"] != sandbox_shop.client_secret
 
         works = api.post("/api/v2/connections/test", json=ui_test_body(saved))
+        api.post(
+            "/api/v2/connections",
+            json={"connection_id": "generic_button", "conn_type": "generic", "host": "example.org", "login": "x"},
+        ).raise_for_status()
+        other = api.post(
+            "/api/v2/connections/test", json=ui_test_body(api.get("/api/v2/connections/generic_button").json())
+        )
         api.patch("/api/v2/connections/starweb_button", json={**saved, "password": "wrong"}).raise_for_status()
         refused = api.post(
             "/api/v2/connections/test", json=ui_test_body(api.get("/api/v2/connections/starweb_button").json())
@@ -398,6 +405,8 @@ def test_the_test_button_tests_a_saved_starweb_connection(server, sandbox_shop) 
 
     assert works.status_code == 200, works.text
     assert works.json()["status"] is True and "Connected to Starweb shop" in works.json()["message"]
+    # What the plugin's middleware spares our two types: any other saved Connection without a port is refused.
+    assert other.status_code == 400 and "differs from the stored connection" in other.text
     assert refused.status_code == 200, refused.text
     assert refused.json()["status"] is False and "refused the credentials" in refused.json()["message"]
     assert "wrong" not in refused.json()["message"]
