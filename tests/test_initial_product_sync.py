@@ -143,7 +143,7 @@ def outcomes(result: Mapping[str, Any]) -> dict[str, Any]:
     return {
         key: value
         for key, value in result.items()
-        if key not in ("requests_this_run", "seconds_since_start", "report_file")
+        if key not in ("requests_this_run", "mamut_round_trips_in_chunks", "seconds_since_start", "report_file")
     }
 
 

@@ -13,6 +13,7 @@ from starmamut.mamut.gateway import (
     MamutError,
     MamutGateway,
     connection_string_secrets,
+    process_round_trips,
     redact,
 )
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
@@ -213,6 +214,22 @@ def test_long_in_lists_are_split_into_statements_within_the_parameter_budget(
     assert statements == -(-1201 // per_statement) == 3
     assert len(rows) == 1200
     assert {row["sku"]: row["price_out"] for row in rows}["BULK-01199"] == Decimal("11.9900")
+
+
+def test_round_trips_count_statements_commits_rollbacks_and_an_executemany_by_the_driver(
+    mamut_db: MamutTestDatabase,
+) -> None:
+    gateway = mamut_db.gateway
+    before, in_process = gateway.round_trips, process_round_trips()
+    with gateway.transaction() as tx:
+        tx.insert_many("product", [product_row(f"TRIP-{n}") for n in range(10)])
+        tx.select("product", ["sku"], where={"sku": "TRIP-1"})
+    assert gateway.round_trips - before == 1 + 1 + 1  # one multi-row insert, select, commit
+    with pytest.raises(RuntimeError), gateway.transaction() as tx:
+        tx.select("product", ["sku"], where={"sku": "TRIP-1"})
+        raise RuntimeError("roll back")
+    assert gateway.round_trips - before == 3 + 2  # + select, rollback
+    assert process_round_trips() - in_process == gateway.round_trips - before
 
 
 def test_iter_rows_streams_in_the_requested_order(mamut_db: MamutTestDatabase) -> None:

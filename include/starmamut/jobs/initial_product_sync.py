@@ -63,6 +63,7 @@ from starmamut.jobs.registry import MIGRATION_WRITES
 from starmamut.jobs.starweb_binder import VARIANT, variants_of, with_variants
 from starmamut.jobs.stock_to_starweb import shop_stock_statuses
 from starmamut.mamut.catalogue import BASE_PRICE, CatalogueReader
+from starmamut.mamut.gateway import process_round_trips
 from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository, StockLevel
 from starmamut.mapping.catalogue import axis_values, normalise_family, sku_key, vat_rates_by_code
 from starmamut.mapping.prices_stock import VARIANT_TARGET, StockStatusIds, shop_stock, stock_ledger_value
@@ -439,13 +440,13 @@ def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str
     shop's product, price and stock leases, so no regular load of those runs meanwhile."""
     batch_id, store = chunk["batch_id"], ctx.store
     key_range = (chunk["first"], chunk["last"])
-    started = time.monotonic()
+    started, round_trips = time.monotonic(), process_round_trips()
     pending = [
         row for row in store.iter_staged(batch_id, options.entity, key_range=key_range) if row.verdict not in SETTLED
     ]
     if not pending:
         log.info("shop %s: chunk %d/%d was done before", ctx.shop.id, chunk["index"] + 1, chunk["chunks"])
-        return {"families": 0, "requests": 0}
+        return {"families": 0, "requests": 0, "mamut_round_trips": 0}
     valid = _validate(ctx, options, batch_id, [row for row in pending if row.verdict == "pending"])
     rows = [row for row in pending if row.verdict in ("valid", "creating") or row.key in valid]
     plan = _plan(ctx, options, batch_id, rows)
@@ -458,7 +459,7 @@ def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str
     for key, reason in plan.conflicts.items():
         quarantine_on_load(ctx, batch_id, options.entity, key, CONFLICT_CHECK, reason)
     _log_progress(ctx, options, batch_id, chunk, len(pending), started)
-    return {"families": len(pending), "requests": requests}
+    return {"families": len(pending), "requests": requests, "mamut_round_trips": process_round_trips() - round_trips}
 
 
 def _validate(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[StagedRow]) -> set[str]:
@@ -970,6 +971,7 @@ def report(
         "families": sum(outcomes.values()),
         **dict(sorted(outcomes.items())),
         "requests_this_run": requests,
+        "mamut_round_trips_in_chunks": sum(int(result.get("mamut_round_trips", 0)) for result in chunk_results),
         "seconds_since_start": round(seconds, 1),
     }
     idle = _idle_mappings(ctx, options, batch, outcomes)

@@ -34,6 +34,9 @@ from starmamut.mamut.schema_map import ColumnSpec, SchemaMap, TableSpec
 
 MAX_PARAMS_PER_STATEMENT = 500
 """Upper bound of ``?`` markers per statement: far below SQL Server's 2100, fine for every driver."""
+MAX_PARAMS_PER_BULK = 1000
+"""Upper bound of ``?`` markers in one multi-row INSERT (:meth:`MamutTransaction.insert_many`): under SQL Server's
+2100 and SQLite's 999 of old builds."""
 
 _SECRET_KEYS = frozenset({"pwd", "password"})
 _SECRET_PATTERN = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;\s]*)")
@@ -53,6 +56,16 @@ MSSQL_APP_LOCK = (
 """The SQL Server app lock: sp_getapplock's return code is 0 or 1 when granted, negative when not."""
 # The key columns of a unique index in pg_indexes.indexdef ("CREATE UNIQUE INDEX ux ON public.t USING btree (a, b)").
 _PG_UNIQUE_INDEX = re.compile(r"(?i)^CREATE UNIQUE INDEX .*? USING \w+ \(([^)]*)\)")
+_round_trips_lock = threading.Lock()
+_round_trips_in_process = 0
+
+
+def process_round_trips() -> int:
+    """Round trips to Mamut by every gateway of this process so far: a job step takes the difference around its
+    work (each ``open_mamut()`` may be a gateway of its own), see :attr:`MamutGateway.round_trips`."""
+    return _round_trips_in_process
+
+
 _APPLOCK_REFUSALS = {
     -1: "the wait timed out",
     -2: "the wait was cancelled",
@@ -225,6 +238,7 @@ class MamutGateway:
         self._lock = threading.Lock()
         self._owner_pid = os.getpid()
         self._statements_executed = 0
+        self._round_trips = 0
         self.commit_guard: Callable[[], None] | None = None
         """Called right before a transaction that wrote commits; raising rolls it back (a load step sets it to check
         the shop's lease, see jobs.common.holding_leases)."""
@@ -239,8 +253,16 @@ class MamutGateway:
 
     @property
     def statements_executed(self) -> int:
-        """SQL statements run so far (an executemany counts each row): for reports and benchmarks."""
+        """SQL statements run so far (each row of an insert_many counts as one): for reports and benchmarks."""
         return self._statements_executed
+
+    @property
+    def round_trips(self) -> int:
+        """Requests sent to the server and waited for so far: each statement (a multi-row INSERT of insert_many
+        too, or its one parameter array on SQL Server's Microsoft driver), commit and rollback is one. Connecting is
+        not counted (connections are reused). Across a LAN each costs the network's round-trip time, whatever the
+        statement does; the benchmarks check the count against a proxy's (devtools latency_proxy)."""
+        return self._round_trips
 
     def redact(self, text: str) -> str:
         return redact(text, self._secrets)
@@ -265,6 +287,7 @@ class MamutGateway:
             self._rollback_and_release(connection, info)
             raise
         transaction._active = False
+        self._count_round_trips(1)
         try:
             connection.commit()
         except pyodbc.Error as exc:
@@ -355,6 +378,7 @@ class MamutGateway:
         _close_quietly(connection)
 
     def _rollback_and_release(self, connection: pyodbc.Connection, info: _ConnectionInfo) -> None:
+        self._count_round_trips(1)
         try:
             connection.rollback()
         except pyodbc.Error:
@@ -372,8 +396,15 @@ class MamutGateway:
     def _count_statements(self, count: int, sql: str) -> None:
         with self._lock:
             self._statements_executed += count
+        self._count_round_trips(1)
         if self.statement_observer is not None:
             self.statement_observer(sql)
+
+    def _count_round_trips(self, count: int) -> None:
+        global _round_trips_in_process
+        with _round_trips_lock:
+            self._round_trips += count
+            _round_trips_in_process += count
 
 
 def _describe(connection: pyodbc.Connection) -> _ConnectionInfo:
@@ -692,7 +723,7 @@ class MamutTransaction:
         self._execute("insert", spec, sql, params)
 
     def insert_many(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert rows that share the same columns with one executemany (bulk loads, seeding)."""
+        """Insert rows that share the same columns in as few round trips as the driver allows (bulk loads)."""
         if not rows:
             return
         spec = self._schema.table(table)
@@ -704,16 +735,30 @@ class MamutTransaction:
                 raise ValueError(f"insert_many on {spec.label}: row {index} has columns {list(row)}, expected {names}")
             columns, params = self._row_params(spec, row, operation="insert")
             param_rows.append(params)
-        sql = self._insert_sql(spec, columns)
         self._check_active()
         self._wrote = True
-        cursor = self._connection.cursor()
-        cursor.fast_executemany = self._info.fast_executemany
-        self._gateway._count_statements(len(param_rows), sql)
-        try:
-            cursor.executemany(sql, param_rows)
-        except pyodbc.Error as exc:
-            raise self._gateway._driver_error("insert", spec, exc) from None
+        if self._info.backend == "mssql" and self._info.fast_executemany:
+            # Microsoft's driver sends the rows as one parameter array: one round trip for all of them.
+            sql = self._insert_sql(spec, columns)
+            cursor = self._connection.cursor()
+            cursor.fast_executemany = True
+            self._gateway._count_statements(len(param_rows), sql)
+            try:
+                cursor.executemany(sql, param_rows)
+            except pyodbc.Error as exc:
+                raise self._gateway._driver_error("insert", spec, exc) from None
+            return
+        # Elsewhere an executemany is a round trip per row (psqlODBC too): multi-row VALUES lists instead, each
+        # within MAX_PARAMS_PER_BULK markers and SQL Server's 1000 rows per VALUES list.
+        per_statement = max(1, min(1000, MAX_PARAMS_PER_BULK // len(columns)))
+        for start in range(0, len(param_rows), per_statement):
+            chunk = param_rows[start : start + per_statement]
+            sql = self._insert_sql(spec, columns, rows=len(chunk))
+            self._gateway._count_statements(len(chunk), sql)
+            try:
+                self._connection.execute(sql, *(value for row in chunk for value in row))
+            except pyodbc.Error as exc:
+                raise self._gateway._driver_error("insert", spec, exc) from None
 
     def update(self, table: str, values: Mapping[str, Any], where: Mapping[str, Any]) -> int:
         """Update the rows matching ``where`` (required, so a whole table is never rewritten by mistake)."""
@@ -789,9 +834,10 @@ class MamutTransaction:
         return columns, params
 
     @staticmethod
-    def _insert_sql(spec: TableSpec, columns: Sequence[ColumnSpec]) -> str:
+    def _insert_sql(spec: TableSpec, columns: Sequence[ColumnSpec], *, rows: int = 1) -> str:
         names = ", ".join(column.sql_name for column in columns)
-        return f"INSERT INTO {spec.physical} ({names}) VALUES ({', '.join('?' * len(columns))})"
+        row = f"({', '.join('?' * len(columns))})"
+        return f"INSERT INTO {spec.physical} ({names}) VALUES {', '.join([row] * rows)}"
 
     def _fetch_all(
         self, spec: TableSpec, selected: Sequence[ColumnSpec], sql: str, params: Sequence[Any]
