@@ -40,6 +40,7 @@ STAGING_TABLES = {
     "quarantine",
     "ledger",
     "load_lease",
+    "starweb_token",
 }
 REASON = [{"check": "expect_column_values_to_not_be_null", "reason": "price is missing"}]
 

@@ -21,6 +21,7 @@ from starmamut.mamut.schema_map import SchemaMap
 from starmamut.staging.store import StagingStore, default_staging_url
 from starmamut.starweb.client import StarwebClient, StarwebCredentials
 from starmamut.starweb.ratelimit import pacer_from_url
+from starmamut.starweb.token_cache import StagingTokenCache
 
 
 def _connection(conn_id: str) -> Any:
@@ -52,11 +53,16 @@ def starweb_credentials(conn_id: str) -> StarwebCredentials:
     return StarwebCredentials(base_url=str(base_url).rstrip("/"), client_id=conn.login, client_secret=conn.password)
 
 
-def starweb_client(settings: Settings, shop: ShopConfig) -> StarwebClient:
-    """A client paced under the shop's own budget, shared by every process running this shop's tasks."""
+def starweb_client(settings: Settings, shop: ShopConfig, store: StagingStore | None = None) -> StarwebClient:
+    """A client paced under the shop's own budget, shared by every process running this shop's tasks; with
+    ``store``, its access token is shared with them too (kept sealed in staging, see starweb/token_cache.py)."""
     pacer_url = settings.request_pacer_url or (airflow_home() / "starmamut-pacer").as_uri()
     pacer = pacer_from_url(pacer_url, shop.pacer_key, shop.request_budget_per_minute)
-    return StarwebClient(starweb_credentials(shop.starweb_conn_id), pacer=pacer, max_concurrency=shop.max_concurrency)
+    credentials = starweb_credentials(shop.starweb_conn_id)
+    tokens = None
+    if store is not None:
+        tokens = StagingTokenCache(store, shop.id, credentials.client_id, credentials.client_secret)
+    return StarwebClient(credentials, pacer=pacer, max_concurrency=shop.max_concurrency, token_cache=tokens)
 
 
 def mamut_odbc_string(conn_id: str) -> str:
@@ -111,11 +117,12 @@ def job_context(shop_id: str, params: Mapping[str, Any] | None = None) -> JobCon
     settings = load_settings()
     shop = settings.shop(shop_id)
     run_params = RunParams.from_mapping(params).for_shop(shop.live)
+    store = _migrated_store(staging_url(settings))
     return JobContext(
         settings=settings,
         shop=shop,
-        store=_migrated_store(staging_url(settings)),
-        open_starweb=lambda: starweb_client(settings, shop),
+        store=store,
+        open_starweb=lambda: starweb_client(settings, shop, store),
         open_mamut=lambda: mamut_gateway(settings),
         params=run_params,
     )

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -527,6 +527,33 @@ class StagingStore:
                 .values(holder=holder, token=token, acquired_at=now, expires_at=now + timedelta(seconds=ttl))
             )
         return token
+
+    # -- shared Starweb tokens ------------------------------------------------------------------------------
+
+    def shared_token(
+        self,
+        shop: str,
+        client_id: str,
+        decide: Callable[[str | None, datetime | None, float | None], tuple[str, datetime, float] | None],
+    ) -> None:
+        """Run ``decide(sealed_token, expires_at, lifetime_seconds)`` on the shop's stored token row with the row
+        locked (FOR UPDATE on PostgreSQL, the write lock on SQLite), so processes of one shop take turns; when it
+        returns ``(sealed_token, expires_at, lifetime_seconds)`` the row is replaced in the same transaction.
+        Used by :class:`starmamut.starweb.token_cache.StagingTokenCache`; not fenced by leases."""
+        table = tables.starweb_token
+        identity = (table.c.shop == shop, table.c.client_id == client_id)
+        insert = sqlite.insert if self._engine.dialect.name == "sqlite" else postgresql.insert
+        with self._engine.begin() as connection:
+            connection.execute(insert(table).values(shop=shop, client_id=client_id).on_conflict_do_nothing())
+            row = connection.execute(sa.select(table).where(*identity).with_for_update()).one()
+            replaced = decide(row.sealed_token, row.expires_at, row.lifetime_seconds)
+            if replaced is not None:
+                sealed, expires_at, lifetime = replaced
+                connection.execute(
+                    sa.update(table)
+                    .where(*identity)
+                    .values(sealed_token=sealed, expires_at=expires_at, lifetime_seconds=lifetime)
+                )
 
     # -- batches and staged rows ----------------------------------------------------------------------------
 

@@ -177,3 +177,15 @@ load_lease = sa.Table(
     sa.Column("acquired_at", UtcDateTime(), nullable=True),
     sa.Column("expires_at", UtcDateTime(), nullable=True),
 )
+
+# The shop's Starweb access token, shared by its tasks (starweb/token_cache.py): sealed with a key derived from the
+# client secret, never stored in the clear; None until first fetched.
+starweb_token = sa.Table(
+    "starweb_token",
+    metadata,
+    sa.Column("shop", sa.String(), primary_key=True),
+    sa.Column("client_id", sa.String(), primary_key=True),
+    sa.Column("sealed_token", sa.Text(), nullable=True),
+    sa.Column("expires_at", UtcDateTime(), nullable=True),
+    sa.Column("lifetime_seconds", sa.Float(), nullable=True),
+)

@@ -54,7 +54,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -154,6 +154,15 @@ class _ClockReading:
     path: str
 
 
+class SharedTokens(Protocol):
+    """Where a shop's clients share their access token (:class:`starmamut.starweb.token_cache.StagingTokenCache`)."""
+
+    def token(self, fetch: Callable[[], tuple[str, float]], refused: str | None) -> tuple[str, float]:
+        """(token, seconds it stays valid): a shared one unless missing, near expiry or ``refused``, else
+        ``fetch()``'s, then shared."""
+        ...
+
+
 class StarwebClient:
     """A client for one shop; safe to share between threads (``map_concurrent`` does exactly that)."""
 
@@ -169,6 +178,7 @@ class StarwebClient:
         backoff_cap: float = 30.0,
         max_retry_seconds: float = 120.0,
         transport: httpx.BaseTransport | None = None,
+        token_cache: SharedTokens | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -195,6 +205,7 @@ class StarwebClient:
         # per_page from the last meta.pagination seen, to page listings that come without meta.
         self._page_size: int | None = None
         self._token_lock = threading.Lock()
+        self._token_cache = token_cache  # the shop's token shared with its other clients (starweb/token_cache.py)
         self._token: str | None = None
         self._token_renew_at = 0.0
         # Tokens handed out recently, scrubbed from every text along with the secret.
@@ -485,7 +496,11 @@ class StarwebClient:
             if token is not None and token != refused and time.monotonic() < self._token_renew_at:
                 return token
             requested_at = time.monotonic()
-            token, lifetime = self._fetch_token()
+            if self._token_cache is None:
+                token, lifetime = self._fetch_token()
+            else:
+                token, lifetime = self._token_cache.token(self._fetch_token, refused)
+                self._issued_tokens.append(token)  # one fetched by another process is scrubbed too
             # Renew a little early so a request never leaves with a token that expires on the way.
             self._token_renew_at = requested_at + lifetime - min(60.0, lifetime / 10)
             self._token = token
