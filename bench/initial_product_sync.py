@@ -54,6 +54,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -83,6 +84,7 @@ from starmamut.staging.store import StagingStore  # noqa: E402
 from starmamut.starweb.client import StarwebClient, StarwebCredentials, _Failure  # noqa: E402
 from starmamut.starweb.errors import StarwebRateLimited  # noqa: E402
 from starmamut.starweb.ratelimit import FilePacer  # noqa: E402
+from starmamut_devtools.latency_proxy import latency_proxy, read_stats  # noqa: E402
 from starmamut_devtools.mamut_mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
 from starmamut_devtools.sandbox.demo_data import COLOUR_VALUE_IDS, SIZE_VALUE_IDS, generate_catalogue  # noqa: E402
 
@@ -362,10 +364,12 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
                 f"{admin_url}/faults",
                 json={"rate_limit_per_minute": args.budget, "rate_limit_window_seconds": 60 / args.scale},
             ).raise_for_status()
-        with tempfile.TemporaryDirectory() as work:
+        with tempfile.TemporaryDirectory() as work, ExitStack() as stack:
             work_dir = Path(work)
             os.environ["STARMAMUT_REPORTS_DIR"] = str(work_dir / "reports")
             odbc = sqlite_odbc_string(work_dir / "mamut.db")
+            if args.mamut_delay_ms is not None:  # PostgreSQL mock at LAN distance: see mamut_at_lan_distance
+                odbc = stack.enter_context(mamut_at_lan_distance(args.mamut_delay_ms, work_dir / "proxy.json"))
             create_mock_company_database(odbc)
             gateway = MamutGateway(odbc, SchemaMap.load())
             if case.direction == "mamut_to_starweb":
@@ -401,10 +405,18 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
             )
             setup_seconds = time.perf_counter() - setup_started
             peaks = {"set-up": peak_mib()}
+            trips_before, proxy_before = getattr(gateway, "round_trips", 0), proxy_round_trips(work_dir)
             result, steps, step_peaks = timed_migration(
                 ctx, MigrationOptions.from_mapping({"direction": case.direction, "chunk_size": args.chunk_size})
             )
             peaks |= step_peaks
+            mamut = {
+                "backend": "sqlite" if args.mamut_delay_ms is None else "postgres",
+                "delay_ms": args.mamut_delay_ms,
+                "round_trips": getattr(gateway, "round_trips", 0) - trips_before,
+                "statements": gateway.statements_executed,
+                "proxy_round_trips": proxy_round_trips(work_dir) - proxy_before,
+            }
             gateway.close()
     finally:
         process.terminate()
@@ -431,8 +443,42 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         "routes": dict(sorted(tally.counts.items())),
         "peak_mib": peak_mib(),
         "peak_mib_after": peaks,
+        "mamut": mamut,
         "module_sha256": hashlib.sha256(Path(initial_product_sync.__file__).read_bytes()).hexdigest()[:12],
     }
+
+
+@contextmanager
+def mamut_at_lan_distance(delay_ms: float, stats_path: Path) -> Iterator[str]:
+    """A fresh PostgreSQL Mamut mock (local server, trust) behind the latency proxy: each round trip pays
+    ``delay_ms`` each way, as a SQL Server across a LAN would. psqlODBC binds parameters itself
+    (``UseServerSidePrepare=0``), one round trip per statement like SQL Server's driver (else it spends five)."""
+    import psycopg2
+
+    name = f"bench_mamut_{os.getpid()}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with latency_proxy(("127.0.0.1", 5432), delay_ms, stats_path) as (host, port):
+            yield (
+                f"DRIVER={{PostgreSQL Unicode}};Server={host};Port={port};Database={name};Uid=postgres;"
+                "UseServerSidePrepare=0;"
+            )
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def proxy_round_trips(work_dir: Path) -> int:
+    """The proxy's count so far (it writes it every second: wait for a fresh one)."""
+    path = work_dir / "proxy.json"
+    if not path.exists():
+        return 0
+    time.sleep(1.2)
+    return int(read_stats(path).get("round_trips", 0))
 
 
 def timed_migration(
@@ -524,6 +570,15 @@ def describe(run: dict[str, Any], summary: dict[str, Any], catalogue: Catalogue)
             f"{summary['floor_seconds'] * scale / 60:.1f} min); outside the API {outside:.1f} s, "
             "which does not stretch with k"
         )
+    mamut = run.get("mamut")
+    if mamut:
+        per_k = 1000 / catalogue.skus
+        lines.append(
+            f"   Mamut ({mamut['backend']}, {mamut['delay_ms'] or 0:g} ms each way): "
+            f"{mamut['round_trips']} round trips "
+            f"counted by the gateway ({mamut['round_trips'] * per_k:.0f} per 1 000 SKUs), "
+            f"{mamut['proxy_round_trips']} seen by the proxy; {mamut['statements']} statements"
+        )
     lines.append("   routes: " + "; ".join(f"{route} ×{count}" for route, count in run["routes"].items()))
     return "\n".join(lines)
 
@@ -559,6 +614,7 @@ def run_in_subprocess(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         str(args.concurrency),
         "--chunk-size",
         str(args.chunk_size),
+        *(["--mamut-delay-ms", str(args.mamut_delay_ms)] if args.mamut_delay_ms is not None else []),
     ]
     completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, cwd=REPO)
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -582,6 +638,11 @@ def main() -> None:
         help="paced and unpaced modes (default: the shop config's max_concurrency)",
     )
     parser.add_argument("--chunk-size", type=int, default=MigrationOptions.chunk_size)
+    parser.add_argument(
+        "--mamut-delay-ms",
+        type=float,
+        help="Mamut on PostgreSQL behind a loopback proxy adding this delay each way (default: SQLite in-process)",
+    )
     parser.add_argument("--save", type=Path, help="also append each case's raw figures to this file (JSON lines)")
     parser.add_argument("--worker", type=Case.parse, help=argparse.SUPPRESS)
     args = parser.parse_args()
