@@ -7,7 +7,6 @@ Heavy modules (pandas, Great Expectations, the clients) are imported inside the 
 
 from __future__ import annotations
 
-import importlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,8 +81,8 @@ Starweb Connection `{shop.starweb_conn_id}` · budget {shop.request_budget_per_m
 
 
 def _steps(job: JobSpec) -> Any:
-    """The job's engine module, imported inside the task (heavy imports stay out of DAG parsing)."""
-    return importlib.import_module(job.module)
+    """The job's class from the registry, imported inside the task (heavy imports stay out of DAG parsing)."""
+    return job.steps()
 
 
 def _run(job: JobSpec, step: str, shop_id: str, *args: Any) -> Any:

@@ -31,12 +31,12 @@ from starmamut.jobs import (
 )
 from starmamut.jobs.common import JobContext
 from starmamut.jobs.initial_product_sync import SETTLED, MigrationOptions
-from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mamut.catalogue import CatalogueReader
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap
+from starmamut.services.reference import ShopMappingError
 from starmamut.staging.store import StagingStore
 from starmamut_devtools.sandbox import Sandbox, start_sandbox
 from starmamut_devtools.sandbox.demo_data import SIZE_VALUE_IDS, WEB_STOCK_LOCATION_ID

@@ -18,9 +18,9 @@ from starmamut.config import Settings
 from starmamut.failpoints import SimulatedCrash
 from starmamut.jobs import order_status_to_starweb, orders_to_mamut, products_to_mamut
 from starmamut.jobs.common import JobContext, QualityGateFailed
-from starmamut.jobs.orders_to_mamut import UnknownOrderStatus
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.schema_map import SchemaMap
+from starmamut.services.reference import UnknownOrderStatus
 from starmamut.staging.store import StagingStore
 from starmamut_devtools.mamut_mock import progress_demo_orders, progress_order
 from tests.fixtures.jobs import sandbox_job_context
@@ -237,7 +237,7 @@ def test_a_status_starweb_refuses_is_quarantined_with_starwebs_reason(make_ctx, 
 
     loaded = order_status_to_starweb.load(ctx, extracted["batch_id"])
 
-    assert loaded["failed"] == 1 and loaded["reported"] == len(EXPECTED_PATCHES) - 1
+    assert loaded["failed"] == 1 and loaded["loaded"] == len(EXPECTED_PATCHES) - 1
     [entry] = staging_store.open_quarantine("demo", "order_status")
     assert entry.key == "1010" and entry.reasons[0]["check"] == "starweb_accepts"
     assert f"Starweb refused status {custom} for Mamut state 'paid'" in entry.reasons[0]["reason"]
@@ -329,7 +329,7 @@ def test_dry_run_reads_but_sends_and_records_nothing(make_ctx, sandbox, staging_
     result = order_status_to_starweb.run(make_ctx(dry_run=True))
 
     assert sandbox.write_requests() == [] and sandbox.state.status_changes == []
-    assert result["would_send"] == len(EXPECTED_PATCHES)
+    assert result["would_write"] == len(EXPECTED_PATCHES)
     assert sorted(result["planned"]) == sorted(
         f"PATCH /orders/{order_id} {body}" for order_id, body in EXPECTED_PATCHES.items()
     )

@@ -370,7 +370,7 @@ def test_dry_run_writes_nothing_anywhere(make_ctx, sandbox, mamut_db, staging_st
     sandbox.reset_requests()
     result = orders_to_mamut.run(make_ctx(dry_run=True))
     assert mamut_orders(mamut_db.gateway) == {}
-    assert result["would_create"] == len(eligible_orders(sandbox))
+    assert result["would_write"] == len(eligible_orders(sandbox))
     assert sandbox.write_requests() == []
     assert staging_store.get_watermark("demo", orders_to_mamut.JOB) is None
 

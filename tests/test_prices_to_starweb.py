@@ -19,7 +19,6 @@ from starmamut.config import Settings
 from starmamut.failpoints import SimulatedCrash
 from starmamut.jobs import prices_to_starweb
 from starmamut.jobs.common import JobContext, QualityGateFailed
-from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.mapping.prices_stock import (
     StockStatusIds,
     price_request,
@@ -27,6 +26,7 @@ from starmamut.mapping.prices_stock import (
     shop_stock,
     stock_request,
 )
+from starmamut.services.reference import ShopMappingError
 from starmamut.staging.store import StagingStore
 from starmamut_devtools.sandbox.server import RecordedRequest
 from tests.fixtures.jobs import sandbox_job_context

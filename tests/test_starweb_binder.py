@@ -9,7 +9,7 @@ import pytest
 
 from starmamut.config import Settings
 from starmamut.jobs.common import JobContext, RunParams, variant_ref
-from starmamut.jobs.starweb_binder import FILTER_LOOKUP_LIMIT, VARIANT, bind_variants_by_sku
+from starmamut.services.binder import FILTER_LOOKUP_LIMIT, VARIANT, bind_variants_by_sku
 from starmamut.staging.store import StagingStore
 from starmamut.starweb.client import StarwebClient, StarwebCredentials
 from starmamut_devtools.sandbox import Sandbox, start_sandbox

@@ -14,8 +14,8 @@ import pytest
 
 from starmamut.jobs import prices_to_starweb, products_to_mamut, stock_to_starweb
 from starmamut.jobs.common import JobContext
-from starmamut.jobs.ledger_push import ShopMappingError
 from starmamut.mamut.products import ProductRepository
+from starmamut.services.reference import ShopMappingError
 from starmamut.staging.store import StagingStore
 from starmamut_devtools.sandbox.demo_data import WEB_STOCK_LOCATION_ID
 from starmamut_devtools.sandbox.server import RecordedRequest

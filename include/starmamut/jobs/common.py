@@ -110,6 +110,12 @@ def close_batch(ctx: JobContext, batch_id: str, job: str, counts: dict[str, Any]
     return counts
 
 
+def job_name(steps: Any) -> str:
+    """The registered name of a job given as a :class:`~starmamut.jobs.base.Job` (its ``name``) or a module."""
+    name = getattr(steps, "name", None)
+    return name if isinstance(name, str) else steps.__name__.rpartition(".")[2]
+
+
 def run_step(steps: Any, name: str, ctx: JobContext, *args: Any) -> Any:
     """Run one step of a job (a task runs exactly one); a batch stopped at the gate is never loaded, and a load
     holds the shop's leases on what the job writes (see :func:`holding_leases`)."""
@@ -120,7 +126,7 @@ def run_step(steps: Any, name: str, ctx: JobContext, *args: Any) -> Any:
                 f"shop {ctx.shop.id}: batch {batch.batch_id} was stopped at the quality gate and is not loaded; "
                 "fix the quarantined records, raise the threshold, or trigger with accept_quarantine: true"
             )
-        with holding_leases(ctx, JOBS[steps.__name__.rpartition(".")[2]].writes) as leased:
+        with holding_leases(ctx, JOBS[job_name(steps)].writes) as leased:
             return steps.load(leased, *args)
     return getattr(steps, name)(ctx, *args)
 

@@ -43,7 +43,6 @@ from starmamut.catalogue_conflicts import CHECK as CONFLICT_CHECK
 from starmamut.catalogue_conflicts import MAMUT_TO_SHOP, SHOP_TO_MAMUT, SkuConflict, check_structure, locate
 from starmamut.config import PricelistMapping, PricesToStarwebSettings, ShopConfig, StockLocationMapping
 from starmamut.failpoints import failpoint
-from starmamut.jobs import prices_to_starweb, products_to_mamut, products_to_starweb, stock_to_starweb
 from starmamut.jobs.common import (
     JobContext,
     RunParams,
@@ -56,18 +55,40 @@ from starmamut.jobs.common import (
     quarantine_on_load,
     variant_ref,
 )
-from starmamut.jobs.ledger_push import ShopMappingError
-from starmamut.jobs.products_to_mamut import ShopReference
-from starmamut.jobs.products_to_starweb import AttributeIds, FamilyOutcome, FamilySync, KnownFamilies
-from starmamut.jobs.registry import MIGRATION_WRITES
-from starmamut.jobs.starweb_binder import VARIANT, variants_of, with_variants
-from starmamut.jobs.stock_to_starweb import shop_stock_statuses
+from starmamut.jobs.registry import JOBS, MIGRATION_WRITES
 from starmamut.mamut.catalogue import BASE_PRICE, CatalogueReader
 from starmamut.mamut.gateway import process_round_trips
 from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository, StockLevel
 from starmamut.mapping.catalogue import axis_values, normalise_family, sku_key, vat_rates_by_code
 from starmamut.mapping.prices_stock import VARIANT_TARGET, StockStatusIds, shop_stock, stock_ledger_value
 from starmamut.mapping.products import MappingError, children, content_hash, family_from_record
+from starmamut.services.articles import (
+    PRODUCT,
+    PRODUCT_INCLUDE,
+    VARIANT_INCLUDE,
+    check_products,
+    product_transforms,
+    write_family,
+)
+from starmamut.services.binder import VARIANT, variants_of, with_variants
+from starmamut.services.families import (
+    ARTICLE,
+    AttributeIds,
+    FamilyOutcome,
+    FamilySync,
+    KnownFamilies,
+    check_families,
+    family_transforms,
+)
+from starmamut.services.ledger import STOCK
+from starmamut.services.reference import (
+    ShopMappingError,
+    ShopReference,
+    check_mamut_price_lists,
+    mapped_stocks,
+    shop_pricelist_currencies,
+    shop_stock_statuses,
+)
 from starmamut.staging.store import Batch, Link, SkuHolder, StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.transforms import RecordTransforms
@@ -135,7 +156,7 @@ class MigrationOptions:
     @property
     def entity(self) -> str:
         """The staged entity: the one the regular job of this direction stages, so links and hashes agree."""
-        return products_to_mamut.ENTITY if self.direction == "starweb_to_mamut" else products_to_starweb.ENTITY
+        return PRODUCT if self.direction == "starweb_to_mamut" else ARTICLE
 
 
 # ------------------------------------------------------------------------------------------------------- start
@@ -211,14 +232,14 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
     """The stock mapping checked, Starweb products page by page (a page's products staged together, then the
     page counted as done), then the Mamut register's SKUs as the target index."""
     store, shop = ctx.store, ctx.shop
-    after_mapping = products_to_mamut.transforms_at(ctx, batch_id, "after_mapping")
+    after_mapping = product_transforms(ctx, batch_id, "after_mapping")
     with ctx.open_starweb() as client:
         reference = ShopReference.read(client, shop.language)
         sources = _stock_sources(ctx, client, options)
         progress = {**progress, "stock_sources": sources}
         store.set_batch_progress(batch_id, progress)
         locations = {int(source) for source in sources if source != VARIANT_TARGET}
-        include = products_to_mamut.PRODUCT_INCLUDE
+        include = PRODUCT_INCLUDE
 
         # Pages overlap by one on resume: a product deleted meanwhile shifts the next ones a place forward.
         first_page = max(1, int(progress["pages_done"]))
@@ -269,7 +290,7 @@ def _staged_product(
 ) -> StagedRow | None:
     """One Starweb product as products_to_mamut stages it, plus its per-SKU prices and stock (outside the hash);
     None when a transform drops it or it holds none of the ``wanted`` SKUs (before its stock is read)."""
-    variants = variants_of(client, product, include=products_to_mamut.VARIANT_INCLUDE)
+    variants = variants_of(client, product, include=VARIANT_INCLUDE)
     record = after_mapping.apply(reference.normalise(product, variants), source=product)
     if record is None or not _holds_any(record, wanted):
         return None
@@ -313,7 +334,7 @@ def _stock_sources(ctx: JobContext, client: StarwebClient, options: MigrationOpt
     shop = ctx.shop.id
     known = CatalogueReader(ctx.open_mamut()).warehouses()
     sources: dict[str, dict[str, Any]] = {}
-    for stock in stock_to_starweb.mapped_stocks(shop, client, ctx.shop.stock_to_starweb):
+    for stock in mapped_stocks(shop, client, ctx.shop.stock_to_starweb):
         mapping, warehouse = _stock_mapping(stock.entry), stock.entry.warehouses[0]
         if warehouse not in known:
             listed = ", ".join(f"{key} ({name})" for key, name in sorted(known.items())) or "none"
@@ -342,7 +363,7 @@ def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: st
     target index, then every variant attribute value the families need, created where the shop lacks it."""
     store = ctx.store
     vat_rates = vat_rates_by_code(ctx.settings.mamut.vat_codes)
-    after_mapping = products_to_starweb.transforms_at(ctx, batch_id, "after_mapping")
+    after_mapping = family_transforms(ctx, batch_id, "after_mapping")
     pairs: set[tuple[str, str]] = set()
 
     def staged(rows: Iterator[StagedRow]) -> Iterator[StagedRow]:
@@ -364,8 +385,8 @@ def _extract_from_mamut(ctx: JobContext, options: MigrationOptions, batch_id: st
     with ctx.open_starweb() as client:
         prices = _pushed_prices(ctx.shop, options)
         if prices.pricelists:  # the price push comes after the products: its mapping checks come before any write
-            prices_to_starweb.shop_pricelist_currencies(ctx.shop.id, client, prices)
-            prices_to_starweb.check_mamut_price_lists(ctx.shop.id, CatalogueReader(ctx.open_mamut()), prices)
+            shop_pricelist_currencies(ctx.shop.id, client, prices)
+            check_mamut_price_lists(ctx.shop.id, CatalogueReader(ctx.open_mamut()), prices)
         inline_stock = _inline_stock_mapping(ctx, client, options)
         store.clear_sku_index(batch_id, TARGET)
         listed = client.map_concurrent(
@@ -398,7 +419,7 @@ def _inline_stock_mapping(ctx: JobContext, client: StarwebClient, options: Migra
     if not options.include_stock:
         return None
     settings = ctx.shop.stock_to_starweb
-    stocks = stock_to_starweb.mapped_stocks(ctx.shop.id, client, settings)
+    stocks = mapped_stocks(ctx.shop.id, client, settings)
     statuses = shop_stock_statuses(ctx.shop.id, client, settings)
     inline = next((stock for stock in stocks if stock.on_variant), None)
     return inline and {
@@ -467,10 +488,10 @@ def _validate(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: l
     if not rows:
         return set()
     if options.direction == "starweb_to_mamut":
-        reasons = products_to_mamut.check_records(ctx, batch_id, rows)
+        reasons = check_products(ctx, batch_id, rows)
         threshold = ctx.shop.products_to_mamut.quarantine_threshold
     else:
-        reasons = products_to_starweb.check_records(ctx, batch_id, rows)
+        reasons = check_families(ctx, batch_id, rows)
         threshold = ctx.shop.products_to_starweb.quarantine_threshold
     apply_verdicts(
         ctx, batch_id, options.entity, (row.key for row in rows), reasons, threshold=threshold, noun="product family"
@@ -552,7 +573,7 @@ def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, 
                     row.payload, vat_codes=ctx.settings.mamut.vat_codes, main_sku_template=settings.main_sku_template
                 )
                 if not ctx.params.dry_run:
-                    products_to_mamut.write_family(
+                    write_family(
                         ctx,
                         repository,
                         family,
@@ -775,7 +796,7 @@ def _load_into_starweb(ctx: JobContext, options: MigrationOptions, batch_id: str
             if not ctx.params.dry_run:
                 store.set_ledger(
                     ctx.shop.id,
-                    stock_to_starweb.ENTITY,
+                    STOCK,
                     {
                         (variant["sku"], inline["target"]): stock_ledger_value(*stock[variant["sku"]])
                         for key, (verdict, _) in outcomes.items()
@@ -901,8 +922,8 @@ def push_values(ctx: JobContext, options: MigrationOptions, job: Literal["prices
     skus = _written_skus(ctx, options)
     if skus == ():
         return {"skipped": True, "requests": 0}
-    module = prices_to_starweb if job == "prices" else stock_to_starweb
-    return module.run(replace(ctx, shop=shop, params=replace(ctx.params, skus=skus or ctx.params.skus)))
+    pusher = JOBS[f"{job}_to_starweb"].steps()  # the regular job, as registered
+    return pusher.run(replace(ctx, shop=shop, params=replace(ctx.params, skus=skus or ctx.params.skus)))
 
 
 def _pushed_prices(shop: ShopConfig, options: MigrationOptions) -> PricesToStarwebSettings:

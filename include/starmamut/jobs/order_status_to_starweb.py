@@ -36,34 +36,32 @@ that state (every state ever reported, so none is reported twice); ``skipped`` =
 from __future__ import annotations
 
 import logging
-import sys
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
-import pandas as pd
-
 from starmamut.config import OrderStatusToStarwebSettings
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, advance_watermark, apply_verdicts, chunked, close_batch, run_steps
-from starmamut.jobs.orders_to_mamut import UnknownOrderStatus, resolve_statuses
+from starmamut.jobs.base import BatchCounts, Job, Outcome, Session
+from starmamut.jobs.common import JobContext, Reasons, chunked
 from starmamut.mamut.order_states import STATE_RULES, OrderState, OrderStateReader
 from starmamut.mapping.order_status import decide, state_fingerprint, status_patch, unmapped_states
-from starmamut.quality.runner import RowCheck, import_great_expectations, validate_rows
-from starmamut.staging.store import StagedRow
+from starmamut.quality.runner import RowCheck, import_great_expectations
+from starmamut.services.reference import UnknownOrderStatus, resolve_statuses
+from starmamut.staging.store import Batch, StagedRow
 from starmamut.starweb.client import StarwebClient
 from starmamut.starweb.errors import StarwebError, StarwebNotFound
 
-JOB = "order_status_to_starweb"
-ENTITY = "order_status"  # staging entity, quarantine entity and ledger dimension
 REPORTED = "state:"  # ledger target prefix: state:<state> = the status id reported for it
 SKIPPED = "skipped"
 FINGERPRINT = "mamut_state"
 TRACKING_TYPES_PATH = "/shipping-tracking-types"
 LEDGER_CHUNK = 500
-PLANNED_SHOWN = 100
 REFUSAL_STATUSES = frozenset({400, 403})
 CHECK_COLUMNS = ("row_key", "unmapped_problem", "status_problem", "tracker_problem")
 _COUNTER = {"nothing": "nothing_to_report", "behind": "behind", "wait": "awaiting_tracking"}
@@ -75,78 +73,190 @@ class UnknownMamutState(ValueError):
     """The shop's transitions name a Mamut state that no state rule derives (a typo in the config)."""
 
 
-def extract(ctx: JobContext) -> dict[str, Any]:
-    """Stage a decision for every order whose Mamut state changed (see the module docstring)."""
-    shop, store, params = ctx.shop, ctx.store, ctx.params
-    settings = shop.order_status_to_starweb
-    _check_transitions(shop.id, settings)
-    reader = OrderStateReader(ctx.open_mamut())
-    with ctx.open_starweb() as client:
-        statuses = client.list_order_statuses()
-        resolve_statuses(statuses, settings.final_statuses, shop.id)
-        targets = _transition_statuses(shop.id, statuses, settings)
-        attaching = any(transition.attach_tracking for transition in settings.transitions.values())
-        tracker_types = _tracker_types(client) if attaching else {}
-        requests = client.stats.requests_sent
-    batch_id = store.start_batch(shop.id, JOB, ENTITY, dry_run=params.dry_run)
-    forced = {str(order_id) for order_id in params.resync_ids}
-    recheck = {entry.key for entry in store.open_quarantine(shop.id, ENTITY)}
-    counts = {"read": 0, "unchanged": 0, "skipped_before": 0}
+@dataclass(kw_only=True)
+class _Reading(Session):
+    reader: OrderStateReader
+    targets: dict[str, tuple[int | None, str | None]]
+    tracker_types: dict[int, str]
+    recheck: set[str]  # orders with an open quarantine entry: decided again every run
+    forced: set[str]  # orders asked for by id: decided again, skipped ones included
     newest: datetime | None = None  # the newest EDITDATE read (stays None where EDITDATE is not mapped)
 
-    def to_stage() -> Iterator[StagedRow]:
-        nonlocal newest
-        for orders in chunked(_orders_to_read(ctx, reader, recheck), LEDGER_CHUNK):
-            ledger = _ledger_by_order(ctx, [order.order_id for order in orders])
-            for order in orders:
-                counts["read"] += 1
-                if order.edit_date is not None and (newest is None or order.edit_date > newest):
-                    newest = order.edit_date
-                entries = ledger.get(order.order_id, {})
-                fingerprint = state_fingerprint(order)
-                if not (params.full_refresh or order.order_id in forced or order.order_id in recheck):
-                    if entries.get(SKIPPED):
-                        counts["skipped_before"] += 1
-                        continue
-                    if entries.get(FINGERPRINT) == fingerprint:
-                        counts["unchanged"] += 1
-                        continue
-                payload = _plan(shop.id, settings, order, entries, targets, tracker_types)
-                yield StagedRow(key=order.order_id, payload=payload, content_hash=fingerprint)
 
-    staged = store.stage_rows(batch_id, ENTITY, to_stage())
-    read_from_mark = not params.resync_ids and params.since is None  # else the mark would skip unread orders
-    high_water = newest.isoformat() if newest is not None and read_from_mark else None
-    log.info("shop %s: staged %d of %d order(s) read from Mamut in batch %s", shop.id, staged, counts["read"], batch_id)
-    return {"batch_id": batch_id, **counts, "changed": staged, "requests": requests, "high_water": high_water}
+@dataclass(kw_only=True)
+class _Writing(Session):
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    final_statuses: dict[int, str] | None = None
+    fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def final(self, ctx: JobContext) -> dict[int, str]:
+        """The shop's final statuses, read on the first order to report (one request)."""
+        with self.lock:
+            if self.final_statuses is None:
+                self.final_statuses = _final_statuses(ctx, self.client)
+            return self.final_statuses
 
 
-def validate(ctx: JobContext, batch_id: str) -> dict[str, Any]:
-    """Quarantine orders with an unmapped state, an unknown Starweb status or tracker type; stop if too many."""
-    shop = ctx.shop
-    rows = [
-        {"row_key": row.key, **{column: row.payload[column] for column in CHECK_COLUMNS[1:]}}
-        for row in ctx.store.iter_staged(batch_id, ENTITY)
-    ]
-    report = validate_rows(
-        pd.DataFrame(rows, columns=list(CHECK_COLUMNS)),
-        status_checks(),
-        key_column="row_key",
-        suite_name=f"{shop.id}_{JOB}_{batch_id}",
+class OrderStatusToStarweb(Job):
+    """Mamut order states reported to Starweb as order statuses, once each (see the module docstring)."""
+
+    name = "order_status_to_starweb"
+    entity = "order_status"  # staging entity, quarantine entity and ledger dimension
+    noun = "order"
+    key_field = "order_id"
+    detects_change = "extract"
+    read_chunk = LEDGER_CHUNK
+    details = (
+        "already_in_status",
+        "nothing_to_report",
+        "behind",
+        "awaiting_tracking",
+        "recorded_before",
+        "skipped_before",
+        "deleted",
+        "final",
     )
-    reasons = {
-        key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
-        for key, failures in report.failures.items()
-    }
-    return apply_verdicts(
-        ctx,
-        batch_id,
-        ENTITY,
-        (row["row_key"] for row in rows),
-        reasons,
-        threshold=shop.order_status_to_starweb.quarantine_threshold,
-        noun="order",
-    )
+
+    # extract
+
+    @contextmanager
+    def open_extract(self, ctx: JobContext) -> Iterator[Session]:
+        """Check the transitions and the final statuses (a config error stops the run before anything is staged)."""
+        shop, settings = ctx.shop, ctx.shop.order_status_to_starweb
+        _check_transitions(shop.id, settings)
+        reader = OrderStateReader(ctx.open_mamut())
+        with ctx.open_starweb() as client:
+            statuses = client.list_order_statuses()
+            resolve_statuses(statuses, settings.final_statuses, shop.id)
+            attaching = any(transition.attach_tracking for transition in settings.transitions.values())
+            yield _Reading(
+                client=client,
+                reader=reader,
+                targets=_transition_statuses(shop.id, statuses, settings),
+                tracker_types=_tracker_types(client) if attaching else {},
+                recheck={entry.key for entry in ctx.store.open_quarantine(shop.id, self.entity)},
+                forced={str(order_id) for order_id in ctx.params.resync_ids},
+            )
+
+    def read_given(self, ctx: JobContext, session: Session) -> Iterable[Any] | None:
+        assert isinstance(session, _Reading)
+        if not ctx.params.resync_ids:
+            return None
+        return session.reader.shop_orders(ctx.shop.id, ctx.params.resync_ids)
+
+    def read_changed(self, ctx: JobContext, session: Session, since: datetime | None) -> Iterator[Any]:
+        """Those changed since the watermark less the overlap (EDITDATE of a transaction committed late may lie
+        behind the watermark); without EDITDATE every order, its fingerprint compared with the ledger."""
+        assert isinstance(session, _Reading)
+        changed_since = since if session.reader.tracks_changes else None
+        return session.reader.iter_shop_orders(ctx.shop.id, changed_since=changed_since)
+
+    def read_quarantined(self, ctx: JobContext, session: Session, seen: set[str]) -> Iterator[Any]:
+        assert isinstance(session, _Reading)
+        return iter(session.reader.shop_orders(ctx.shop.id, session.recheck - seen))
+
+    def source_key(self, item: OrderState) -> str:
+        return item.order_id
+
+    def known_at_extract(self, ctx: JobContext, session: Session, chunk: list[Any]) -> dict[str, dict[str, str]]:
+        return _ledger_by_order(ctx, [order.order_id for order in chunk])
+
+    def passes_over(self, ctx: JobContext, session: Session, known: Any, item: Any, counts: BatchCounts) -> bool:
+        """An order recorded as skipped stays skipped, one whose fingerprint equals the ledger's is unchanged;
+        a full refresh, a resync and the quarantine's re-read decide them again."""
+        assert isinstance(session, _Reading)
+        order: OrderState = item
+        if order.edit_date is not None and (session.newest is None or order.edit_date > session.newest):
+            session.newest = order.edit_date
+        if ctx.params.full_refresh or order.order_id in session.forced or order.order_id in session.recheck:
+            return False
+        entries = known.get(order.order_id, {})
+        if entries.get(SKIPPED):
+            counts.skipped += 1
+            counts.count("skipped_before")
+            return True
+        if entries.get(FINGERPRINT) == state_fingerprint(order):
+            counts.unchanged += 1
+            return True
+        return False
+
+    def normalise(self, ctx: JobContext, session: Session, item: Any, fetched: Any, known: Any) -> dict[str, Any]:
+        """The staged decision for one order, with the PATCH it calls for."""
+        assert isinstance(session, _Reading)
+        settings = ctx.shop.order_status_to_starweb
+        entries = known.get(item.order_id, {})
+        return _plan(ctx.shop.id, settings, item, entries, session.targets, session.tracker_types)
+
+    def content_hash(self, item: Any, record: Mapping[str, Any]) -> str:
+        return state_fingerprint(item)
+
+    def carry(self, ctx: JobContext, session: Session) -> dict[str, Any]:
+        """The newest EDITDATE read, where the watermark moves (not after a run by ids or from a date: the mark
+        would pass over orders it did not read)."""
+        assert isinstance(session, _Reading)
+        read_from_mark = not ctx.params.resync_ids and ctx.params.since is None
+        newest = session.newest
+        return {"high_water": newest.isoformat() if newest is not None and read_from_mark else None}
+
+    # validate
+
+    def check(self, ctx: JobContext, batch_id: str, rows: list[StagedRow]) -> dict[str, Reasons]:
+        """An unmapped state, an unknown Starweb status or tracker type."""
+        import pandas as pd
+
+        from starmamut.quality.runner import validate_rows
+
+        check_rows = [
+            {"row_key": row.key, **{column: row.payload[column] for column in CHECK_COLUMNS[1:]}} for row in rows
+        ]
+        report = validate_rows(
+            pd.DataFrame(check_rows, columns=list(CHECK_COLUMNS)),
+            status_checks(),
+            key_column="row_key",
+            suite_name=f"{ctx.shop.id}_{self.name}_{batch_id}",
+        )
+        return {
+            key: [{"check": failure.check, "reason": failure.reason} for failure in failures]
+            for key, failures in report.failures.items()
+        }
+
+    # load
+
+    @contextmanager
+    def open_load(self, ctx: JobContext, batch_id: str, before_load: Any) -> Iterator[Session]:
+        with ctx.open_starweb() as client:
+            yield _Writing(client=client, concurrent=True)
+
+    def write_one(self, ctx: JobContext, session: Session, known: Any, row: StagedRow) -> Outcome:
+        """Report the decision to Starweb once (see the module docstring); record what was done at once."""
+        assert isinstance(session, _Writing)
+        action = row.payload["action"]
+        if action != "report":
+            if action != "wait":  # a waiting order is decided again until its tracking number arrives
+                session.fingerprints[(row.key, FINGERPRINT)] = row.content_hash
+            return Outcome(counted=None, details={_COUNTER[action]: 1})
+        outcome = _settle(ctx, session.client, row, session.final(ctx))
+        if outcome == "reported":
+            return Outcome()
+        if outcome == "would_send":
+            return Outcome(counted=None, would_write=True, planned=[f"PATCH /orders/{row.key} {row.payload['body']}"])
+        if isinstance(outcome, tuple):
+            return Outcome.refused(*outcome)
+        counted = {"recorded_before": "unchanged", "deleted": "skipped", "final": "skipped"}.get(outcome)
+        return Outcome(counted=counted, details={outcome: 1})
+
+    def after_load(self, ctx: JobContext, batch_id: str, session: Session, counts: BatchCounts) -> None:
+        """The fingerprints of orders with nothing to report, so they are not decided again until they change."""
+        assert isinstance(session, _Writing)
+        for chunk in chunked(session.fingerprints.items(), LEDGER_CHUNK):
+            ctx.store.set_ledger(ctx.shop.id, self.entity, dict(chunk))
+
+    # report
+
+    def watermark(self, ctx: JobContext, batch: Batch, extracted: Mapping[str, Any]) -> datetime | None:
+        """The newest EDITDATE read (none where EDITDATE is not mapped, or after a run by ids or from a date)."""
+        high_water = extracted.get("high_water")
+        return datetime.fromisoformat(high_water) if high_water else None
 
 
 def status_checks() -> list[RowCheck]:
@@ -163,88 +273,6 @@ def status_checks() -> list[RowCheck]:
         )
         for column in CHECK_COLUMNS[1:]
     ]
-
-
-def load(ctx: JobContext, batch_id: str) -> dict[str, Any]:
-    """Report each valid decision to Starweb once (see the module docstring); record what was done at once."""
-    shop, store, params = ctx.shop, ctx.store, ctx.params
-    counts = dict.fromkeys(
-        (
-            "reported",
-            "already_in_status",
-            "recorded_before",
-            "nothing_to_report",
-            "behind",
-            "awaiting_tracking",
-            "deleted",
-            "final",
-            "failed",
-            "would_send",
-            "requests",
-        ),
-        0,
-    )
-    to_send: list[StagedRow] = []
-    settled: list[str] = []
-    fingerprints: dict[tuple[str, str], str] = {}
-    for row in store.iter_staged(batch_id, ENTITY, verdict="valid"):
-        action = row.payload["action"]
-        if action == "report":
-            to_send.append(row)
-            continue
-        counts[_COUNTER[action]] += 1
-        settled.append(row.key)
-        if action != "wait":  # a waiting order is decided again until its tracking number arrives
-            fingerprints[(row.key, FINGERPRINT)] = row.content_hash
-    planned: list[str] = []
-    if to_send:
-        with ctx.open_starweb() as client:
-            final = _final_statuses(ctx, client)
-            for row, outcome in client.map_concurrent(partial(_settle, ctx, client, batch_id, final), to_send):
-                counts[outcome] += 1
-                if outcome == "would_send":
-                    planned.append(f"PATCH /orders/{row.key} {row.payload['body']}")
-                if outcome != "failed":
-                    settled.append(row.key)
-            counts["requests"] = client.stats.requests_sent
-    if params.dry_run:
-        return {**counts, "planned": planned[:PLANNED_SHOWN]}
-    for chunk in chunked(fingerprints.items(), LEDGER_CHUNK):
-        store.set_ledger(shop.id, ENTITY, dict(chunk))
-    store.resolve_quarantine(shop.id, ENTITY, settled)
-    return counts
-
-
-def report(
-    ctx: JobContext, batch_id: str, extracted: dict[str, Any], validated: dict[str, Any], loaded: dict[str, Any]
-) -> dict[str, Any]:
-    """Close the batch with its counts; move the watermark (not on dry runs, resyncs or runs from a given date)."""
-    counts: dict[str, Any] = {
-        "read": extracted["read"],
-        "changed": extracted["changed"],
-        "loaded": loaded["reported"],
-        "unchanged": extracted["unchanged"] + loaded["recorded_before"],
-        "already_in_status": loaded["already_in_status"],
-        "nothing_to_report": loaded["nothing_to_report"],
-        "behind": loaded["behind"],
-        "awaiting_tracking": loaded["awaiting_tracking"],
-        "skipped": extracted["skipped_before"] + loaded["deleted"] + loaded["final"],
-        "quarantined": validated["quarantined"],
-        "failed": loaded["failed"],
-        "requests": extracted["requests"] + loaded["requests"],
-    }
-    dry_run = ctx.params.dry_run
-    if dry_run:
-        counts["would_send"] = loaded["would_send"]
-    if extracted["high_water"]:
-        advance_watermark(ctx, JOB, datetime.fromisoformat(extracted["high_water"]))
-    close_batch(ctx, batch_id, JOB, counts)
-    return {**counts, "planned": loaded["planned"]} if dry_run else counts
-
-
-def run(ctx: JobContext) -> dict[str, Any]:
-    """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    return run_steps(sys.modules[__name__], ctx)
 
 
 def _check_transitions(shop_id: str, settings: OrderStatusToStarwebSettings) -> None:
@@ -276,30 +304,9 @@ def _tracker_types(client: StarwebClient) -> dict[int, str]:
     return {entry["type"]: entry["name"] for entry in client.get(TRACKING_TYPES_PATH)["data"]}
 
 
-def _orders_to_read(ctx: JobContext, reader: OrderStateReader, recheck: set[str]) -> Iterator[OrderState]:
-    """Given orders only; else those changed since the watermark (all without EDITDATE), then the quarantined."""
-    shop, params = ctx.shop, ctx.params
-    if params.resync_ids:
-        yield from reader.shop_orders(shop.id, params.resync_ids)
-        return
-    since = params.since
-    if since is None and not params.full_refresh:
-        watermark = ctx.store.get_watermark(shop.id, JOB)
-        # EDITDATE of a transaction committed late may lie behind the watermark
-        overlap = timedelta(minutes=shop.order_status_to_starweb.overlap_minutes)
-        since = watermark - overlap if watermark else None
-    if not reader.tracks_changes:
-        since = None  # no EDITDATE: every order is read and its fingerprint compared with the ledger
-    seen: set[str] = set()
-    for order in reader.iter_shop_orders(shop.id, changed_since=since):
-        seen.add(order.order_id)
-        yield order
-    yield from reader.shop_orders(shop.id, recheck - seen)
-
-
 def _ledger_by_order(ctx: JobContext, order_ids: list[str]) -> dict[str, dict[str, str]]:
     entries: dict[str, dict[str, str]] = defaultdict(dict)
-    for (order_id, target), value in ctx.store.get_ledger(ctx.shop.id, ENTITY, order_ids).items():
+    for (order_id, target), value in ctx.store.get_ledger(ctx.shop.id, OrderStatusToStarweb.entity, order_ids).items():
         entries[order_id][target] = value
     return entries
 
@@ -367,32 +374,31 @@ def _final_statuses(ctx: JobContext, client: StarwebClient) -> dict[int, str]:
     }
 
 
-def _settle(
-    ctx: JobContext, client: StarwebClient, batch_id: str, final: Mapping[int, str], row: StagedRow
-) -> tuple[StagedRow, str]:
-    """One order: read it, then record, skip or PATCH and record (see the module docstring); the outcome's name."""
+def _settle(ctx: JobContext, client: StarwebClient, row: StagedRow, final: Mapping[int, str]) -> str | tuple[str, str]:
+    """One order: read it, then record, skip or PATCH and record (see the module docstring); the outcome's name,
+    or ``(check, reason)`` when Starweb refuses the status."""
     key, plan, dry_run = row.key, row.payload, ctx.params.dry_run
-    ledger = ctx.store.get_ledger(ctx.shop.id, ENTITY, [key])
+    ledger = ctx.store.get_ledger(ctx.shop.id, OrderStatusToStarweb.entity, [key])
     if (key, REPORTED + plan["state"]) in ledger:
-        return row, "recorded_before"  # an earlier try of this load sent and recorded it
+        return "recorded_before"  # an earlier try of this load sent and recorded it
     try:
         current = client.get_order(int(key))["statusId"]
     except StarwebNotFound:
-        return row, _skip(ctx, row, "deleted", "the order no longer exists in Starweb")
+        return _skip(ctx, row, "deleted", "the order no longer exists in Starweb")
     if current == plan["status_id"]:
         if not dry_run:
             _record(ctx, row, ledger)
-        return row, "already_in_status"
+        return "already_in_status"
     if current in final:
-        return row, _skip(ctx, row, "final", f"the order is in final status {final[current]} already")
+        return _skip(ctx, row, "final", f"the order is in final status {final[current]} already")
     if dry_run:
         log.info("dry run: would send PATCH /orders/%s %s (%s)", key, plan["body"], plan["reason"])
-        return row, "would_send"
-    failpoint(f"{JOB}.before_patch")
+        return "would_send"
+    failpoint(f"{OrderStatusToStarweb.name}.before_patch")
     try:
         client.patch(f"/orders/{int(key)}", plan["body"])
     except StarwebNotFound:
-        return row, _skip(ctx, row, "deleted", "the order no longer exists in Starweb")
+        return _skip(ctx, row, "deleted", "the order no longer exists in Starweb")
     except StarwebError as exc:
         if exc.status not in REFUSAL_STATUSES:
             raise
@@ -400,15 +406,13 @@ def _settle(
             f"shop {ctx.shop.id}: order {key}: Starweb refused status {plan['status_id']} for Mamut state "
             f"{plan['state']!r}: {exc}"
         )
-        log.warning("quarantined on load: %s", reason)
-        ctx.store.quarantine(ctx.shop.id, ENTITY, key, [{"check": "starweb_accepts", "reason": reason}], batch_id)
-        return row, "failed"
-    failpoint(f"{JOB}.after_patch")
+        return "starweb_accepts", reason
+    failpoint(f"{OrderStatusToStarweb.name}.after_patch")
     _record(ctx, row, ledger)
     log.info(
         "shop %s: order %s reported as status %s (Mamut state %r)", ctx.shop.id, key, plan["status_id"], plan["state"]
     )
-    return row, "reported"
+    return "reported"
 
 
 def _record(ctx: JobContext, row: StagedRow, ledger: Iterable[tuple[str, str]]) -> None:
@@ -419,7 +423,7 @@ def _record(ctx: JobContext, row: StagedRow, ledger: Iterable[tuple[str, str]]) 
     }
     if (row.key, SKIPPED) in ledger:
         entries[(row.key, SKIPPED)] = ""
-    ctx.store.set_ledger(ctx.shop.id, ENTITY, entries)
+    ctx.store.set_ledger(ctx.shop.id, OrderStatusToStarweb.entity, entries)
 
 
 def _skip(ctx: JobContext, row: StagedRow, outcome: str, reason: str) -> str:
@@ -427,6 +431,16 @@ def _skip(ctx: JobContext, row: StagedRow, outcome: str, reason: str) -> str:
     log.info("shop %s: order %s skipped: %s", ctx.shop.id, row.key, reason)
     if not ctx.params.dry_run:
         ctx.store.set_ledger(
-            ctx.shop.id, ENTITY, {(row.key, SKIPPED): reason, (row.key, FINGERPRINT): row.content_hash}
+            ctx.shop.id,
+            OrderStatusToStarweb.entity,
+            {(row.key, SKIPPED): reason, (row.key, FINGERPRINT): row.content_hash},
         )
     return outcome
+
+
+JOB, ENTITY = OrderStatusToStarweb.name, OrderStatusToStarweb.entity
+# The steps bound to one instance, for the CLI, benchmarks and tests (the registry names the class).
+extract, validate, load, report, run = (
+    getattr(OrderStatusToStarweb(), step) for step in ("extract", "validate", "load", "report", "run")
+)
+__all__ = ["ENTITY", "JOB", "OrderStatusToStarweb", "UnknownMamutState", "UnknownOrderStatus"]

@@ -4,7 +4,7 @@ Per shop, each Starweb price list is fed from one Mamut source: ``base`` (the ar
 to the master list) or a Mamut price list by name (e.g. a reseller list to a customer price list). Prices go
 ex VAT, rounded as the shop says, with the Mamut list's quantity breaks as volume prices. Only prices that
 differ from what was last pushed (the ledger) are sent; a full refresh sends every price again, which also
-corrects a price changed in the shop by hand. See :mod:`starmamut.jobs.ledger_push` for the engine and
+corrects a price changed in the shop by hand. See :mod:`starmamut.services.ledger` for the engine and
 :mod:`starmamut.mapping.prices_stock` for the rules.
 
 Before anything is staged, the run checks that every mapped Starweb price list exists in the shop and is
@@ -14,20 +14,15 @@ Mamut price list exists in Mamut, and fails naming the first one that does not f
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from starmamut.config import PricesToStarwebSettings
-from starmamut.jobs.common import JobContext, chunked, run_steps
-from starmamut.jobs.ledger_push import (
-    Desired,
-    PushSpec,
-    ShopMappingError,
-    stage_changes,
-)
-from starmamut.mamut.catalogue import BASE_PRICE, CatalogueReader, PriceRow
+from starmamut.jobs.base import Session
+from starmamut.jobs.common import JobContext, chunked
+from starmamut.mamut.catalogue import CatalogueReader
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mapping.prices_stock import (
     PlannedRequest,
@@ -38,134 +33,93 @@ from starmamut.mapping.prices_stock import (
     shop_price,
 )
 from starmamut.quality.prices_stock import PRICE_COLUMNS, price_check_row, price_checks
-from starmamut.starweb.client import StarwebClient
+from starmamut.quality.runner import RowCheck
+from starmamut.services.ledger import PRICE, Desired, LedgerPush
+from starmamut.services.reference import ShopMappingError, check_mamut_price_lists, shop_pricelist_currencies
 
-JOB = "prices_to_starweb"
-ENTITY = "price"
 VAT_LOOKUP_CHUNK = 1000
 
 
-def _request(record: Mapping[str, Any], variant: tuple[int, int], previous: str | None) -> PlannedRequest:
-    return price_request(
-        *variant, record["pricelist_id"], record["price"], record["volume"], clear_volume=has_volume_breaks(previous)
-    )
+@dataclass(kw_only=True)
+class _Reading(Session):
+    gateway: MamutGateway
+    reader: CatalogueReader
+    currencies: dict[int, str]
 
 
-def _ledger_value(record: Mapping[str, Any]) -> str:
-    return "" if record["price"] is None else price_ledger_value(record["price"], record["volume"])
+class PricesToStarweb(LedgerPush):
+    """Mamut prices, price lists and quantity breaks to the shop's price lists (only changed values)."""
 
+    name = "prices_to_starweb"
+    entity = PRICE
+    noun = "price value"
+    transform_entity = "prices"
+    columns = PRICE_COLUMNS
 
-SPEC = PushSpec(
-    job=JOB,
-    entity=ENTITY,
-    columns=PRICE_COLUMNS,
-    check_row=price_check_row,
-    checks=price_checks,
-    request=_request,
-    threshold=lambda shop: shop.prices_to_starweb.quarantine_threshold,
-    transforms="prices",
-    ledger_value=_ledger_value,
-)
+    @contextmanager
+    def open_extract(self, ctx: JobContext) -> Iterator[Session]:
+        """Check the mapping against the shop and Mamut before anything is staged."""
+        settings = ctx.shop.prices_to_starweb
+        with ctx.open_starweb() as client:
+            currencies = shop_pricelist_currencies(ctx.shop.id, client, settings)
+            gateway = ctx.open_mamut()
+            reader = CatalogueReader(gateway)
+            check_mamut_price_lists(ctx.shop.id, reader, settings)
+            yield _Reading(client=client, gateway=gateway, reader=reader, currencies=currencies)
 
-
-def extract(ctx: JobContext) -> dict[str, Any]:
-    """Check the mapping, then stage every price that differs from the ledger (all on a full refresh)."""
-    settings = ctx.shop.prices_to_starweb
-    with ctx.open_starweb() as client:
-        currencies = shop_pricelist_currencies(ctx.shop.id, client, settings)
-        gateway = ctx.open_mamut()
-        reader = CatalogueReader(gateway)
-        check_mamut_price_lists(ctx.shop.id, reader, settings)
-        prices = reader.iter_prices(
-            list(dict.fromkeys(entry.mamut for entry in settings.pricelists)), skus=ctx.params.skus or None
-        )
-        return stage_changes(ctx, SPEC, client, _desired(ctx, gateway, prices, currencies))
-
-
-validate = SPEC.validate
-load = SPEC.load
-report = SPEC.report
-
-
-def run(ctx: JobContext) -> dict[str, Any]:
-    """All four steps in one process (CLI, benchmarks, tests); the DAG runs them as separate tasks."""
-    return run_steps(sys.modules[__name__], ctx)
-
-
-def shop_pricelist_currencies(shop_id: str, client: StarwebClient, settings: PricesToStarwebSettings) -> dict[int, str]:
-    """Currency of every mapped Starweb price list (a customer list has its parent's); one request.
-
-    Raises ShopMappingError naming a mapped price list the shop does not have, one that is inactive (unless
-    its entry allows it), or one mapped twice.
-    """
-    pricelists = {pricelist["pricelistId"]: pricelist for pricelist in client.list_pricelists()}
-    currencies: dict[int, str] = {}
-    for entry in settings.pricelists:
-        if entry.starweb in currencies:
-            raise ShopMappingError(
-                f"shop {shop_id}: prices_to_starweb.pricelists maps Starweb price list {entry.starweb} twice; "
-                "each Starweb price list takes its prices from one Mamut source"
-            )
-        pricelist = pricelists.get(entry.starweb)
-        if pricelist is None:
-            known = ", ".join(f"{pid} ({p.get('name')})" for pid, p in sorted(pricelists.items())) or "none"
-            raise ShopMappingError(
-                f"shop {shop_id}: Starweb price list {entry.starweb} (mapped from Mamut {entry.mamut!r}) does not "
-                f"exist in the shop; the shop has: {known}. Nothing was sent."
-            )
-        if not pricelist.get("isActive") and not entry.allow_inactive:  # the spec's default is false
-            raise ShopMappingError(
-                f"shop {shop_id}: Starweb price list {entry.starweb} ({pricelist.get('name')}) is inactive, so the "
-                f"prices_to_starweb.pricelists entry {{starweb: {entry.starweb}, mamut: {entry.mamut!r}}} would write "
-                "prices no buyer sees (and activating a list resets its prices to 0). Activate the list in Starweb "
-                "and run with full_refresh, map an active one, or set allow_inactive: true on that entry. Nothing "
-                "was sent."
-            )
-        parent = pricelists.get(pricelist.get("parentPricelistId") or 0, {})
-        currencies[entry.starweb] = pricelist.get("currencyCode") or parent.get("currencyCode")
-    return currencies
-
-
-def check_mamut_price_lists(shop_id: str, reader: CatalogueReader, settings: PricesToStarwebSettings) -> None:
-    """Raise ShopMappingError naming a mapped Mamut price list that Mamut does not have."""
-    lists = reader.price_lists()
-    for entry in settings.pricelists:
-        if entry.mamut != BASE_PRICE and entry.mamut not in lists:
-            known = ", ".join(repr(name) for name in sorted(lists)) or "none"
-            raise ShopMappingError(
-                f"shop {shop_id}: Mamut price list {entry.mamut!r} (mapped to Starweb price list {entry.starweb}) "
-                f"does not exist in Mamut; Mamut has: {known} (or 'base' for the sales price). Nothing was sent."
-            )
-
-
-def _desired(
-    ctx: JobContext, gateway: MamutGateway, prices: Iterator[PriceRow], currencies: Mapping[int, str]
-) -> Iterator[Desired]:
-    """Each Mamut price once per Starweb price list it feeds, converted, rounded and in canonical form."""
-    settings = ctx.shop.prices_to_starweb
-    targets: dict[str, list[int]] = {}
-    for entry in settings.pricelists:
-        targets.setdefault(entry.mamut, []).append(entry.starweb)
-    for chunk in chunked(prices, VAT_LOOKUP_CHUNK):
-        rates = _vat_rates(ctx, gateway, [row.sku for row in chunk if row.incl_vat])
-        for row in chunk:
-            mapped = shop_price(
-                row.price, row.volume, incl_vat=row.incl_vat, vat_rate=rates.get(row.sku), rounding=settings.rounding
-            )
-            price = None if mapped is None else mapped["price"]
-            volume = [] if mapped is None else mapped["volume"]
-            for pricelist_id in targets[row.source]:
-                record = {
-                    "pricelist_id": pricelist_id,
-                    "source": row.source,
-                    "currency": row.currency,
-                    "pricelist_currency": currencies[pricelist_id],
-                    "price": price,
-                    "volume": volume,
-                }
-                yield Desired(
-                    sku=row.sku, target=pricelist_target(pricelist_id), value=_ledger_value(record), record=record
+    def desired(self, ctx: JobContext, session: Session) -> Iterator[Desired]:
+        """Each Mamut price once per Starweb price list it feeds, converted, rounded and in canonical form."""
+        assert isinstance(session, _Reading)
+        settings = ctx.shop.prices_to_starweb
+        targets: dict[str, list[int]] = {}
+        for entry in settings.pricelists:
+            targets.setdefault(entry.mamut, []).append(entry.starweb)
+        prices = session.reader.iter_prices(list(targets), skus=ctx.params.skus or None)
+        for chunk in chunked(prices, VAT_LOOKUP_CHUNK):
+            rates = _vat_rates(ctx, session.gateway, [row.sku for row in chunk if row.incl_vat])
+            for row in chunk:
+                mapped = shop_price(
+                    row.price,
+                    row.volume,
+                    incl_vat=row.incl_vat,
+                    vat_rate=rates.get(row.sku),
+                    rounding=settings.rounding,
                 )
+                price = None if mapped is None else mapped["price"]
+                volume = [] if mapped is None else mapped["volume"]
+                for pricelist_id in targets[row.source]:
+                    record = {
+                        "pricelist_id": pricelist_id,
+                        "source": row.source,
+                        "currency": row.currency,
+                        "pricelist_currency": session.currencies[pricelist_id],
+                        "price": price,
+                        "volume": volume,
+                    }
+                    yield Desired(
+                        sku=row.sku,
+                        target=pricelist_target(pricelist_id),
+                        value=self.ledger_value(record),
+                        record=record,
+                    )
+
+    def check_row(self, key: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        return price_check_row(key, record)
+
+    def checks(self) -> list[RowCheck]:
+        return price_checks()
+
+    def request(self, record: Mapping[str, Any], variant: tuple[int, int], previous: str | None) -> PlannedRequest:
+        return price_request(
+            *variant,
+            record["pricelist_id"],
+            record["price"],
+            record["volume"],
+            clear_volume=has_volume_breaks(previous),
+        )
+
+    def ledger_value(self, record: Mapping[str, Any]) -> str:
+        return "" if record["price"] is None else price_ledger_value(record["price"], record["volume"])
 
 
 def _vat_rates(ctx: JobContext, gateway: MamutGateway, skus: list[str]) -> dict[str, Decimal]:
@@ -177,3 +131,18 @@ def _vat_rates(ctx: JobContext, gateway: MamutGateway, skus: list[str]) -> dict[
     with gateway.transaction() as transaction:
         rows = transaction.select("product", ["sku", "vat_code"], where_in=("sku", skus))
     return {row["sku"]: rate_by_code[row["vat_code"]] for row in rows if row["vat_code"] in rate_by_code}
+
+
+JOB, ENTITY = PricesToStarweb.name, PricesToStarweb.entity
+# The steps bound to one instance, for the CLI, benchmarks and tests (the registry names the class).
+extract, validate, load, report, run = (
+    getattr(PricesToStarweb(), step) for step in ("extract", "validate", "load", "report", "run")
+)
+__all__ = [
+    "ENTITY",
+    "JOB",
+    "PricesToStarweb",
+    "ShopMappingError",
+    "check_mamut_price_lists",
+    "shop_pricelist_currencies",
+]

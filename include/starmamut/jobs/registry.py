@@ -1,20 +1,28 @@
 """Which jobs exist, which flows run them and their default schedules.
 
-Kept free of heavy imports: the DAG factory reads it at parse time.
+Kept free of heavy imports: the DAG factory reads it at parse time, so a job's class is named here as
+``"module:Class"`` and imported only when a task runs it (:attr:`JobSpec.job_class`).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starmamut.jobs.base import Job
 
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job: its module (with extract, validate, load and report steps), the flows that run it, its schedule, and
-    what its load writes: the entities whose shop lease it holds, so no other loader writes them meanwhile."""
+    """A job: its class (a :class:`~starmamut.jobs.base.Job` with extract, validate, load and report steps), the
+    flows that run it, its schedule, and what its load writes: the entities whose shop lease it holds, so no other
+    loader writes them meanwhile."""
 
     name: str
+    job: str | type[Job]  # the Job subclass, as "package.module:Class" (imported on first use) or the class itself
     flows: frozenset[str]
     default_schedule: str | None
     summary: str
@@ -23,8 +31,25 @@ class JobSpec:
     optional_flows: frozenset[str] = frozenset()  # flows where a shop may turn the job on (extra_jobs)
 
     @property
+    def job_class(self) -> type[Job]:
+        """The job's class, imported now if named by path; its ``name`` must be this spec's."""
+        if isinstance(self.job, str):
+            module, _, attribute = self.job.partition(":")
+            job_class = getattr(importlib.import_module(module), attribute)
+        else:
+            job_class = self.job
+        if getattr(job_class, "name", None) != self.name:
+            raise TypeError(f"job {self.name!r} is registered with {self.job!r}, whose name is not {self.name!r}")
+        return job_class
+
+    def steps(self) -> Job:
+        """An instance of the job's class: its extract, validate, load, report and run (see ``run_step``)."""
+        return self.job_class()
+
+    @property
     def module(self) -> str:
-        return f"starmamut.jobs.{self.name}"
+        """The module defining the job's class."""
+        return self.job.partition(":")[0] if isinstance(self.job, str) else self.job.__module__
 
 
 JOBS: dict[str, JobSpec] = {
@@ -32,6 +57,7 @@ JOBS: dict[str, JobSpec] = {
     for spec in (
         JobSpec(
             name="products_to_mamut",
+            job="starmamut.jobs.products_to_mamut:ProductsToMamut",
             flows=frozenset({"ecom", "combo"}),
             default_schedule="@hourly",
             summary="Starweb products with their variants become Mamut articles (Starweb governs articles).",
@@ -40,6 +66,7 @@ JOBS: dict[str, JobSpec] = {
         ),
         JobSpec(
             name="products_to_starweb",
+            job="starmamut.jobs.products_to_starweb:ProductsToStarweb",
             flows=frozenset({"erp"}),
             default_schedule="@hourly",
             summary="Mamut articles with their variants become Starweb products (Mamut governs articles).",
@@ -48,6 +75,7 @@ JOBS: dict[str, JobSpec] = {
         ),
         JobSpec(
             name="prices_to_starweb",
+            job="starmamut.jobs.prices_to_starweb:PricesToStarweb",
             flows=frozenset({"erp", "combo"}),
             default_schedule="@hourly",
             summary="Mamut prices, price lists and quantity breaks go to the shop's price lists (only changed values).",
@@ -56,6 +84,7 @@ JOBS: dict[str, JobSpec] = {
         ),
         JobSpec(
             name="stock_to_starweb",
+            job="starmamut.jobs.stock_to_starweb:StockToStarweb",
             flows=frozenset({"erp", "combo"}),
             default_schedule="*/10 * * * *",
             summary="Mamut stock per warehouse group goes to the shop's stock locations (only changed values).",
@@ -64,6 +93,7 @@ JOBS: dict[str, JobSpec] = {
         ),
         JobSpec(
             name="orders_to_mamut",
+            job="starmamut.jobs.orders_to_mamut:OrdersToMamut",
             flows=frozenset({"ecom", "erp", "combo"}),
             default_schedule="*/5 * * * *",
             summary="Web orders with their customers become Mamut orders or invoices, exactly once.",
@@ -72,6 +102,7 @@ JOBS: dict[str, JobSpec] = {
         ),
         JobSpec(
             name="order_status_to_starweb",
+            job="starmamut.jobs.order_status_to_starweb:OrderStatusToStarweb",
             flows=frozenset({"erp", "combo"}),
             optional_flows=frozenset({"ecom"}),
             default_schedule="*/10 * * * *",

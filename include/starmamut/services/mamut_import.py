@@ -32,7 +32,8 @@ from decimal import Decimal
 from typing import Any
 
 from starmamut.failpoints import failpoint
-from starmamut.jobs.common import JobContext, advance_watermark, chunked, quarantine_on_load, variant_ref
+from starmamut.jobs.base import BatchCounts
+from starmamut.jobs.common import JobContext, chunked, quarantine_on_load, variant_ref
 from starmamut.mamut.customers import CONTACT, CustomerRepository
 from starmamut.mamut.documents import ExchangeRateConvention, MamutCustomer
 from starmamut.mamut.import_export.formats import ARTICLE_MODE, ORDER_MODE, article_file, order_file, order_file_name
@@ -40,6 +41,10 @@ from starmamut.mamut.import_export.transport import FileState, ImportTransport, 
 from starmamut.mamut.orders import ORDER
 from starmamut.mamut.products import PRODUCT, ProductRepository
 from starmamut.mapping.products import MappingError
+from starmamut.services.articles import PRODUCT as PRODUCT_ENTITY
+from starmamut.services.articles import product_transforms
+from starmamut.services.orders import ORDER as ORDER_ENTITY
+from starmamut.services.orders import OrderTransforms, status_after_transfer, write_back
 from starmamut.staging.store import Link
 from starmamut.starweb.errors import StarwebError
 
@@ -113,12 +118,9 @@ class _OrderConfirm:
     """The confirm pass of orders: link, record and write back what Mamut shows; judge the rest."""
 
     def __init__(self, ctx: JobContext, batch_id: str, client: Any, transport: ImportTransport, counts: dict) -> None:
-        from starmamut.jobs import orders_to_mamut as job
-
         self.ctx, self.batch_id, self.client, self.transport, self.counts = ctx, batch_id, client, transport, counts
-        self.job = job
         self.gateway = ctx.open_mamut()
-        self.status_after = job._status_after_transfer(ctx, client)
+        self.status_after = status_after_transfer(ctx, client)
         self.settled: list[str] = []
         self.confirmed: set[str] = set()
 
@@ -135,9 +137,7 @@ class _OrderConfirm:
             if key in self.confirmed:
                 continue
             if not self.confirm(key, info):
-                verdict = _unconfirmed(
-                    self.ctx, self.transport, self.batch_id, self.job.ENTITY, key, info, f"order {key}"
-                )
+                verdict = _unconfirmed(self.ctx, self.transport, self.batch_id, ORDER_ENTITY, key, info, f"order {key}")
                 self.counts["awaiting_mamut"] += verdict == "waiting"
                 self.counts["failed"] += verdict in ("failed", "timed_out")
 
@@ -158,7 +158,7 @@ class _OrderConfirm:
             return False
         store.upsert_link(
             shop.id,
-            self.job.ENTITY,
+            ORDER_ENTITY,
             key,
             starweb_id=key,
             mamut_key=str(row["order_key"]),
@@ -181,9 +181,7 @@ class _OrderConfirm:
         log.info("shop %s: order %s confirmed in Mamut as order %s", shop.id, key, row["order_number"])
         number = row["invoice_number"] or row["order_number"]
         try:
-            if shop.orders_to_mamut.write_back and self.job._write_back(
-                ctx, self.client, key, number, self.status_after
-            ):
+            if shop.orders_to_mamut.write_back and write_back(ctx, self.client, key, number, self.status_after):
                 self.counts["written_back"] += 1
         except StarwebError as exc:
             if not exc.is_record_level:
@@ -191,7 +189,7 @@ class _OrderConfirm:
             quarantine_on_load(
                 ctx,
                 self.batch_id,
-                self.job.ENTITY,
+                ORDER_ENTITY,
                 key,
                 "write_back",
                 f"order {key}: in Mamut as {number}, but Starweb refused the write-back of the number: {exc}",
@@ -203,8 +201,8 @@ class _OrderConfirm:
 
 
 def load_orders(ctx: JobContext, batch_id: str) -> dict[str, Any]:
-    """orders_to_mamut's load in import mode: one GBAOX10 file per valid order not in Mamut, then confirm."""
-    from starmamut.jobs import orders_to_mamut as job
+    """orders_to_mamut's load in import mode: one GBAOX10 file per valid order not in Mamut, then confirm. Its
+    result is the load's :class:`~starmamut.jobs.base.BatchCounts` (the watermark moves in the report)."""
     from starmamut.mapping.orders import mamut_customer, mamut_order
 
     shop, store, params = ctx.shop, ctx.store, ctx.params
@@ -229,13 +227,13 @@ def load_orders(ctx: JobContext, batch_id: str) -> dict[str, Any]:
         ),
         0,
     )
-    before_load = job._Transforms(ctx, batch_id, "before_load")
+    before_load = OrderTransforms(ctx, batch_id, "before_load")
     with _transport(ctx) as transport, ctx.open_starweb() as client:
         confirm = _OrderConfirm(ctx, batch_id, client, transport, counts)
         if not params.dry_run:
             confirm.run()
         tracked = confirm.pending()
-        for row in store.iter_staged(batch_id, job.ENTITY, verdict="valid"):
+        for row in store.iter_staged(batch_id, ORDER_ENTITY, verdict="valid"):
             record, key = before_load.apply(row.payload), row.key
             if record is None or key in confirm.confirmed:
                 continue
@@ -253,7 +251,7 @@ def load_orders(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                     rates=rates,
                 )
             except MappingError as exc:
-                quarantine_on_load(ctx, batch_id, job.ENTITY, key, "mapping", str(exc))
+                quarantine_on_load(ctx, batch_id, ORDER_ENTITY, key, "mapping", str(exc))
                 counts["failed"] += 1
                 continue
             name = order_file_name(shop.id, key)
@@ -291,7 +289,7 @@ def load_orders(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                     zero_vat_codes=zero_vat,
                 )
             except ValueError as exc:
-                quarantine_on_load(ctx, batch_id, job.ENTITY, key, "mamut_refused", str(exc))
+                quarantine_on_load(ctx, batch_id, ORDER_ENTITY, key, "mamut_refused", str(exc))
                 counts["failed"] += 1
                 continue
             transport.issue(file)
@@ -304,11 +302,28 @@ def load_orders(ctx: JobContext, batch_id: str) -> dict[str, Any]:
             counts["awaiting_mamut"] = 0
             confirm.run()
         counts["requests"] = client.stats.requests_sent
-    counts.update(before_load.finish())
+    result = BatchCounts(
+        loaded=counts["loaded"],
+        unchanged=counts["already_in_mamut"],
+        failed=counts["failed"],
+        requests=counts["requests"],
+        would_write=counts["would_create"],
+        details={
+            name: counts[name]
+            for name in (
+                "already_in_mamut",
+                "customers_created",
+                "written_back",
+                "write_back_refused",
+                "issued",
+                "awaiting_mamut",
+            )
+        },
+    )
+    result.add_transforms(before_load.finish(), at_load=True)
     if not params.dry_run:
-        store.resolve_quarantine(shop.id, job.ENTITY, confirm.settled)
-        advance_watermark(ctx, job.JOB, store.get_batch(batch_id).started_at)
-    return counts
+        store.resolve_quarantine(shop.id, ORDER_ENTITY, confirm.settled)
+    return result.as_dict(dry_run=params.dry_run)
 
 
 def _contact_for(ctx: JobContext, customers: CustomerRepository, customer: MamutCustomer) -> int:
@@ -350,8 +365,8 @@ def _shows(rows: Mapping[str, Mapping[str, Any]], expected: Mapping[str, Mapping
 
 def load_products(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     """products_to_mamut's load in import mode: changed products as GBAPX10 files (chunked by product id), then
-    confirm each product by reading its articles back over SQL."""
-    from starmamut.jobs import products_to_mamut as job
+    confirm each product by reading its articles back over SQL. Its result is the load's
+    :class:`~starmamut.jobs.base.BatchCounts` (the watermark moves in the report)."""
     from starmamut.mapping.products import family_from_record
 
     shop, store, params = ctx.shop, ctx.store, ctx.params
@@ -359,9 +374,9 @@ def load_products(ctx: JobContext, batch_id: str) -> dict[str, Any]:
     imports = ctx.settings.mamut.import_
     with_price = shop.flow == "ecom"
     gateway = ctx.open_mamut()
-    before_load = job.transforms_at(ctx, batch_id, "before_load")
+    before_load = product_transforms(ctx, batch_id, "before_load")
     counts = dict.fromkeys(
-        ("changed", "loaded", "unchanged", "created_articles", "updated_articles", "quarantined_on_load", "issued"), 0
+        ("changed", "loaded", "unchanged", "created_articles", "updated_articles", "failed", "issued"), 0
     )
     counts["awaiting_mamut"] = 0
     settled: list[str] = []
@@ -388,17 +403,17 @@ def load_products(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 counts["loaded"] += 1
                 settled.append(key)
                 continue
-            verdict = _unconfirmed(ctx, transport, batch_id, job.ENTITY, key, info, f"product {key}")
+            verdict = _unconfirmed(ctx, transport, batch_id, PRODUCT_ENTITY, key, info, f"product {key}")
             counts["awaiting_mamut"] += verdict == "waiting"
-            counts["quarantined_on_load"] += verdict in ("failed", "timed_out")
+            counts["failed"] += verdict in ("failed", "timed_out")
 
     with _transport(ctx) as transport:
         if not params.dry_run:
             confirm_pass()
         tracked = pending()
         to_issue: list[tuple[str, Any, dict[str, Any]]] = []
-        for batch in chunked(store.iter_staged(batch_id, job.ENTITY, verdict="valid"), 500):
-            links = store.get_links(shop.id, job.ENTITY, [row.key for row in batch])
+        for batch in chunked(store.iter_staged(batch_id, PRODUCT_ENTITY, verdict="valid"), 500):
+            links = store.get_links(shop.id, PRODUCT_ENTITY, [row.key for row in batch])
             for row in batch:
                 link = links.get(row.key)
                 if link and link.content_hash == row.content_hash and not params.full_refresh:
@@ -417,8 +432,8 @@ def load_products(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                         record, vat_codes=ctx.settings.mamut.vat_codes, main_sku_template=settings.main_sku_template
                     )
                 except MappingError as exc:
-                    quarantine_on_load(ctx, batch_id, job.ENTITY, row.key, "mapping", str(exc))
-                    counts["quarantined_on_load"] += 1
+                    quarantine_on_load(ctx, batch_id, PRODUCT_ENTITY, row.key, "mapping", str(exc))
+                    counts["failed"] += 1
                     continue
                 articles = (family.main, *family.variants)
                 to_issue.append(
@@ -437,7 +452,7 @@ def load_products(ctx: JobContext, batch_id: str) -> dict[str, Any]:
         if params.dry_run:
             for key, articles, _ in to_issue:
                 log.info("dry run: product %s would go to Mamut as %d article(s)", key, len(articles))
-            return {**counts, "would_write": len(to_issue)}
+            return _product_counts(counts, before_load.finish(), would_write=len(to_issue)).as_dict(dry_run=True)
         to_issue.sort(key=lambda item: int(item[0]) if item[0].isdigit() else item[0])
         for chunk in chunked(iter(to_issue), imports.articles_per_file):
             file = article_file(
@@ -457,10 +472,22 @@ def load_products(ctx: JobContext, batch_id: str) -> dict[str, Any]:
                 record_issue(key, {**info, "file": file.name, "issued_at": now})
         counts["awaiting_mamut"] = 0
         confirm_pass()
-    counts.update(before_load.finish())
-    store.resolve_quarantine(shop.id, job.ENTITY, settled)
-    advance_watermark(ctx, job.JOB, store.get_batch(batch_id).started_at)
-    return counts
+    result = _product_counts(counts, before_load.finish())
+    store.resolve_quarantine(shop.id, PRODUCT_ENTITY, settled)
+    return result.as_dict()
+
+
+def _product_counts(counts: Mapping[str, int], transformed: Mapping[str, int], *, would_write: int = 0) -> BatchCounts:
+    result = BatchCounts(
+        changed=counts["changed"],
+        loaded=counts["loaded"],
+        unchanged=counts["unchanged"],
+        failed=counts["failed"],
+        would_write=would_write,
+        details={name: counts[name] for name in ("created_articles", "updated_articles", "issued", "awaiting_mamut")},
+    )
+    result.add_transforms(transformed, at_load=True)
+    return result
 
 
 def _link_product(ctx: JobContext, key: str, info: Mapping[str, Any], keys: Mapping[str, int]) -> None:
