@@ -166,7 +166,7 @@ class ProductsToStarweb(Job):
             outcome.counted, outcome.problem = "failed", family.problem
         elif family.conflict is not None:  # on_conflict report_only: listed and left as it is
             outcome.settles = False
-        else:
+        elif not ctx.params.dry_run:
             outcome.counted = "loaded"
             if family.planned:
                 outcome.details["created_products" if family.created else "updated_products"] = 1
