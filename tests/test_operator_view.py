@@ -6,8 +6,9 @@ Airflow API server and a real browser.
 
 from __future__ import annotations
 
+import html
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,10 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from starmamut.config import load_settings
+from starmamut.config import Settings, load_settings
+from starmamut.jobs import products_to_starweb
+from starmamut.mamut.gateway import MamutGateway
+from starmamut.mamut.schema_map import SchemaMap
 from starmamut.operator_view.app import Triggered, Viewer, create_app
 from starmamut.operator_view.connection_test import ConnectionTestPortMiddleware, without_unset_port
 from starmamut.operator_view.model import (
@@ -29,6 +33,9 @@ from starmamut.operator_view.model import (
     plan_resync,
 )
 from starmamut.staging.store import StagedRow, StagingStore
+from tests.fixtures.jobs import sandbox_job_context
+from tests.fixtures.mamut import fresh_mock_database
+from tests.test_products_to_starweb import SETTINGS as PRODUCTS_SETTINGS
 
 CONFIG = {
     "version": 1,
@@ -268,6 +275,23 @@ def test_page_lists_the_quarantined_record_and_offers_the_actions(settings, stag
     assert "totalAmount 10,50 is not a number" in page.text and "kund@example.se" in page.text
     assert "sk-live-XYZ" not in page.text
     assert 'id="resync-demo"' in page.text and 'id="dismiss-demo"' in page.text
+
+
+def test_a_shadow_mode_shop_lists_its_would_be_writes_after_a_dry_run(sandbox, staging_store, tmp_path) -> None:
+    settings = Settings.model_validate(PRODUCTS_SETTINGS)  # the shop has no live: shadow mode
+    with fresh_mock_database("sqlite", tmp_path, seed="demo") as odbc, MamutGateway(odbc, SchemaMap.load()) as mamut:
+        ctx = sandbox_job_context(settings, sandbox, staging_store, mamut)
+        ctx = replace(ctx, params=ctx.params.for_shop(ctx.shop.live))  # as a task builds it
+        sandbox.reset_requests()
+
+        result = products_to_starweb.run(ctx)
+
+    assert sandbox.write_requests() == [] and result["planned"]
+    [batch] = staging_store.latest_batches("demo", products_to_starweb.JOB, limit=1)
+    assert batch.dry_run and batch.counts["planned"] == result["planned"]
+    page = client_for(FakeServices(settings, staging_store)).get("/?shop=demo")
+    assert "shadow mode (not live)" in page.text
+    assert all(f"<li>{entry}</li>" in html.unescape(page.text) for entry in result["planned"])
 
 
 def test_a_viewer_sees_the_record_without_actions_and_is_refused_with_403(settings, staging_store) -> None:

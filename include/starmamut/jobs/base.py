@@ -410,7 +410,10 @@ class Job:
             if mark is not None:
                 advance_watermark(ctx, self.name, mark)
         dry_run = ctx.params.dry_run
-        close_batch(ctx, batch_id, self.name, counts.as_dict(dry_run=dry_run, lists=False))
+        stored = counts.as_dict(dry_run=dry_run, lists=False)
+        if dry_run:  # what a live run would write (the first SHOWN), for the operator view
+            stored["planned"] = list(counts.lists.get("planned", []))
+        close_batch(ctx, batch_id, self.name, stored)
         return counts.as_dict(dry_run=dry_run)
 
     # ------------------------------------------------------------------------------------------- extract

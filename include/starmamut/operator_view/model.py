@@ -4,7 +4,8 @@ Nothing here imports Airflow: who may see or act on a DAG is asked through :clas
 DAG run is left to the caller (see :mod:`starmamut.operator_view.app`), so all of it is tested without a server.
 
 * **Runs.** Per shop × job, the newest staging batches: status, dry run or not, counts, requests used (when the
-  job recorded them). A batch the quality gate stopped shows its staged verdicts, and can be released.
+  job recorded them), and a dry run's would-be writes (``planned``); a shop not live is marked as in shadow mode.
+  A batch the quality gate stopped shows its staged verdicts, and can be released.
 * **Quarantine.** Every open entry with its checks and reasons, first and last seen, the batch (and job) that
   last saw it and the record as it was staged there (secret-looking fields masked).
 * **Actions.** Re-sync selected records (one DAG run per job, with ``resync_ids`` or ``skus``), dismiss with a note
@@ -106,6 +107,7 @@ class RunRow:
     counts: list[tuple[str, Any]]
     requests: int | None
     releasable: bool
+    planned: list[str] = field(default_factory=list)  # a dry run's would-be writes
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,14 @@ def run_row(store: StagingStore, batch: Batch, *, latest: bool) -> RunRow:
     if batch.status == GATE_STOPPED:  # the gate stopped it before the report: its verdicts are the counts
         counts = {**store.count_staged(batch.batch_id, batch.entity), **batch.counts}
     releasable = latest and batch.status == GATE_STOPPED and "accept_quarantine" in JOBS[batch.job].params
-    return RunRow(batch=batch, counts=_ordered_counts(counts), requests=_requests(counts), releasable=releasable)
+    planned = counts.get("planned") if batch.dry_run else None
+    return RunRow(
+        batch=batch,
+        counts=_ordered_counts(counts),
+        requests=_requests(counts),
+        releasable=releasable,
+        planned=[str(entry) for entry in planned] if isinstance(planned, list) else [],
+    )
 
 
 def job_runs(store: StagingStore, shop: ShopConfig, permissions: Permissions, limit: int) -> list[JobRuns]:
