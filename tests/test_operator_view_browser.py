@@ -6,11 +6,12 @@ operator would: log in, open the Starmamut entry of the navigation, see the reco
 re-sync two of them and dismiss one with a note; then check the effect where it lands (the staging row
 dismissed with who and why, one queued DAG run per job with the right conf). The viewer sees the records but
 may not act. The Connections page's Test button tests a saved Starweb Connection (success, then a refused
-secret). Screenshots go to $STARMAMUT_TEST_ARTIFACTS (default tests/artifacts/, git-ignored), under
-operator_view/.
+secret). Last, with a scheduler beside the API server and the shop's Connections on a sandbox and a Mamut mock, a
+re-sync pressed in the view runs through the scheduler, succeeds and heals the record. Screenshots go to
+$STARMAMUT_TEST_ARTIFACTS (default tests/artifacts/, git-ignored), under operator_view/.
 
-Every process started here (the API server, chromedriver and its browser) runs in a session of its own that a
-watchdog kills when this test process ends, however it ends (tests/fixtures/processes.py).
+Every process started here (the API server, the scheduler, chromedriver and its browser) runs in a session of its
+own that a watchdog kills when this test process ends, however it ends (tests/fixtures/processes.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(os.environ.get("STARMAMUT_TEST_ARTIFACTS") or REPO_ROOT / "tests" / "artifacts") / "operator_view"
 STARTUP_SECONDS = 180
 WAIT_SECONDS = 30
+RUN_SECONDS = 300
 BROWSER_ARGUMENTS = (
     "--headless=new",
     "--no-sandbox",  # root in CI
@@ -64,6 +66,7 @@ CONFIG = {
             "name": "Demobutiken",
             "flow": "ecom",
             "starweb_conn_id": "starweb_demo",
+            "live": True,
             "schedules": {"products_to_mamut": None, "orders_to_mamut": None},
         }
     },
@@ -105,6 +108,7 @@ class AirflowServer:
     home: Path
     log: Path
     store: StagingStore
+    env: dict[str, str]
 
     def token(self, user: str) -> str:
         response = httpx.post(
@@ -210,7 +214,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowServer]:
                     break
             assert time.monotonic() < deadline, f"api-server not up:\n{log.read_text(errors='replace')[-4000:]}"
             time.sleep(0.5)
-        yield AirflowServer(url=url, home=home, log=log, store=store)
+        yield AirflowServer(url=url, home=home, log=log, store=store, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -445,3 +449,71 @@ def test_the_test_button_in_the_browser(server, browser, sandbox_shop) -> None:
     except BaseException:
         page.shot("failure-connection-test")
         raise
+
+
+def test_a_resync_pressed_in_the_browser_runs_through_the_scheduler(server, browser, sandbox_shop, tmp_path) -> None:
+    """A scheduler (LocalExecutor, task processes told the API server's port) beside the API server, the shop's
+    Connections on the sandbox and a Mamut mock: the re-sync pressed in the view runs and heals the record."""
+    from selenium.webdriver.common.by import By
+
+    product = str(min(sandbox_shop.state.product_ids()))
+    batch_id = server.store.start_batch("demo", "products_to_mamut", "product")
+    server.store.stage_rows(batch_id, "product", [StagedRow(key=product, payload={}, content_hash="h")])
+    server.store.quarantine("demo", "product", product, [{"check": "readable", "reason": "unreadable"}], batch_id)
+    server.store.finish_batch(batch_id, "done", {"read": 1, "quarantined": 1})
+    mamut = subprocess.run(
+        [sys.executable, "-m", "starmamut_devtools", "create-mamut-mock", str(tmp_path / "mamut.db")],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with server.api() as api:
+        for connection in (
+            {"connection_id": "starweb_demo", "conn_type": "starweb", "host": sandbox_shop.base_url}
+            | {"login": sandbox_shop.client_id, "password": sandbox_shop.client_secret},
+            {"connection_id": "mamut_default", "conn_type": "mamut_odbc"}
+            | {"extra": json.dumps({"odbc_connection_string": mamut})},
+        ):
+            if api.post("/api/v2/connections", json=connection).status_code == 409:  # an earlier test saved it
+                api.patch(f"/api/v2/connections/{connection['connection_id']}", json=connection).raise_for_status()
+        api.post("/api/v2/pools", json={"name": "starweb_demo", "slots": 2})
+        api.patch("/api/v2/dags/demo__products_to_mamut", json={"is_paused": False}).raise_for_status()
+    env = server.env | {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{server.url}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+    }
+    log = tmp_path / "scheduler.log"
+    with ExitStack() as stack, log.open("wb") as out:
+        scheduler = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "scheduler"],
+            env=env,
+            cwd=server.home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        stack.callback(stop_session, scheduler, reap_with_this_process(scheduler.pid))
+        page = Page(browser, server.url)
+        try:
+            page.log_in("admin")
+            page.open_view()
+            page.select(product)
+            browser.find_element(By.ID, "resync-demo").click()
+            page.wait_for_text("triggered demo__products_to_mamut run")
+        except BaseException:
+            page.shot("failure-scheduler")
+            raise
+        with server.api() as api:
+            [run] = [r for r in dag_runs(api, "demo__products_to_mamut") if r["conf"] == {"resync_ids": [int(product)]}]
+            deadline = time.monotonic() + RUN_SECONDS
+            while run["state"] not in ("success", "failed") and time.monotonic() < deadline:
+                assert scheduler.poll() is None, f"scheduler exited:\n{log.read_text(errors='replace')[-4000:]}"
+                time.sleep(2)
+                run = api.get(f"/api/v2/dags/demo__products_to_mamut/dagRuns/{run['dag_run_id']}").json()
+    assert run["state"] == "success", f"{run['state']}:\n{log.read_text(errors='replace')[-4000:]}"
+    assert product not in [entry.key for entry in server.store.open_quarantine("demo")]
+    [latest] = server.store.latest_batches("demo", "products_to_mamut", limit=1)
+    assert latest.status == "done" and latest.counts["loaded"] >= 1
