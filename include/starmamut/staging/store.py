@@ -137,6 +137,24 @@ class QuarantineEntry:
     dismissal_note: str | None = None
 
 
+def _quarantine_entry(row: Any) -> QuarantineEntry:
+    """A quarantine table row as the entry callers see, reasons decoded."""
+    return QuarantineEntry(
+        shop=row.shop,
+        entity=row.entity,
+        key=row.key,
+        reasons=json.loads(row.reasons),
+        batch_id=row.batch_id,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        resolved_at=row.resolved_at,
+        accepted_at=row.accepted_at,
+        dismissed_at=row.dismissed_at,
+        dismissed_by=row.dismissed_by,
+        dismissal_note=row.dismissal_note,
+    )
+
+
 @dataclass(frozen=True)
 class Batch:
     """One run of one job over one entity for one shop, and what it counted."""
@@ -1063,20 +1081,7 @@ class StagingStore:
         if entity is not None:
             query = query.where(table.c.entity == entity)
         with self._read() as connection:
-            return [
-                QuarantineEntry(
-                    shop=row.shop,
-                    entity=row.entity,
-                    key=row.key,
-                    reasons=json.loads(row.reasons),
-                    batch_id=row.batch_id,
-                    first_seen=row.first_seen,
-                    last_seen=row.last_seen,
-                    resolved_at=row.resolved_at,
-                    accepted_at=row.accepted_at,
-                )
-                for row in connection.execute(query)
-            ]
+            return [_quarantine_entry(row) for row in connection.execute(query)]
 
     def dismiss_quarantine(self, shop: str, entity: str, keys: Iterable[str], *, by: str, note: str) -> int:
         """Close open entries by a person's decision, keeping who, when and why; returns how many were open.
@@ -1117,23 +1122,7 @@ class StagingStore:
             .limit(limit)
         )
         with self._read() as connection:
-            return [
-                QuarantineEntry(
-                    shop=row.shop,
-                    entity=row.entity,
-                    key=row.key,
-                    reasons=json.loads(row.reasons),
-                    batch_id=row.batch_id,
-                    first_seen=row.first_seen,
-                    last_seen=row.last_seen,
-                    resolved_at=row.resolved_at,
-                    accepted_at=row.accepted_at,
-                    dismissed_at=row.dismissed_at,
-                    dismissed_by=row.dismissed_by,
-                    dismissal_note=row.dismissal_note,
-                )
-                for row in connection.execute(query)
-            ]
+            return [_quarantine_entry(row) for row in connection.execute(query)]
 
     # -- ledger ---------------------------------------------------------------------------------------------
 
