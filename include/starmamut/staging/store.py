@@ -1041,19 +1041,23 @@ class StagingStore:
     def accept_quarantine(self, shop: str, entity: str, keys: Iterable[str]) -> int:
         """Mark open entries as let through by the gate (or released by a person); returns how many changed."""
         column = tables.quarantine.c.accepted_at
-        return self._stamp_open_quarantine(shop, entity, keys, column, column.is_(None))
+        return self._update_open_quarantine(shop, entity, keys, {column: _now()}, column.is_(None))
 
     def resolve_quarantine(self, shop: str, entity: str, keys: Iterable[str]) -> int:
         """Close the open entries for these keys (they passed validation); returns how many were open."""
-        return self._stamp_open_quarantine(shop, entity, keys, tables.quarantine.c.resolved_at)
+        return self._update_open_quarantine(shop, entity, keys, {tables.quarantine.c.resolved_at: _now()})
 
-    def _stamp_open_quarantine(
-        self, shop: str, entity: str, keys: Iterable[str], column: sa.Column[Any], *conditions: sa.ColumnElement[bool]
+    def _update_open_quarantine(
+        self,
+        shop: str,
+        entity: str,
+        keys: Iterable[str],
+        values: Mapping[sa.Column[Any], Any],
+        *conditions: sa.ColumnElement[bool],
     ) -> int:
-        """Set ``column`` to now on the open entries of these keys that meet ``conditions``; returns how many."""
+        """Set ``values`` on the open entries of these keys that meet ``conditions``; returns how many."""
         table = tables.quarantine
-        stamped = 0
-        now = _now()
+        updated = 0
         with self._write() as connection:
             for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
                 result = connection.execute(
@@ -1065,10 +1069,10 @@ class StagingStore:
                         table.c.resolved_at.is_(None),
                         *conditions,
                     )
-                    .values({column: now})
+                    .values(values)
                 )
-                stamped += result.rowcount
-        return stamped
+                updated += result.rowcount
+        return updated
 
     def open_quarantine(self, shop: str, entity: str | None = None) -> list[QuarantineEntry]:
         """Unresolved entries, by entity then key."""
@@ -1094,23 +1098,19 @@ class StagingStore:
             raise ValueError("dismissing a quarantine entry needs a note saying why")
         if not by.strip():
             raise ValueError("dismissing a quarantine entry needs the name of who dismissed it")
-        table = tables.quarantine
         now = _now()
-        dismissed = 0
-        with self._write() as connection:
-            for chunk in _chunks(keys, IN_LIST_CHUNK_SIZE):
-                result = connection.execute(
-                    sa.update(table)
-                    .where(
-                        table.c.shop == shop,
-                        table.c.entity == entity,
-                        table.c.key.in_(chunk),
-                        table.c.resolved_at.is_(None),
-                    )
-                    .values(resolved_at=now, dismissed_at=now, dismissed_by=by.strip(), dismissal_note=note)
-                )
-                dismissed += result.rowcount
-        return dismissed
+        table = tables.quarantine
+        return self._update_open_quarantine(
+            shop,
+            entity,
+            keys,
+            {
+                table.c.resolved_at: now,
+                table.c.dismissed_at: now,
+                table.c.dismissed_by: by.strip(),
+                table.c.dismissal_note: note,
+            },
+        )
 
     def dismissed_quarantine(self, shop: str, limit: int = 50) -> list[QuarantineEntry]:
         """Entries a person dismissed, newest first, with who, when and the note."""
