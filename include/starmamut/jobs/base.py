@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 from starmamut.config import ShopConfig, TransformEntity, TransformPoint
@@ -458,7 +459,7 @@ class Job:
                     self.noun,
                     key,
                     self.key_field,
-                    lambda item=item, fetched=fetched, known=known: self.normalise(ctx, session, item, fetched, known),
+                    partial(self.normalise, ctx, session, item, fetched, known),
                 )
                 if record is not None and UNREADABLE not in record:
                     record = after_mapping.apply(record, source=self.transform_source(item))

@@ -269,10 +269,14 @@ def status_checks() -> list[RowCheck]:
         RowCheck(
             name=f"{column.removesuffix('_problem')}_ok",
             expectation=partial(expect_null, column),
-            describe=lambda row, column=column: str(row[column]),
+            describe=partial(_problem_in, column),
         )
         for column in CHECK_COLUMNS[1:]
     ]
+
+
+def _problem_in(column: str, row: Mapping[str, Any]) -> str:
+    return str(row[column])
 
 
 def _check_transitions(shop_id: str, settings: OrderStatusToStarwebSettings) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from starmamut.config import TransformPoint
@@ -198,7 +199,8 @@ class OrdersToMamut(Job):
             check_row, problems = guard_record(
                 "order",
                 row.key,
-                lambda row=row: order_check_row(
+                partial(
+                    order_check_row,
                     row.payload,
                     tolerance_per_line=settings.total_tolerance_per_line,
                     known_skus=known_skus,

@@ -44,7 +44,7 @@ VAT_LOOKUP_CHUNK = 1000
 class _Reading(Session):
     gateway: MamutGateway
     reader: CatalogueReader
-    currencies: dict[int, str]
+    currencies: dict[int, str | None]
 
 
 class PricesToStarweb(LedgerPush):

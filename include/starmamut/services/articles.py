@@ -6,6 +6,7 @@ product is exactly what the regular job would have made.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from starmamut.config import TransformPoint
@@ -36,9 +37,7 @@ def check_products(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> d
     readable = [record for record in staged if record.key not in reasons_by_product]
     rows: list[dict[str, Any]] = []
     for record in readable:
-        record_rows, problems = guard_record(
-            "product", record.key, lambda record=record: list(validation_rows(record.payload))
-        )
+        record_rows, problems = guard_record("product", record.key, partial(_validation_rows, record.payload))
         if record_rows is None:
             reasons_by_product[record.key] = problems
         else:
@@ -63,6 +62,10 @@ def check_products(ctx: JobContext, batch_id: str, staged: list[StagedRow]) -> d
                 {"check": "has_variants", "reason": "the product has no variant, so no article number"}
             )
     return reasons_by_product
+
+
+def _validation_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(validation_rows(record))
 
 
 def product_transforms(ctx: JobContext, batch_id: str, point: TransformPoint) -> RecordTransforms:

@@ -73,7 +73,7 @@ def locate_variants(client: StarwebClient, skus: Iterable[str]) -> Iterator[tupl
     if len(sought) <= FILTER_LOOKUP_LIMIT and all(_FILTERABLE_SKU.fullmatch(sku) for sku in sought.values()):
         # Pulled lazily: a SKU found meanwhile among a looked-up product's variants is not looked up again.
         still_sought = (sku for sku in list(sought.values()) if sku_key(sku) in sought)
-        found = (
+        found: Iterator[tuple[int, list[dict[str, Any]]]] = (
             entry
             for entries in client.map_concurrent(lambda sku: _filtered(client, sku), still_sought)
             for entry in entries

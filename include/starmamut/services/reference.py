@@ -69,10 +69,10 @@ def resolve_statuses(statuses: Iterable[dict[str, Any]], wanted: Iterable[int | 
     statuses = list(statuses)
     by_code = {status["idCode"]: status["statusId"] for status in statuses if status.get("idCode")}
     ids = {status["statusId"] for status in statuses}
-    resolved = set()
+    resolved: set[int] = set()
     for entry in wanted:
         status_id = entry if isinstance(entry, int) else by_code.get(entry)
-        if status_id not in ids:
+        if status_id is None or status_id not in ids:
             known = ", ".join(f"{status.get('idCode') or '-'}={status['statusId']}" for status in statuses)
             raise UnknownOrderStatus(
                 f"shop {shop_id}: order status {entry!r} does not exist in the shop (the shop has: {known})"
@@ -81,14 +81,16 @@ def resolve_statuses(statuses: Iterable[dict[str, Any]], wanted: Iterable[int | 
     return resolved
 
 
-def shop_pricelist_currencies(shop_id: str, client: StarwebClient, settings: PricesToStarwebSettings) -> dict[int, str]:
+def shop_pricelist_currencies(
+    shop_id: str, client: StarwebClient, settings: PricesToStarwebSettings
+) -> dict[int, str | None]:
     """Currency of every mapped Starweb price list (a customer list has its parent's); one request.
 
     Raises ShopMappingError naming a mapped price list the shop does not have, one that is inactive (unless
     its entry allows it), or one mapped twice.
     """
     pricelists = {pricelist["pricelistId"]: pricelist for pricelist in client.list_pricelists()}
-    currencies: dict[int, str] = {}
+    currencies: dict[int, str | None] = {}
     for entry in settings.pricelists:
         if entry.starweb in currencies:
             raise ShopMappingError(
