@@ -244,11 +244,13 @@ class Page:
     """The browser as the operator drives it, with a screenshot per step kept as a test artifact."""
 
     def __init__(self, driver: Any, url: str) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.driver = driver
         self.url = url
-        self.wait = WebDriverWait(driver, WAIT_SECONDS)
+        # A form post reloads the page: an element read while it is replaced goes stale, so poll again.
+        self.wait = WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,))
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     def shot(self, name: str) -> None:
