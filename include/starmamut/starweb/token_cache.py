@@ -7,59 +7,45 @@ shortly before it expires; the row is locked while a client decides, so two proc
 cost one ``/token``, and a token Starweb refused is replaced once, by whichever client saw the refusal first (the
 others find the new one).
 
-The token is a secret: the row holds it *sealed* with a key derived from the client secret, which is never
-stored (HMAC-SHA256 keystream, encrypt-then-MAC with a random nonce), so neither the staging database nor a dump
-or log of its rows gives a usable token; a row sealed under another secret (rotated) reads as absent. The client
+The token is a secret: the row holds it *sealed* (Fernet, as Airflow seals its own secrets) with a key derived
+from the client secret, which is never stored, so neither the staging database nor a dump or log of its rows
+gives a usable token; a row sealed under another secret (rotated) reads as absent. The client
 adds every token it uses to the texts it scrubs.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
-import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from cryptography.fernet import Fernet, InvalidToken
+
 if TYPE_CHECKING:
     from starmamut.staging.store import StagingStore
-
-_NONCE, _TAG = 16, 16
 
 
 def _key(client_secret: str, shop: str, client_id: str) -> bytes:
     return hmac.new(client_secret.encode(), f"starmamut token cache|{shop}|{client_id}".encode(), "sha256").digest()
 
 
-def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
-    blocks = (
-        hmac.new(key, b"enc" + nonce + counter.to_bytes(4, "big"), hashlib.sha256).digest()
-        for counter in range(-(-length // 32))
-    )
-    return b"".join(blocks)[:length]
+def _fernet(key: bytes) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(key))
 
 
 def seal(token: str, key: bytes) -> str:
-    nonce = secrets.token_bytes(_NONCE)
-    plain = token.encode()
-    cipher = bytes(a ^ b for a, b in zip(plain, _keystream(key, nonce, len(plain)), strict=True))
-    tag = hmac.new(key, b"mac" + nonce + cipher, hashlib.sha256).digest()[:_TAG]
-    return base64.b64encode(nonce + tag + cipher).decode()
+    return _fernet(key).encrypt(token.encode()).decode()
 
 
 def unseal(sealed: str, key: bytes) -> str | None:
     """The token, or None when ``sealed`` was not sealed with this key (another secret) or is damaged."""
     try:
-        raw = base64.b64decode(sealed, validate=True)
-    except ValueError:
+        return _fernet(key).decrypt(sealed.encode()).decode()
+    except (InvalidToken, ValueError):
         return None
-    nonce, tag, cipher = raw[:_NONCE], raw[_NONCE : _NONCE + _TAG], raw[_NONCE + _TAG :]
-    if not hmac.compare_digest(tag, hmac.new(key, b"mac" + nonce + cipher, hashlib.sha256).digest()[:_TAG]):
-        return None
-    return bytes(a ^ b for a, b in zip(cipher, _keystream(key, nonce, len(cipher)), strict=True)).decode()
 
 
 def renew_margin(lifetime: float) -> float:
