@@ -14,7 +14,14 @@ from starmamut.mamut.articles import MamutArticle, MamutProductFamily
 from starmamut.mamut.catalogue import CatalogueReader, PriceRow
 from starmamut.mamut.customers import MamutRecordError
 from starmamut.mamut.gateway import MamutError, MamutGateway
-from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository, StockLevel, ValueWriteResult
+from starmamut.mamut.products import (
+    FamilyWriteResult,
+    ListPrice,
+    MamutConflict,
+    ProductRepository,
+    StockLevel,
+    ValueWriteResult,
+)
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
 from starmamut_devtools.mamut_mock import create_mock_company_database, demo_families
 from tests.fixtures.mamut import MAMUT_BACKENDS, MamutTestDatabase, fresh_mock_database
@@ -526,3 +533,75 @@ def test_value_writers_work_without_edit_date_columns(backend: str, tmp_path: Pa
         reader = CatalogueReader(gateway)
         assert [row.price for row in reader.iter_prices([RESELLER])] == [Decimal("70.50")]
         assert [row.on_hand for row in reader.iter_stock({"shop": [2]})] == [Decimal(4)]
+
+
+def test_many_families_cost_statements_per_table_not_per_family(mamut_db: MamutTestDatabase) -> None:
+    """120 families (360 articles) in one call: a handful of round trips, where one call per family costs
+    several each; a re-run writes nothing."""
+    repository = ProductRepository(mamut_db.gateway)
+    families = [jacket_family(f"J{n:03d}") for n in range(60)] + [
+        MamutProductFamily(MamutArticle(f"S{n:03d}", f"Enkel {n}", 1, Decimal("10.00") if n % 2 else None))
+        for n in range(60)
+    ]
+    before = mamut_db.gateway.round_trips
+    results = repository.upsert_families(families, update_price=True, now=T1)
+    together = mamut_db.gateway.round_trips - before
+    assert [len(result.created) for result in results if isinstance(result, FamilyWriteResult)] == [5] * 60 + [1] * 60
+    # lock, 1 look-up, mains with and without a price (2 inserts), their keys, the variants (several multi-row
+    # inserts of at most 1 000 markers), their keys, commit
+    assert together <= 12, together
+    assert repository.fetch_family("J007-RÖD-M") == jacket_family("J007")
+    assert all(result.created == () for result in repository.upsert_families(families, update_price=True, now=T2))
+
+    before = mamut_db.gateway.round_trips
+    for n in range(60, 70):
+        repository.upsert_family(jacket_family(f"J{n:03d}"), update_price=True, now=T1)
+    assert (mamut_db.gateway.round_trips - before) / 10 >= 6  # per family, alone
+
+
+def test_one_bad_family_costs_only_itself(mamut_db: MamutTestDatabase) -> None:
+    """A malformed family, a structure conflict, a sku held twice in the call and a row the database refuses
+    (a trigger) are each that family's outcome, naming it; the families around them are written."""
+    repository = ProductRepository(mamut_db.gateway)
+    repository.upsert_family(jacket_family("JACKA"), update_price=True, now=T1)
+    with mamut_db.gateway.transaction() as tx:
+        if mamut_db.backend == "sqlite":
+            tx.execute_ddl(
+                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD WHEN NEW.PRODID = 'BOOM-3' "
+                "BEGIN SELECT RAISE(ABORT, 'trigger rejects BOOM-3'); END"
+            )
+        else:
+            tx.execute_ddl(
+                "CREATE FUNCTION reject_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.prodid = 'BOOM-3' THEN RAISE EXCEPTION 'trigger rejects BOOM-3'; END IF; "
+                "RETURN NEW; END $$"
+            )
+            tx.execute_ddl(
+                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD FOR EACH ROW EXECUTE FUNCTION reject_boom()"
+            )
+    boom = MamutProductFamily(
+        MamutArticle("BOOM", "Tält", 1, variant_axes=("Storlek", None)),
+        tuple(MamutArticle(f"BOOM-{n}", f"Tält {n}", 1, variant_values=(str(n), None)) for n in (2, 3)),
+    )
+    families = [
+        jacket_family("FÖRE"),
+        MamutProductFamily(MamutArticle("DUO", "Duo", 1), (MamutArticle("DUO", "Duo igen", 1),)),
+        MamutProductFamily(
+            MamutArticle("VÄST", "Dunväst", 1),
+            (MamutArticle("JACKA-RÖD-S", "Dunväst Röd S", 1, variant_values=("Röd", "S")),),
+        ),
+        boom,
+        MamutProductFamily(MamutArticle("FÖRE-RÖD-S", "Samma sku igen", 1)),
+        jacket_family("EFTER"),
+    ]
+    results = repository.upsert_families(families, update_price=True, now=T2)
+    first, duo, vast, boomed, again, last = results
+    assert isinstance(first, FamilyWriteResult) and isinstance(last, FamilyWriteResult)
+    assert isinstance(duo, ValueError) and "DUO occurs twice" in str(duo)
+    assert isinstance(vast, MamutConflict) and "belongs to main article JACKA" in str(vast)
+    assert isinstance(boomed, MamutError) and "family BOOM" in str(boomed) and "trigger rejects BOOM-3" in str(boomed)
+    assert isinstance(again, ValueError) and "FÖRE-RÖD-S of family FÖRE-RÖD-S is also in family FÖRE" in str(again)
+    assert repository.fetch_family("FÖRE") == jacket_family("FÖRE")
+    assert repository.fetch_family("EFTER") == jacket_family("EFTER")
+    assert repository.keys_by_sku(["VÄST", "BOOM", "BOOM-2", "DUO"]) == {}  # nothing of them half-written
+    assert repository.fetch_family("JACKA") == jacket_family("JACKA")

@@ -58,7 +58,7 @@ from starmamut.jobs.common import (
 from starmamut.jobs.registry import JOBS, MIGRATION_WRITES
 from starmamut.mamut.catalogue import BASE_PRICE, CatalogueReader
 from starmamut.mamut.gateway import process_round_trips
-from starmamut.mamut.products import ListPrice, MamutConflict, ProductRepository, StockLevel
+from starmamut.mamut.products import FamilyWriteResult, ListPrice, MamutConflict, ProductRepository, StockLevel
 from starmamut.mapping.catalogue import axis_values, normalise_family, sku_key, vat_rates_by_code
 from starmamut.mapping.prices_stock import VARIANT_TARGET, StockStatusIds, shop_stock, stock_ledger_value
 from starmamut.mapping.products import MappingError, children, content_hash, family_from_record
@@ -66,9 +66,10 @@ from starmamut.services.articles import (
     PRODUCT,
     PRODUCT_INCLUDE,
     VARIANT_INCLUDE,
+    FamilyToWrite,
     check_products,
     product_transforms,
-    write_family,
+    write_families,
 )
 from starmamut.services.binder import VARIANT, variants_of, with_variants
 from starmamut.services.families import (
@@ -105,6 +106,7 @@ VALUES = "values"  # payload key of a Starweb product's per-SKU prices and stock
 SETTLED = frozenset({"created", "updated", "linked", "unchanged", "matched", "conflict", "failed", "quarantined"})
 WRITTEN = frozenset({"created", "updated", "would_created", "would_updated"})  # the families whose values move
 PROGRESS_EVERY_SECONDS = 10.0
+WRITE_GROUP = 500  # families per Mamut transaction: its statements are per table, not per family
 
 log = logging.getLogger(__name__)
 
@@ -564,33 +566,30 @@ def _load_into_mamut(ctx: JobContext, options: MigrationOptions, batch_id: str, 
     write = plan.create + ([row for row, _ in plan.matched] if options.on_conflict == "overwrite" else [])
     existing = {row.key for row, _ in plan.matched}
     sources = ctx.store.get_batch(batch_id).counts["stock_sources"]
-    for rows in chunked(write, 50):
+    for rows in chunked(write, WRITE_GROUP):
         outcomes: dict[str, tuple[str, str | None]] = {}
-        written: list[StagedRow] = []
+        mapped: list[tuple[StagedRow, FamilyToWrite]] = []
         for row in rows:
             try:
                 family = family_from_record(
                     row.payload, vat_codes=ctx.settings.mamut.vat_codes, main_sku_template=settings.main_sku_template
                 )
-                if not ctx.params.dry_run:
-                    write_family(
-                        ctx,
-                        repository,
-                        family,
-                        row.payload,
-                        content_hash=row.content_hash,
-                        update_price=options.include_prices,
-                    )
-            except (MappingError, MamutConflict) as exc:
+            except MappingError as exc:
                 outcomes[row.key] = ("failed", str(exc))
-                quarantine_on_load(
-                    ctx,
-                    batch_id,
-                    options.entity,
-                    row.key,
-                    "mapping" if isinstance(exc, MappingError) else "target_conflict",
-                    str(exc),
-                )
+                quarantine_on_load(ctx, batch_id, options.entity, row.key, "mapping", str(exc))
+                continue
+            mapped.append((row, FamilyToWrite(family, row.payload, row.content_hash)))
+        results: Sequence[FamilyWriteResult | Exception | None] = (
+            [None] * len(mapped)  # a dry run writes nothing
+            if ctx.params.dry_run
+            else write_families(ctx, repository, [item for _, item in mapped], update_price=options.include_prices)
+        )
+        written: list[StagedRow] = []
+        for (row, _), result in zip(mapped, results, strict=True):
+            if isinstance(result, Exception):
+                check = "target_conflict" if isinstance(result, MamutConflict) else "mamut_refused"
+                outcomes[row.key] = ("failed", str(result))
+                quarantine_on_load(ctx, batch_id, options.entity, row.key, check, str(result))
                 continue
             outcomes[row.key] = ("updated" if row.key in existing else "created", None)
             written.append(row)

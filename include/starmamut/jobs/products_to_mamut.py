@@ -24,6 +24,7 @@ from starmamut.services.articles import (
     PRODUCT,
     PRODUCT_INCLUDE,
     VARIANT_INCLUDE,
+    FamilyToWrite,
     check_products,
     product_transforms,
     write_family,
@@ -149,9 +150,7 @@ class ProductsToMamut(Job):
             result = write_family(
                 ctx,
                 session.repository,
-                family,
-                row.payload,
-                content_hash=row.content_hash,
+                FamilyToWrite(family, row.payload, row.content_hash),
                 update_price=ctx.shop.flow == "ecom",
             )
         except MamutConflict as exc:

@@ -38,6 +38,7 @@ MAX_PARAMS_PER_BULK = 1000
 """Upper bound of ``?`` markers in one multi-row INSERT (:meth:`MamutTransaction.insert_many`): under SQL Server's
 2100 and SQLite's 999 of old builds."""
 
+_TRANSIENT = ("08", "40", "HYT00", "HYT01")  # SQLSTATE classes and codes a retry may cure
 _SECRET_KEYS = frozenset({"pwd", "password"})
 _SECRET_PATTERN = re.compile(r"(?i)\b(pwd|password)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;\s]*)")
 REDACTED = "***"
@@ -87,10 +88,20 @@ def advisory_key(name: str) -> int:
 class MamutError(RuntimeError):
     """A Mamut database operation failed; the message never contains the connection password."""
 
-    def __init__(self, message: str, *, operation: str | None = None, table: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, operation: str | None = None, table: str | None = None, sqlstate: str | None = None
+    ) -> None:
         super().__init__(message)
         self.operation = operation
         self.table = table
+        self.sqlstate = sqlstate  # the driver's SQLSTATE when the database refused a statement
+
+    @property
+    def transient(self) -> bool:
+        """A fault of the connection or the moment, which a retry may cure: no statement was refused (connecting,
+        committing), a connection exception (SQLSTATE class 08), a timeout (HYT00/HYT01) or a rolled-back
+        transaction (class 40: deadlock victim, serialization failure)."""
+        return self.sqlstate is None or self.operation in ("connect", "commit") or self.sqlstate.startswith(_TRANSIENT)
 
 
 def connection_string_secrets(odbc_connection_string: str) -> tuple[str, ...]:
@@ -391,7 +402,10 @@ class MamutGateway:
         target = f" on {table.label}" if table is not None else ""
         where = "" if table is not None else f" ({self.redact(self._connection_string)})"
         message = f"Mamut {operation}{target} failed{where}: {driver_message}"
-        return MamutError(self.redact(message), operation=operation, table=table.logical if table else None)
+        sqlstate = str(exc.args[0]) if len(exc.args) > 1 else None
+        return MamutError(
+            self.redact(message), operation=operation, table=table.logical if table else None, sqlstate=sqlstate
+        )
 
     def _count_statements(self, count: int, sql: str) -> None:
         with self._lock:

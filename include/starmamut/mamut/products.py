@@ -1,9 +1,12 @@
 """Product register writes and reads: idempotent upsert of a main article with its variants.
 
-A family is written in one transaction: every sku is looked up by article number first, missing rows
-are inserted (their identity keys read back by sku, since RETURNING/OUTPUT are not portable), rows
-whose values differ are updated, and variants are linked to the main row. Unchanged rows are not
-written, so a re-run reports everything unchanged and leaves EDITDATE alone.
+Families are written many to a transaction (:meth:`ProductRepository.upsert_families`; one alone is
+:meth:`ProductRepository.upsert_family`) with a fixed number of statements per table, not per family, since
+each statement costs a round trip to a Mamut across the LAN: every sku is looked up by article number with
+IN lists, the missing main rows are inserted with multi-row statements (their identity keys read back by sku,
+since RETURNING/OUTPUT are not portable), then the missing variants linked to them likewise; rows whose values
+differ are updated one statement each. Unchanged rows are not written, so a re-run reports everything
+unchanged and leaves EDITDATE alone.
 
 Each of these writes looks rows up and inserts the missing ones under its table's app lock
 (:meth:`MamutTransaction.lock`), so two writers never both insert the same article number, price-list line or
@@ -24,7 +27,8 @@ as the columns store them, so a re-run writes nothing and EDITDATE stays.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Iterator, Mapping
+import logging
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -40,6 +44,8 @@ PRICE_LIST_LINE = "price_list_line"
 PRODUCT_STOCK = "product_stock"
 WAREHOUSE = "warehouse"
 _LISTED_AT_MOST = 10  # unknown skus named in one error message; the rest are counted
+
+log = logging.getLogger(__name__)
 
 # Article field -> logical column of the product table (variant pairs are spread over two columns).
 _ARTICLE_COLUMNS = (
@@ -103,6 +109,14 @@ class FamilyWriteResult:
 
 
 @dataclass(frozen=True)
+class _Desired:
+    """A family to write and its rows' values in canonical form, by sku."""
+
+    family: MamutProductFamily
+    values: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class ListPrice:
     """The price of ``sku`` from ``min_qty`` units on in one Mamut price list (a G_PRICELISTL row)."""
 
@@ -149,13 +163,49 @@ class ProductRepository:
         return {row["sku"]: row["product_key"] for row in rows}
 
     def upsert_family(self, family: MamutProductFamily, *, update_price: bool, now: dt.datetime) -> FamilyWriteResult:
-        """Create or update the family's rows in one transaction; see the module docstring.
+        """One family in its own transaction: :meth:`upsert_families` of one, its refusal raised."""
+        (outcome,) = self.upsert_families([family], update_price=update_price, now=now)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def upsert_families(
+        self, families: Sequence[MamutProductFamily], *, update_price: bool, now: dt.datetime
+    ) -> list[FamilyWriteResult | Exception]:
+        """Create or update the families' rows in one transaction, a few statements per table; see the module
+        docstring. Returns each family's result, or the error that kept it out while the others were written.
 
         ``update_price=False`` leaves PRICEOUT of existing rows alone (Mamut governs prices in flow combo).
         ``now`` (naive UTC or aware) stamps REGDATE/EDITDATE of written rows where the install has them.
-        Raises ValueError for a malformed family or a value a column cannot hold (naming sku and column),
-        MamutConflict for a clashing structure in Mamut, MamutError for database failures.
+        A family's error is ValueError for a malformed family, a sku another family of the call holds or a value a
+        column cannot hold (naming sku and column), SchemaMapError for variants the install cannot link,
+        MamutConflict for a clashing structure in Mamut, or the MamutError of a statement the database refused
+        for that family alone. Should the database refuse the set, each family is written again in a transaction
+        of its own, so a family it refuses costs only itself; a transient fault (:attr:`MamutError.transient`)
+        raises, as do database failures of a single family, so the run retries.
         """
+        outcomes: list[FamilyWriteResult | Exception | None] = [None] * len(families)
+        desired: dict[int, _Desired] = {}
+        held: dict[str, str] = {}  # sku -> main sku of the family of this call that holds it
+        for index, family in enumerate(families):
+            try:
+                desired[index] = self._desired_family(family, held)
+            except (ValueError, SchemaMapError) as exc:
+                outcomes[index] = exc
+        if desired:
+            try:
+                written = self._upsert_together(list(desired.values()), update_price, self._stamps(now))
+            except MamutError as exc:
+                if exc.transient or len(desired) == 1:
+                    raise
+                log.warning("Mamut refused %d families written together (%s); writing each alone", len(desired), exc)
+                written = [self._upsert_alone(wanted, update_price, now) for wanted in desired.values()]
+            outcomes_written = dict(zip(desired, written, strict=True))
+            outcomes = [outcomes_written.get(index, outcome) for index, outcome in enumerate(outcomes)]
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _desired_family(self, family: MamutProductFamily, held: dict[str, str]) -> _Desired:
+        """The family's rows in canonical form; refuses a malformed family and a sku an earlier family holds."""
         problems = family.structure_problems()
         if problems:
             raise ValueError("; ".join(problems))
@@ -164,34 +214,78 @@ class ProductRepository:
                 f"family {family.main.sku} has variants, but column {self._table.logical}.main_product_key "
                 "is mapped to null in this install"
             )
-        desired = {article.sku: self._desired_values(article) for article in (family.main, *family.variants)}
-        stamps = self._stamps(now)
-        with self._gateway.transaction(locks=(PRODUCT,)) as transaction:
-            existing = {
-                row["sku"]: row
-                for row in transaction.select(PRODUCT, self._read_columns, where_in=("sku", family.skus))
-            }
-            self._check_structure(transaction, family, existing)
-            outcome: dict[str, str] = {}
-            outcome[family.main.sku] = self._write(
-                transaction, desired[family.main.sku], existing.get(family.main.sku), update_price, stamps
+        taken = next((sku for sku in family.skus if sku in held), None)
+        if taken is not None:
+            raise ValueError(f"sku {taken} of family {family.main.sku} is also in family {held[taken]}")
+        values = {article.sku: self._desired_values(article) for article in (family.main, *family.variants)}
+        held.update(dict.fromkeys(family.skus, family.main.sku))
+        return _Desired(family, values)
+
+    def _upsert_alone(self, wanted: _Desired, update_price: bool, now: dt.datetime) -> FamilyWriteResult | Exception:
+        """One family in its own transaction after the set was refused: a refusal of its own is its outcome."""
+        try:
+            (outcome,) = self._upsert_together([wanted], update_price, self._stamps(now))
+        except MamutError as exc:
+            if exc.transient:
+                raise
+            return MamutError(
+                f"family {wanted.family.main.sku}: {exc}",
+                operation=exc.operation,
+                table=exc.table,
+                sqlstate=exc.sqlstate,
             )
+        return outcome
+
+    def _upsert_together(
+        self, families: list[_Desired], update_price: bool, stamps: dict[str, dt.datetime]
+    ) -> list[FamilyWriteResult | Exception]:
+        """One transaction under the product table's app lock: look every sku up at once, set the conflicting
+        families aside, insert the new mains together, read their keys, then the variants linked to them."""
+        with self._gateway.transaction(locks=(PRODUCT,)) as transaction:
+            skus = [sku for wanted in families for sku in wanted.family.skus]
+            existing = {
+                row["sku"]: row for row in transaction.select(PRODUCT, self._read_columns, where_in=("sku", skus))
+            }
+            conflicts = self._conflicts(transaction, [wanted.family for wanted in families], existing)
+            writing = [wanted for wanted in families if wanted.family.main.sku not in conflicts]
+            outcome: dict[str, str] = {}
+            new_rows: list[dict[str, Any]] = []
+            for wanted in writing:
+                main = wanted.family.main.sku
+                outcome[main] = self._write(
+                    transaction, wanted.values[main], existing.get(main), update_price, stamps, new_rows
+                )
             keys = {sku: row["product_key"] for sku, row in existing.items()}
-            if family.main.sku not in keys:
-                keys.update(self._keys_in(transaction, [family.main.sku]))
-            for variant in family.variants:
-                values = desired[variant.sku]
-                if self._links_variants:
-                    values = {**values, "main_product_key": keys[family.main.sku]}
-                outcome[variant.sku] = self._write(transaction, values, existing.get(variant.sku), update_price, stamps)
-            missing_keys = [sku for sku in family.skus if sku not in keys]
-            keys.update(self._keys_in(transaction, missing_keys))
-        return FamilyWriteResult(
-            keys={sku: keys[sku] for sku in family.skus},
-            created=tuple(sku for sku in family.skus if outcome[sku] == "created"),
-            updated=tuple(sku for sku in family.skus if outcome[sku] == "updated"),
-            unchanged=tuple(sku for sku in family.skus if outcome[sku] == "unchanged"),
-        )
+            keys.update(self._insert_rows(transaction, new_rows))
+            new_rows = []
+            for wanted in writing:
+                main_key = keys[wanted.family.main.sku]
+                for variant in wanted.family.variants:
+                    values = {**wanted.values[variant.sku], "main_product_key": main_key}
+                    outcome[variant.sku] = self._write(
+                        transaction, values, existing.get(variant.sku), update_price, stamps, new_rows
+                    )
+            keys.update(self._insert_rows(transaction, new_rows))
+        return [
+            conflicts.get(wanted.family.main.sku)
+            or FamilyWriteResult(
+                keys={sku: keys[sku] for sku in wanted.family.skus},
+                created=tuple(sku for sku in wanted.family.skus if outcome[sku] == "created"),
+                updated=tuple(sku for sku in wanted.family.skus if outcome[sku] == "updated"),
+                unchanged=tuple(sku for sku in wanted.family.skus if outcome[sku] == "unchanged"),
+            )
+            for wanted in families
+        ]
+
+    def _insert_rows(self, transaction: MamutTransaction, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert the rows, a multi-row statement per set of columns (a row without a price has one fewer), and
+        read their identity keys back by sku (RETURNING/OUTPUT are not portable)."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_columns.setdefault(tuple(row), []).append(row)
+        for same in by_columns.values():
+            transaction.insert_many(PRODUCT, same)
+        return self._keys_in(transaction, [row["sku"] for row in rows])
 
     def fetch_family(self, sku: str) -> MamutProductFamily | None:
         """The family ``sku`` belongs to (as main or as variant), variants in key order; None if unknown."""
@@ -395,10 +489,12 @@ class ProductRepository:
         existing: dict[str, Any] | None,
         update_price: bool,
         stamps: dict[str, dt.datetime],
+        new_rows: list[dict[str, Any]],
     ) -> str:
-        """Insert or update one row; returns "created", "updated" or "unchanged"."""
+        """Update one row now, or add it to ``new_rows`` for the caller's bulk insert; returns "created",
+        "updated" or "unchanged"."""
         if existing is None:
-            transaction.insert(PRODUCT, {**values, **stamps})
+            new_rows.append({**values, **stamps})
             return "created"
         compared = {name: value for name, value in values.items() if update_price or name != "price_out"}
         changes = {name: value for name, value in compared.items() if existing[name] != value}
@@ -415,59 +511,83 @@ class ProductRepository:
             )
         return "updated"
 
-    def _check_structure(
-        self, transaction: MamutTransaction, family: MamutProductFamily, existing: dict[str, dict[str, Any]]
-    ) -> None:
-        """Never re-parent articles: a sku tied to another family in Mamut is a conflict, not an update."""
+    def _conflicts(
+        self,
+        transaction: MamutTransaction,
+        families: list[MamutProductFamily],
+        existing: dict[str, dict[str, Any]],
+    ) -> dict[str, MamutConflict]:
+        """Never re-parent articles: per main sku, the conflict of a family a sku of which Mamut ties to another
+        family. Two look-ups for all families: the skus of the other mains, and the children of the articles
+        that would become variants."""
         if not self._links_variants:
-            return
+            return {}
+        parents = {row["main_product_key"] for row in existing.values() if row["main_product_key"] is not None}
+        would_be_variants = {
+            existing[variant.sku]["product_key"]: (variant.sku, family.main.sku)
+            for family in families
+            for variant in family.variants
+            if variant.sku in existing and existing[variant.sku]["main_product_key"] is None
+        }
+        sku_of = {
+            row["product_key"]: row["sku"]
+            for row in transaction.select(PRODUCT, ["sku", "product_key"], where_in=("product_key", list(parents)))
+        }
+        children: dict[int, str] = {}
+        for row in transaction.select(
+            PRODUCT, ["sku", "main_product_key"], where_in=("main_product_key", list(would_be_variants))
+        ):
+            key = row["main_product_key"]
+            children[key] = min(children.get(key, row["sku"]), row["sku"])
+        conflicts: dict[str, MamutConflict] = {}
+        for family in families:
+            conflict = self._conflict(family, existing, sku_of, children, would_be_variants)
+            if conflict is not None:
+                conflicts[family.main.sku] = conflict
+        return conflicts
+
+    @staticmethod
+    def _conflict(
+        family: MamutProductFamily,
+        existing: dict[str, dict[str, Any]],
+        sku_of: dict[int, str],
+        children: dict[int, str],
+        would_be_variants: dict[int, tuple[str, str]],
+    ) -> MamutConflict | None:
         main_sku = family.main.sku
         main_row = existing.get(main_sku)
         if main_row is not None and main_row["main_product_key"] is not None:
-            other = self._sku_of(transaction, main_row["main_product_key"])
-            raise MamutConflict(
+            other = sku_of.get(main_row["main_product_key"], f"<missing key {main_row['main_product_key']}>")
+            return MamutConflict(
                 f"sku {main_sku} is a variant of main article {other} in Mamut, but the family makes it a main article",
                 sku=main_sku,
                 other_sku=other,
             )
         main_key = main_row["product_key"] if main_row is not None else None
-        unlinked: dict[int, str] = {}
         for variant in family.variants:
             row = existing.get(variant.sku)
-            if row is None:
+            if row is None or row["main_product_key"] in (None, main_key):
                 continue
-            if row["main_product_key"] is None:
-                unlinked[row["product_key"]] = variant.sku
-            elif row["main_product_key"] != main_key:
-                other = self._sku_of(transaction, row["main_product_key"])
-                raise MamutConflict(
-                    f"variant {variant.sku} belongs to main article {other} in Mamut, not to {main_sku}",
-                    sku=variant.sku,
-                    other_sku=other,
-                )
-        if unlinked:
-            children = transaction.select(
-                PRODUCT, ["sku", "main_product_key"], where_in=("main_product_key", list(unlinked))
+            other = sku_of.get(row["main_product_key"], f"<missing key {row['main_product_key']}>")
+            return MamutConflict(
+                f"variant {variant.sku} belongs to main article {other} in Mamut, not to {main_sku}",
+                sku=variant.sku,
+                other_sku=other,
             )
-            if children:
-                child = min(children, key=lambda row: row["sku"])
-                sku = unlinked[child["main_product_key"]]
-                raise MamutConflict(
-                    f"sku {sku} is the main article of {child['sku']} in Mamut; "
+        for key, (sku, main) in sorted(would_be_variants.items(), key=lambda item: item[1]):
+            if main == main_sku and key in children:
+                return MamutConflict(
+                    f"sku {sku} is the main article of {children[key]} in Mamut; "
                     f"it cannot become a variant of {main_sku}",
                     sku=sku,
-                    other_sku=child["sku"],
+                    other_sku=children[key],
                 )
+        return None
 
     @staticmethod
     def _keys_in(transaction: MamutTransaction, skus: list[str]) -> dict[str, int]:
         rows = transaction.select(PRODUCT, ["sku", "product_key"], where_in=("sku", skus))
         return {row["sku"]: row["product_key"] for row in rows}
-
-    @staticmethod
-    def _sku_of(transaction: MamutTransaction, product_key: int) -> str:
-        rows = transaction.select(PRODUCT, ["sku"], where={"product_key": product_key})
-        return rows[0]["sku"] if rows else f"<missing key {product_key}>"
 
 
 def _write_values(

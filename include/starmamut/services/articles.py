@@ -6,6 +6,7 @@ product is exactly what the regular job would have made.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -82,46 +83,70 @@ def product_transforms(ctx: JobContext, batch_id: str, point: TransformPoint) ->
     )
 
 
+@dataclass(frozen=True)
+class FamilyToWrite:
+    """A Starweb product mapped to a Mamut family, with what its links need."""
+
+    family: MamutProductFamily
+    record: dict[str, Any]  # the staged Starweb product
+    content_hash: str
+
+
 def write_family(
-    ctx: JobContext,
-    repository: ProductRepository,
-    family: MamutProductFamily,
-    record: dict[str, Any],
-    *,
-    content_hash: str,
-    update_price: bool,
+    ctx: JobContext, repository: ProductRepository, item: FamilyToWrite, *, update_price: bool
 ) -> FamilyWriteResult:
-    """Upsert one product family in Mamut, then link the product and its variants at once (after the commit)."""
-    shop = ctx.shop.id
-    result = repository.upsert_family(family, update_price=update_price, now=ctx.clock())
+    """Upsert one product family in Mamut and link it (:func:`write_families` of one, its refusal raised)."""
+    (outcome,) = write_families(ctx, repository, [item], update_price=update_price)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def write_families(
+    ctx: JobContext, repository: ProductRepository, items: list[FamilyToWrite], *, update_price: bool
+) -> list[FamilyWriteResult | Exception]:
+    """Upsert product families in Mamut in one transaction (see ``ProductRepository.upsert_families``), then link
+    every written product and its variants at once, right after the commit. Returns each family's result or
+    the error that kept it out."""
+    outcomes = repository.upsert_families([item.family for item in items], update_price=update_price, now=ctx.clock())
     failpoint("products_to_mamut.after_mamut_commit")
     ctx.store.upsert_links(
         [
-            *(
-                Link(
-                    shop=shop,
-                    entity="variant",
-                    key=str(variant["variant_id"]),
-                    starweb_id=variant_ref(record["product_id"], variant["variant_id"]),
-                    mamut_key=str(result.keys[variant["sku"]]),
-                    sku=variant["sku"],
-                    content_hash=None,
-                    synced_at=None,
-                    retired_at=None,
-                )
-                for variant in record["variants"]
-            ),
-            Link(
-                shop=shop,
-                entity=PRODUCT,
-                key=str(record["product_id"]),
-                starweb_id=str(record["product_id"]),
-                mamut_key=str(result.keys[family.main.sku]),
-                sku=family.main.sku,
-                content_hash=content_hash,
-                synced_at=None,
-                retired_at=None,
-            ),
+            link
+            for item, outcome in zip(items, outcomes, strict=True)
+            if isinstance(outcome, FamilyWriteResult)
+            for link in _links(ctx.shop.id, item, outcome)
         ]
     )
-    return result
+    return outcomes
+
+
+def _links(shop: str, item: FamilyToWrite, result: FamilyWriteResult) -> list[Link]:
+    record = item.record
+    return [
+        *(
+            Link(
+                shop=shop,
+                entity="variant",
+                key=str(variant["variant_id"]),
+                starweb_id=variant_ref(record["product_id"], variant["variant_id"]),
+                mamut_key=str(result.keys[variant["sku"]]),
+                sku=variant["sku"],
+                content_hash=None,
+                synced_at=None,
+                retired_at=None,
+            )
+            for variant in record["variants"]
+        ),
+        Link(
+            shop=shop,
+            entity=PRODUCT,
+            key=str(record["product_id"]),
+            starweb_id=str(record["product_id"]),
+            mamut_key=str(result.keys[item.family.main.sku]),
+            sku=item.family.main.sku,
+            content_hash=item.content_hash,
+            synced_at=None,
+            retired_at=None,
+        ),
+    ]
