@@ -7,6 +7,7 @@ shop must hold afterwards is computed here from those seeds, not by the job's ow
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -26,8 +27,11 @@ from starmamut.mapping.prices_stock import (
     shop_stock,
     stock_request,
 )
+from starmamut.services.ledger import LEDGER_FLUSH
 from starmamut.services.reference import ShopMappingError
 from starmamut.staging.store import StagingStore
+from starmamut.starweb.client import StarwebClient
+from starmamut.starweb.errors import StarwebError
 from starmamut_devtools.sandbox.server import RecordedRequest
 from tests.fixtures.jobs import sandbox_job_context
 from tests.fixtures.openapi_contract import assert_request_conforms
@@ -500,6 +504,73 @@ def test_a_crash_after_a_request_resends_only_that_value_on_the_retry(
     skus = shop_skus(sandbox)
     assert loaded["loaded"] == 3 * len(skus) - recorded
     assert len(price_writes(sandbox)) == 3 * len(skus) + 1  # one value sent twice, as an absolute value
+    assert_shop_prices_match(sandbox, seeded, skus)
+
+
+def counting_ledger_writes(store: StagingStore, monkeypatch: pytest.MonkeyPatch, dimension: str) -> list[int]:
+    """The size of every ``set_ledger`` call on ``dimension`` from now on (each is one staging transaction)."""
+    sizes: list[int] = []
+    set_ledger = store.set_ledger
+
+    def counting(shop: str, called: str, entries: Any) -> None:
+        if called == dimension:
+            sizes.append(len(entries))
+        set_ledger(shop, called, entries)
+
+    monkeypatch.setattr(store, "set_ledger", counting)
+    return sizes
+
+
+def test_the_load_records_the_ledger_a_group_of_values_at_a_time_not_one_transaction_per_value(
+    make_ctx, sandbox, seeded, staging_store, monkeypatch
+):
+    chosen = shop_skus(sandbox)[:40]  # 120 values: 3 price lists each
+    assert len(chosen) == 40
+    sizes = counting_ledger_writes(staging_store, monkeypatch, "price")
+
+    result = prices_to_starweb.run(make_ctx(skus=chosen))
+
+    assert result["loaded"] == len(price_writes(sandbox)) == 120  # still one request per value
+    assert sizes == [LEDGER_FLUSH, LEDGER_FLUSH, 120 - 2 * LEDGER_FLUSH]  # was 120 writes of one entry
+    assert len(staging_store.get_ledger("demo", "price")) == 120
+    assert_shop_prices_match(sandbox, seeded, chosen)
+
+
+def test_a_load_failing_midway_still_records_the_values_starweb_accepted_before_it_failed(
+    make_ctx, sandbox, seeded, staging_store, monkeypatch
+):
+    """Starweb fails with 500 (past the client's retries) from the 30th price on: the load fails, and the ledger
+    holds exactly the values the shop accepted, though fewer than a group were waiting, so the retry sends
+    each remaining value once and none twice."""
+    ctx = make_ctx()
+    extracted = prices_to_starweb.extract(ctx)
+    validated = prices_to_starweb.validate(ctx, extracted["batch_id"])
+    put = StarwebClient.put
+    sent = itertools.count(1)
+
+    def failing_from_the_30th(client: StarwebClient, path: str, body: Any) -> Any:
+        if next(sent) == 30:
+            sandbox.faults.fail_500_next = 10_000
+        return put(client, path, body)
+
+    monkeypatch.setattr(StarwebClient, "put", failing_from_the_30th)
+    with pytest.raises(StarwebError) as failure:
+        prices_to_starweb.load(ctx, extracted["batch_id"])
+    assert failure.value.status == 500
+    monkeypatch.undo()
+    sandbox.faults.fail_500_next = 0
+
+    accepted = [request for request in price_writes(sandbox) if request.status == 200]
+    ledger = staging_store.get_ledger("demo", "price")
+    assert 0 < len(ledger) < LEDGER_FLUSH  # a group not yet full when the load failed, recorded all the same
+    assert len(ledger) == len(accepted)
+
+    loaded = prices_to_starweb.load(ctx, extracted["batch_id"])  # the Airflow retry of the load task
+    prices_to_starweb.report(ctx, extracted["batch_id"], extracted, validated, loaded)
+
+    skus = shop_skus(sandbox)
+    assert loaded["loaded"] == 3 * len(skus) - len(ledger)
+    assert len([request for request in price_writes(sandbox) if request.status == 200]) == 3 * len(skus)
     assert_shop_prices_match(sandbox, seeded, skus)
 
 

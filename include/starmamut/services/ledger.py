@@ -13,10 +13,12 @@ a :class:`Desired` (SKU, target, canonical ledger value, record; ``desired``) an
 * validate — the job's Great Expectations suite, ``CHECK_CHUNK`` values at a time; failing values are
   quarantined with their reasons, the rest load, unless the failure share passes the shop's threshold.
 * load — compares with the ledger again (a retried load skips what the crashed one recorded), sends one request
-  per value on the client's concurrent pool, and records each value in the ledger right after its request
-  succeeds. A crash between the two re-sends that one value on the retry, which is harmless: values are
-  absolute. A value Starweb refuses (400/403/404) is quarantined with Starweb's reason; anything else
-  (throttling or server errors past the client's retries) fails the task.
+  per value on the client's concurrent pool, and records the values Starweb accepted in the ledger
+  ``LEDGER_FLUSH`` at a time (one staging transaction per group, not per value), the rest when the load ends,
+  also when it fails. A crash loses at most the entries of the group not yet recorded (a killed process; a
+  failing one records what completed before it stops): the retry sends those values again, which is harmless,
+  as values are absolute. A value Starweb refuses (400/403/404) is quarantined with Starweb's reason; anything
+  else (throttling or server errors past the client's retries) fails the task.
 * report — the counts, requests included (the base's report).
 
 Checks that concern the whole run (a mapped price list, stock location, stock status or warehouse that does
@@ -27,7 +29,9 @@ not exist, an inactive price list, a target mapped twice) are the jobs'; they ra
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,6 +50,9 @@ from starmamut.transforms import RecordTransforms
 
 PRICE, STOCK = "price", "stock"  # entities (staging, quarantine, ledger dimension) of the two ledger pushes
 LEDGER_CHUNK = 2000
+# Ledger entries of accepted values recorded per staging transaction during a load: the most a killed load
+# loses (those values are sent again by the retry, unchanged, so this bounds repeated requests, not correctness).
+LEDGER_FLUSH = 50
 # Ledger dimension remembering SKUs the shop did not have when searched (target "shop", value: when).
 NOT_IN_SHOP = "not_in_shop"
 LOAD_CHUNK = 500
@@ -58,6 +65,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CHECK_CHUNK",
     "LEDGER_CHUNK",
+    "LEDGER_FLUSH",
     "LOAD_CHUNK",
     "NOT_IN_SHOP",
     "PRICE",
@@ -247,8 +255,23 @@ class LedgerPush(Job):
         previous = known.get((row.payload["sku"], row.payload["target"]))
         return previous == row.payload["value"] and not ctx.params.full_refresh
 
+    @contextmanager
+    def open_load(self, ctx: JobContext, batch_id: str, before_load: Any) -> Iterator[Session]:
+        """Starweb, and the ledger entries of accepted values, recorded a group at a time (:class:`_Ledger`):
+        what remains is recorded when the load ends, also when it fails, before the failure goes on."""
+        with self.starweb_session(ctx) as session:
+            ledger = _Ledger(ctx.store, ctx.shop.id, self.entity)
+            try:
+                yield _Pushing(client=session.client, concurrent=session.concurrent, ledger=ledger)
+            except BaseException:
+                ledger.flush_after_failure()
+                raise
+            ledger.flush()
+
     def write_one(self, ctx: JobContext, session: Session, known: Any, row: StagedRow) -> Outcome:
-        """One write, then its ledger entry at once; Starweb's refusal of this one value quarantines it."""
+        """One write, then its ledger entry (recorded with its group); Starweb's refusal of this one value
+        quarantines it."""
+        assert isinstance(session, _Pushing)
         payload = row.payload
         request = self.request(
             payload, parse_variant_ref(payload["variant"]), known.get((payload["sku"], payload["target"]))
@@ -268,12 +291,73 @@ class LedgerPush(Job):
                 return Outcome.refused("starweb_accepts", f"Starweb refused {request.describe()}: {said}")
             raise
         failpoint(f"{self.name}.after_request")
-        ctx.store.set_ledger(ctx.shop.id, self.entity, {(payload["sku"], payload["target"]): payload["value"]})
+        session.ledger.add((payload["sku"], payload["target"]), payload["value"])
         return Outcome()
 
     def after_load(self, ctx: JobContext, batch_id: str, session: Session, counts: BatchCounts) -> None:
         stats = session.client.stats.as_dict()
         counts.write_requests = stats["requests_sent"] - stats["token_fetches"]
+
+
+class _Ledger:
+    """Ledger entries of the values Starweb accepted in one load, recorded ``size`` at a time.
+
+    One staging transaction per group instead of one per value. Bounded: at most ``size`` entries wait (plus
+    those of the requests in flight), so a load killed outright loses at most that many, and its retry sends
+    those values again with the same content (idempotent: values are absolute). Thread-safe: the load's
+    requests run on the client's pool, and whichever adds the group's last entry records the group.
+    """
+
+    def __init__(self, store: Any, shop: str, dimension: str, size: int = LEDGER_FLUSH) -> None:
+        self._store = store
+        self._shop = shop
+        self._dimension = dimension
+        self._size = size
+        self._lock = threading.Lock()
+        self._waiting: dict[tuple[str, str], str] = {}
+
+    def add(self, key: tuple[str, str], value: str) -> None:
+        with self._lock:
+            self._waiting[key] = value
+            if len(self._waiting) < self._size:
+                return
+        self.flush()
+
+    def flush(self) -> None:
+        """Record every waiting entry in one staging transaction; a failed write keeps them waiting (and fails)."""
+        with self._lock:
+            entries, self._waiting = self._waiting, {}
+        if not entries:
+            return
+        try:
+            self._store.set_ledger(self._shop, self._dimension, entries)
+        except BaseException:
+            with self._lock:
+                self._waiting = {**entries, **self._waiting}
+            raise
+
+    def flush_after_failure(self) -> None:
+        """The load failed: record what completed before it, without hiding the failure (a lost lease fences
+        this write too, so nothing is recorded then; the entries are only logged as lost)."""
+        try:
+            self.flush()
+        except Exception as error:
+            log.warning(
+                "shop %s: could not record %d %s ledger entr(ies) of values already sent (%s: %s); "
+                "the next run sends them again",
+                self._shop,
+                len(self._waiting),
+                self._dimension,
+                type(error).__name__,
+                error,
+            )
+
+
+@dataclass(kw_only=True)
+class _Pushing(Session):
+    """The load's session: Starweb, and the ledger entries waiting to be recorded."""
+
+    ledger: _Ledger
 
 
 class _ValueTransforms:
