@@ -188,7 +188,8 @@ Moves the whole product catalogue once, when a shop or an ERP is first connected
 ERP) or `mamut_to_starweb` (a new shop), matching on article number (SKU). Manual only.
 
 **Tasks:** `start` (resumes the unfinished run with the same options, if any) → `extract` (source catalogue →
-staging, both sides' SKUs indexed) → `migrate_chunk` × N (checks, matching, load; each chunk retried on its own)
+staging, both sides' SKUs indexed; Starweb → Mamut it also loads each chunk as soon as its pages are read) →
+`migrate_chunk` × N (checks, matching, load of what is left; each chunk retried on its own)
 → `push_prices`, `push_stock` (Mamut → Starweb only) → `report` (counts, conflicts, quarantined families with
 reasons, requests; the report file's path is in the task log).
 

@@ -12,6 +12,9 @@ run finds nothing to do; this module adds what a first load needs on top:
 * **Chunked.** ``extract`` cuts the staged families into key ranges; the DAG maps one task per range, so
   each chunk is retried on its own. A chunk validates its families (Great Expectations), matches them
   with the target and loads them; each family's outcome is its staged row's verdict, written right away.
+  Starweb → Mamut the extract loads a chunk at a time behind the pages it reads (:class:`_LoadBehind`), so
+  the load ends within a chunk of the last response; the chunk tasks then load only what it left (after
+  a crash, say). Its Mamut writes are set-based: 500 families per transaction, a few statements per table.
 * **Matching by SKU.** ``extract`` indexes the SKUs of both sides in staging (table ``staged_sku``). A
   family none of whose SKUs the target has is created. One whose SKUs are exactly those of one target
   product is *matched* and handled as the run's ``on_conflict`` option says: ``link_and_skip`` links it
@@ -34,6 +37,7 @@ import logging
 import os
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +54,7 @@ from starmamut.jobs.common import (
     apply_verdicts,
     chunked,
     format_report,
+    holding_leases,
     holds_leases,
     parse_variant_ref,
     quarantine_on_load,
@@ -238,7 +243,9 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
     with ctx.open_starweb() as client:
         reference = ShopReference.read(client, shop.language)
         sources = _stock_sources(ctx, client, options)
-        progress = {**progress, "stock_sources": sources}
+        if not progress.get("target_indexed"):
+            _index_mamut(ctx, batch_id)
+        progress = {**progress, "stock_sources": sources, "target_indexed": True}
         store.set_batch_progress(batch_id, progress)
         locations = {int(source) for source in sources if source != VARIANT_TARGET}
         include = PRODUCT_INCLUDE
@@ -260,17 +267,28 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
 
         started = time.monotonic()
         staged = client.map_concurrent(read_page, pages)
-        for page, rows in zip(pages, staged, strict=True):
-            store.stage_rows(batch_id, options.entity, rows)
-            store.index_skus(batch_id, SOURCE, _source_holders(rows))
-            store.set_batch_progress(batch_id, {**progress, "pages_done": page})
-            failpoint("initial_product_sync.after_page")
-            _log_rate(ctx, "extract: page", page - first_page + 1, len(pages), started)
+        with _LoadBehind(ctx, options, batch_id) as loader:
+            for page, rows in zip(pages, staged, strict=True):
+                if page == first_page and progress["pages_done"]:
+                    rows = _unsettled(ctx, options, batch_id, rows)  # the resumed page's loaded families stay
+                store.stage_rows(batch_id, options.entity, rows)
+                store.index_skus(batch_id, SOURCE, _source_holders(rows))
+                store.set_batch_progress(batch_id, {**progress, "pages_done": page})
+                failpoint("initial_product_sync.after_page")
+                loader.add(rows)
+                _log_rate(ctx, "extract: page", page - first_page + 1, len(pages), started)
         requests = client.stats.requests_sent
     after_mapping.finish()
+    store.set_batch_progress(batch_id, {**store.get_batch(batch_id).counts, "loaded_in_extract": loader.figures()})
+    return requests
+
+
+def _index_mamut(ctx: JobContext, batch_id: str) -> None:
+    """The Mamut register's SKUs as the target index, read once per batch before anything is written: a family
+    the batch wrote before a crash is then still planned as what it was (created), not found as existing."""
     with ctx.open_mamut() as gateway:
-        store.clear_sku_index(batch_id, TARGET)
-        store.index_skus(
+        ctx.store.clear_sku_index(batch_id, TARGET)
+        ctx.store.index_skus(
             batch_id,
             TARGET,
             (
@@ -279,7 +297,83 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
                 for article in (snapshot.family.variants or (snapshot.family.main,))
             ),
         )
-    return requests
+
+
+def _unsettled(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[StagedRow]) -> list[StagedRow]:
+    """The rows whose family the batch has not dealt with yet (staging a row again resets its verdict)."""
+    if not rows:
+        return rows
+    keys = {row.key for row in rows}
+    settled = {
+        row.key
+        for row in ctx.store.iter_staged(batch_id, options.entity, key_range=(min(keys), max(keys)))
+        if row.key in keys and row.verdict in SETTLED
+    }
+    return [row for row in rows if row.key not in settled]
+
+
+class _LoadBehind:
+    """Starweb → Mamut: loads the families a chunk at a time while later pages are still being read, so the load
+    ends within a chunk of the last response instead of starting after it.
+
+    The load runs on a thread of its own (the page pool keeps reading meanwhile), each chunk under the
+    migration's leases, exactly as a ``migrate_chunk`` task would load it. What it has not loaded when the run
+    stops stays pending for the chunk tasks. Its error stops the extract at the next page.
+
+    A SKU two shop products hold (Starweb refuses duplicate SKUs, so only a transform or a SKU moved during the
+    read makes one) is found when the second product is read: the family loaded before it stays migrated,
+    the later one is quarantined naming it.
+    """
+
+    def __init__(self, ctx: JobContext, options: MigrationOptions, batch_id: str) -> None:
+        self._ctx, self._options, self._batch_id = ctx, options, batch_id
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migration-load")
+        self._loads: list[Future[tuple[int, int]]] = []
+        self._rows: list[StagedRow] = []
+        self._failed = False
+
+    def __enter__(self) -> _LoadBehind:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self._submit()
+        self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+        if exc_type is None:
+            for load in self._loads:
+                load.result()
+
+    def add(self, rows: list[StagedRow]) -> None:
+        """Queue staged rows; a full chunk goes to the loader. Raises the error of a load that failed."""
+        for load in self._loads:
+            if load.done():
+                load.result()
+        self._rows.extend(rows)
+        if len(self._rows) >= self._options.chunk_size:
+            self._submit()
+
+    def figures(self) -> dict[str, int]:
+        """Families loaded behind the extract and the Mamut round trips that took."""
+        done = [load.result() for load in self._loads]
+        return {"families": sum(families for families, _ in done), "mamut_round_trips": sum(trips for _, trips in done)}
+
+    def _submit(self) -> None:
+        if self._rows:
+            self._loads.append(self._pool.submit(self._load, self._rows))
+            self._rows = []
+
+    def _load(self, rows: list[StagedRow]) -> tuple[int, int]:
+        if self._failed:
+            return 0, 0  # after a failed load nothing more is loaded: the extract stops at its next page
+        started, round_trips = time.monotonic(), process_round_trips()
+        try:
+            with holding_leases(self._ctx, MIGRATION_WRITES) as leased:
+                _migrate(leased, self._options, self._batch_id, rows)
+        except BaseException:
+            self._failed = True
+            raise
+        _log_progress(self._ctx, self._options, self._batch_id, "loaded behind the extract", len(rows), started)
+        return len(rows), process_round_trips() - round_trips
 
 
 def _staged_product(
@@ -470,6 +564,13 @@ def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str
     if not pending:
         log.info("shop %s: chunk %d/%d was done before", ctx.shop.id, chunk["index"] + 1, chunk["chunks"])
         return {"families": 0, "requests": 0, "mamut_round_trips": 0}
+    requests = _migrate(ctx, options, batch_id, pending)
+    _log_progress(ctx, options, batch_id, f"chunk {chunk['index'] + 1}/{chunk['chunks']} done", len(pending), started)
+    return {"families": len(pending), "requests": requests, "mamut_round_trips": process_round_trips() - round_trips}
+
+
+def _migrate(ctx: JobContext, options: MigrationOptions, batch_id: str, pending: list[StagedRow]) -> int:
+    """Validate, match and load families the batch has not settled; returns the Starweb requests it took."""
     valid = _validate(ctx, options, batch_id, [row for row in pending if row.verdict == "pending"])
     rows = [row for row in pending if row.verdict in ("valid", "creating") or row.key in valid]
     plan = _plan(ctx, options, batch_id, rows)
@@ -481,8 +582,7 @@ def migrate_chunk(ctx: JobContext, options: MigrationOptions, chunk: Mapping[str
     _settle(ctx, batch_id, options.entity, {key: ("conflict", reason) for key, reason in plan.conflicts.items()})
     for key, reason in plan.conflicts.items():
         quarantine_on_load(ctx, batch_id, options.entity, key, CONFLICT_CHECK, reason)
-    _log_progress(ctx, options, batch_id, chunk, len(pending), started)
-    return {"families": len(pending), "requests": requests, "mamut_round_trips": process_round_trips() - round_trips}
+    return requests
 
 
 def _validate(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[StagedRow]) -> set[str]:
@@ -991,7 +1091,8 @@ def report(
         "families": sum(outcomes.values()),
         **dict(sorted(outcomes.items())),
         "requests_this_run": requests,
-        "mamut_round_trips_in_chunks": sum(int(result.get("mamut_round_trips", 0)) for result in chunk_results),
+        "mamut_round_trips_in_load": int(batch.counts.get("loaded_in_extract", {}).get("mamut_round_trips", 0))
+        + sum(int(result.get("mamut_round_trips", 0)) for result in chunk_results),
         "seconds_since_start": round(seconds, 1),
     }
     idle = _idle_mappings(ctx, options, batch, outcomes)
@@ -1086,19 +1187,19 @@ def _log_rate(ctx: JobContext, what: str, done: int, total: int, started: float)
 
 
 def _log_progress(
-    ctx: JobContext, options: MigrationOptions, batch_id: str, chunk: Mapping[str, Any], families: int, started: float
+    ctx: JobContext, options: MigrationOptions, batch_id: str, what: str, families: int, started: float
 ) -> None:
-    """Done / total over the whole batch, this chunk's rate and the time left at that rate."""
+    """Done / total over the whole batch (staged so far, while the extract goes on), the rate of the load that just
+    finished and the time left at that rate."""
     outcomes = ctx.store.count_staged(batch_id, options.entity)
     total = sum(outcomes.values())
     done = sum(count for verdict, count in outcomes.items() if verdict in SETTLED or verdict.startswith("would_"))
     elapsed = max(time.monotonic() - started, 1e-9)
     rate = families / elapsed
     log.info(
-        "shop %s: chunk %d/%d done: %d/%d families (%.0f %%), %.1f families/s, ETA %s",
+        "shop %s: %s: %d/%d families (%.0f %%), %.1f families/s, ETA %s",
         ctx.shop.id,
-        chunk["index"] + 1,
-        chunk["chunks"],
+        what,
         done,
         total,
         100 * done / total if total else 100,
