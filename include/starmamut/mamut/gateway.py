@@ -742,13 +742,12 @@ class MamutTransaction:
             return
         spec = self._schema.table(table)
         names = list(rows[0])
-        columns: list[ColumnSpec] = []
+        columns, _ = self._row_params(spec, rows[0], operation="insert")  # the columns and required ones, once
         param_rows: list[list[Any]] = []
         for index, row in enumerate(rows):
             if list(row) != names:
                 raise ValueError(f"insert_many on {spec.label}: row {index} has columns {list(row)}, expected {names}")
-            columns, params = self._row_params(spec, row, operation="insert")
-            param_rows.append(params)
+            param_rows.append(self._params(spec, columns, row, operation="insert"))
         self._check_active()
         self._wrote = True
         if self._info.backend == "mssql" and self._info.fast_executemany:
@@ -839,13 +838,18 @@ class MamutTransaction:
                     operation=operation,
                     table=spec.logical,
                 )
+        return columns, self._params(spec, columns, values, operation=operation)
+
+    @staticmethod
+    def _params(
+        spec: TableSpec, columns: Sequence[ColumnSpec], values: Mapping[str, Any], *, operation: str
+    ) -> list[Any]:
         try:
-            params = [column.to_param(values[column.logical]) for column in columns]
+            return [column.to_param(values[column.logical]) for column in columns]
         except ValueError as exc:
             raise MamutError(
                 f"Mamut {operation} on {spec.label}: {exc}", operation=operation, table=spec.logical
             ) from None
-        return columns, params
 
     @staticmethod
     def _insert_sql(spec: TableSpec, columns: Sequence[ColumnSpec], *, rows: int = 1) -> str:
