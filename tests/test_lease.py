@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import nullcontext
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +34,7 @@ from starmamut.jobs.common import JobContext, run_step
 from starmamut.jobs.registry import JOBS, MIGRATION_WRITES
 from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.schema_map import SchemaMap
+from starmamut.staging import store as store_module
 from starmamut.staging import tables
 from starmamut.staging.store import Lease, LeaseHeld, LeaseLost, StagingStore
 from starmamut.starweb.client import StarwebClient, StarwebCredentials
@@ -163,6 +165,90 @@ def test_check_refuses_a_lease_that_expired_unrenewed_even_before_anyone_took_it
         time.sleep(0.7)
         with pytest.raises(LeaseLost, match="expired at .* without being renewed"):
             stalled.check()
+
+
+def lease_reads(store: StagingStore) -> list[str]:
+    """The statements that read the lease table on ``store``'s engine from now on (a list that fills up)."""
+    seen: list[str] = []
+
+    def record(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "load_lease" in statement:
+            seen.append(statement)
+
+    sa.event.listen(store._engine, "before_cursor_execute", record)
+    return seen
+
+
+class ShiftedClock:
+    """Moves the staging store's clocks (wall and monotonic) ahead of real time, for every store of the process:
+    as if a loader had stalled that long, without the wait."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = 0.0
+        shifted_time = SimpleNamespace(monotonic=lambda: time.monotonic() + self.offset, sleep=time.sleep)
+        wall = store_module._now
+        monkeypatch.setattr(store_module, "time", shifted_time)
+        monkeypatch.setattr(store_module, "_now", lambda: wall() + timedelta(seconds=self.offset))
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def test_check_does_not_read_staging_while_the_lease_is_certainly_still_ours(two_stores) -> None:
+    """Nobody else can take a lease before the expiry our last acquire or renewal wrote: until a margin before it
+    (max(5 s, ttl/10)), check trusts it, so a load's thousands of write requests cost no staging reads."""
+    first, _second = two_stores
+    with first.lease("demo", "products", ttl=30, wait=0) as held:
+        reads = lease_reads(first)
+        for _ in range(1000):
+            held.check()
+        assert reads == []
+    with pytest.raises(LeaseLost, match="it was released"):  # after the release, check reads again
+        held.check()
+    assert len(reads) == 1
+
+
+def test_check_reads_staging_near_the_expiry_and_refuses_a_lease_another_took_after_it(
+    two_stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = two_stores
+    clock = ShiftedClock(monkeypatch)
+    with first.lease("demo", "orders", ttl=30, wait=0) as stalled:
+        stall(stalled)  # no renewal from here: the expiry stays 30 s after the acquire
+        reads = lease_reads(first)
+        clock.advance(20)
+        stalled.check()
+        assert reads == []  # 10 s left, more than the margin (5 s)
+        clock.advance(6)
+        stalled.check()  # 4 s left, under the margin: read, and still ours
+        assert len(reads) == 1
+        with pytest.raises(LeaseHeld), second.lease("demo", "orders", ttl=30, wait=0):
+            pass  # not expired yet: nobody else can take it
+        clock.advance(5)  # expired: the next loader takes it
+        with second.lease("demo", "orders", ttl=30, wait=0) as taker:
+            with pytest.raises(LeaseLost, match=f"{taker.holder} holds it now with token {taker.token}"):
+                stalled.check()
+            assert len(reads) == 2
+            with pytest.raises(LeaseLost):
+                stalled.check()  # lost for good, without reading again
+            assert len(reads) == 2
+
+
+def test_a_renewal_moves_on_the_moment_check_trusts_the_lease_until(
+    two_stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, _second = two_stores
+    clock = ShiftedClock(monkeypatch)
+    with first.lease("demo", "orders", ttl=30, wait=0) as held:
+        stall(held)
+        reads = lease_reads(first)
+        clock.advance(26)
+        held.check()
+        assert len(reads) == 1  # within the margin of the acquire's expiry
+        held._renew()  # what the heartbeat does every ttl/3
+        clock.advance(20)  # 46 s after the acquire, 20 s after the renewal
+        held.check()
+        assert len(reads) == 1
 
 
 def test_the_fence_holds_the_lease_row_until_the_fenced_write_commits(two_stores) -> None:

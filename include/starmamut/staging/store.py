@@ -54,6 +54,10 @@ READ_ONLY_OPTION = "starmamut_read_only"
 
 # How often a loader waiting for a lease looks again whether it is free.
 LEASE_POLL_SECONDS = 1.0
+# Lease.check trusts its last acquire or renewal, without reading staging, until this long before the expiry it
+# wrote: max(LEASE_MARGIN_MIN_SECONDS, ttl / LEASE_MARGIN_TTL_DIVISOR), for clock differences between workers.
+LEASE_MARGIN_MIN_SECONDS = 5.0
+LEASE_MARGIN_TTL_DIVISOR = 10
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -300,15 +304,23 @@ class Lease:
 
     The staging writes of the store that took it are fenced without help; :meth:`check` is for the writes that
     store cannot see (a Starweb request, a Mamut commit), called right before each.
+
+    ``asked`` is the :func:`time.monotonic` reading taken before the acquire that returned ``token`` computed the
+    row's expiry (see :meth:`check`).
     """
 
-    def __init__(self, store: StagingStore, shop: str, entity: str, holder: str, token: int, ttl: float) -> None:
+    def __init__(
+        self, store: StagingStore, shop: str, entity: str, holder: str, token: int, ttl: float, asked: float
+    ) -> None:
         self.shop = shop
         self.entity = entity
         self.holder = holder
         self.token = token
         self._store = store
         self._ttl = timedelta(seconds=ttl)
+        self._margin = max(LEASE_MARGIN_MIN_SECONDS, ttl / LEASE_MARGIN_TTL_DIVISOR)
+        # Monotonic time until which nobody else can hold the lease (see check); moved on by each renewal.
+        self._sure_until = asked + ttl - self._margin
         self._lost: str | None = None
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name=f"lease {shop}/{entity}", daemon=True)
@@ -318,8 +330,23 @@ class Lease:
 
     def check(self) -> None:
         """Raise LeaseLost unless the row still carries our token and has not expired: the last moment to stop
-        before a write the staging database cannot fence."""
+        before a write the staging database cannot fence.
+
+        Called before every Starweb write request and every Mamut commit, so it reads staging only when the lease
+        may have been lost. Another loader takes a lease only through :meth:`StagingStore.lease`, which takes it
+        only once its ``expires_at`` has passed on that loader's clock; and only this loader's acquire and
+        renewals (which write ``expires_at`` = their clock reading + ttl) and its release change the row while
+        it holds the token. So once an acquire or renewal committed with ``expires_at`` = T, nobody else can
+        hold the lease before T. Until T minus a margin of max(5 s, ttl/10), for the difference between the
+        clocks of two workers (kept in NTP sync, see the README), check returns without a read. The moment is
+        kept on the monotonic clock from a reading taken before T was computed, so it errs early and a step of
+        this worker's wall clock does not move it. A healthy heartbeat renews every ttl/3, long before that
+        moment; once it is near (the heartbeat stalled or its renewals fail) every check reads the row as
+        before and raises LeaseLost if it is gone, carries another token or has expired.
+        """
         if self._lost is None:
+            if time.monotonic() < self._sure_until:
+                return
             table = tables.load_lease
             with self._store._read() as connection:
                 row = connection.execute(sa.select(table).where(*self._identity())).one_or_none()
@@ -374,18 +401,23 @@ class Lease:
             log.error("%s", self._lost)
 
     def _renew(self) -> None:
+        """Move the expiry on by ttl; once committed, :meth:`check` trusts the lease until the new expiry."""
         table = tables.load_lease
         ours = (*self._identity(), table.c.holder == self.holder, table.c.token == self.token)
+        asked = time.monotonic()  # before the expiry is computed, so the moment check trusts errs early
         with self._store._engine.begin() as connection:
-            renewed = connection.execute(sa.update(table).where(*ours).values(expires_at=_now() + self._ttl))
-            if renewed.rowcount == 0:
+            renewed = connection.execute(sa.update(table).where(*ours).values(expires_at=_now() + self._ttl)).rowcount
+            if renewed == 0:
                 self._judge(connection.execute(sa.select(table).where(*self._identity())).one_or_none())
+        if renewed:
+            self._sure_until = asked + self._ttl.total_seconds() - self._margin
 
     def _release(self) -> None:
         """Stop the heartbeat and free the row (its token stays, so the next holder's is higher). A release that
         fails is only logged: the lease frees itself at expiry."""
         self._stop.set()
         self._heartbeat.join()
+        self._sure_until = float("-inf")  # a check after the release reads the row (and finds it released)
         table = tables.load_lease
         ours = (*self._identity(), table.c.holder == self.holder, table.c.token == self.token)
         try:
@@ -495,6 +527,7 @@ class StagingStore:
             raise ValueError(f"lease ttl must be positive and wait not negative, got ttl={ttl}, wait={wait}")
         holder = lease_holder()
         deadline = time.monotonic() + wait
+        asked = time.monotonic()  # before _take_lease computes the expiry (see Lease.check)
         while isinstance(taken := self._take_lease(shop, entity, holder, ttl), sa.Row):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -505,7 +538,8 @@ class StagingStore:
                     "and its retry tries again"
                 )
             time.sleep(min(LEASE_POLL_SECONDS, remaining))
-        lease = Lease(self, shop, entity, holder, taken, ttl)
+            asked = time.monotonic()
+        lease = Lease(self, shop, entity, holder, taken, ttl, asked)
         with self._leases_lock:
             self._leases[(shop, entity)] = lease
         lease._heartbeat.start()
