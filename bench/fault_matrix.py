@@ -114,7 +114,7 @@ FAILPOINTS: dict[str, tuple[str, ...]] = {
     "order_status_to_starweb": ("order_status_to_starweb.before_patch@2", "order_status_to_starweb.after_patch@2"),
     MIGRATIONS[S2M]: (
         "initial_product_sync.after_page@2",
-        "products_to_mamut.after_mamut_commit@4",
+        "products_to_mamut.after_mamut_commit@2",
         "initial_product_sync.after_settle@2",
     ),
     MIGRATIONS[M2S]: (
