@@ -349,6 +349,40 @@ def test_a_crash_between_create_and_link_is_healed_by_the_retry_without_duplicat
     assert products_to_starweb.run(make_ctx())["changed"] == 0
 
 
+def test_a_created_family_records_its_product_and_variant_links_in_one_staging_write_not_one_per_variant(
+    make_ctx, sandbox, mamut, staging_store, monkeypatch
+) -> None:
+    calls: list[list[tuple[str, str]]] = []  # each link write: the (entity, key) it carries
+    upsert_links = staging_store.upsert_links
+
+    def refused_upsert_link(shop: str, entity: str, key: str, **fields: Any) -> None:
+        raise AssertionError(f"upsert_link({entity!r}, {key!r}): one transaction per link")
+
+    def counting_upsert_links(links: Any) -> None:
+        links = list(links)
+        calls.append([(link.entity, link.key) for link in links])
+        upsert_links(links)
+
+    monkeypatch.setattr(staging_store, "upsert_link", refused_upsert_link)
+    monkeypatch.setattr(staging_store, "upsert_links", counting_upsert_links)
+    mamut_families = families(mamut)
+    assert len(mamut_families["TS-BAS"].variants) >= 3
+
+    result = products_to_starweb.run(make_ctx())
+
+    assert result["loaded"] == len(mamut_families) and result["failed"] == 0
+    assert len(calls) == len(mamut_families), "one link write per family"
+    for key, family in mamut_families.items():
+        (written,) = [call for call in calls if ("article", key) in call]
+        variant_ids = {
+            str(sandbox.state.find_variant(article.sku)[1]) for article in (family.variants or (family.main,))
+        }
+        assert sorted(written) == sorted([("article", key), *(("variant", v) for v in variant_ids)]), key
+    assert staging_store.get_links("demo", "variant")[
+        str(sandbox.state.find_variant("TS-BAS-L")[1])
+    ].starweb_id == variant_ref(*sandbox.state.find_variant("TS-BAS-L"))
+
+
 def test_full_refresh_and_a_sku_resync_put_back_values_changed_in_the_shop_by_hand(make_ctx, sandbox, mamut) -> None:
     products_to_starweb.run(make_ctx())
     mugg, book = product_of(sandbox, "MUGG-ORE"), product_of(sandbox, "BOK-SKANE")

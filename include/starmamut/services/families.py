@@ -271,8 +271,12 @@ class FamilySync:
             if request.kind == "new_variant" and request.sku:
                 self._link_variants(state, [request.sku])
         if not self._ctx.params.dry_run:
-            self._remember(row.key, settled_state(state, target, retired), content_hash=row.content_hash)
-            self._link_variants(state, [variant["sku"] for variant in record["variants"]])
+            self._remember(
+                row.key,
+                settled_state(state, target, retired),
+                content_hash=row.content_hash,
+                variants=[variant["sku"] for variant in record["variants"]],
+            )
 
     def _product_id(self, record: Mapping[str, Any], known: KnownFamilies) -> int | None:
         """The family's product: as last pushed or linked, else the one shop product holding its SKUs."""
@@ -323,8 +327,7 @@ class FamilySync:
                             if key in {sku_key(sku) for sku in skus}
                         },
                     )
-                    self._remember(row.key, taken, content_hash=row.content_hash)
-                    self._link_variants(taken, skus)
+                    self._remember(row.key, taken, content_hash=row.content_hash, variants=skus)
                 return False
         return True
 
@@ -344,8 +347,12 @@ class FamilySync:
         state = apply_request(ProductState(), desired, request, response)
         # A variant missing from Starweb's answer is found by the next run, which must not skip the family.
         complete = all(variant.variant_id is not None for variant in state.variants.values())
-        self._remember(row.key, state, content_hash=row.content_hash if complete else None)
-        self._link_variants(state, [variant.sku for variant in state.variants.values()])
+        self._remember(
+            row.key,
+            state,
+            content_hash=row.content_hash if complete else None,
+            variants=[variant.sku for variant in state.variants.values()],
+        )
 
     def _send(self, key: str, request: PlannedRequest) -> dict[str, Any]:
         """Send one planned write of family ``key``. A product or variant POST whose answer was lost may have been
@@ -414,42 +421,76 @@ class FamilySync:
                 name = None
         return live_state(product, variants_of(client, product), name=name, active=active)
 
-    def _remember(self, key: str, state: ProductState, *, content_hash: str | None) -> None:
-        """Record the product link and the last pushed state; the content hash only once all of it is pushed."""
+    def _remember(
+        self,
+        key: str,
+        state: ProductState,
+        *,
+        content_hash: str | None,
+        variants: Iterable[str] = (),
+    ) -> None:
+        """Record the last pushed state, then the product link with the links of the variants of SKUs
+        ``variants`` (see :meth:`_variant_links`) in one staging transaction: per family, not per variant. The
+        content hash only once all of the family is pushed."""
         if state.product_id is None:
             return
         store, shop = self._ctx.store, self._ctx.shop.id
+        variant_links = self._variant_links(state, variants)
         store.set_ledger(shop, LEDGER_DIMENSION, {(key, LEDGER_TARGET): state_to_json(state)})
-        store.upsert_link(
-            shop, ARTICLE, key, starweb_id=str(state.product_id), mamut_key=None, sku=key, content_hash=content_hash
+        product_link = Link(
+            shop=shop,
+            entity=ARTICLE,
+            key=key,
+            starweb_id=str(state.product_id),
+            mamut_key=None,
+            sku=key,
+            content_hash=content_hash,
+            synced_at=None,
+            retired_at=None,
         )
+        store.upsert_links([product_link, *variant_links])
 
     def _link_variants(self, state: ProductState, skus: Iterable[str]) -> None:
-        """Link the variants of ``skus`` the id map does not yet place right, keeping the Mamut key a link had.
-        A link carries Mamut's spelling of the SKU (the other jobs look it up by that), whatever the shop's."""
+        """Link the variants of ``skus`` the id map does not yet place right, in one staging transaction."""
+        links = self._variant_links(state, skus)
+        if links:
+            self._ctx.store.upsert_links(links)
+
+    def _variant_links(self, state: ProductState, skus: Iterable[str]) -> list[Link]:
+        """The links to write for the variants of ``skus`` the id map does not yet place right (one read of the
+        id map for all of them), keeping the Mamut key a link had. A link carries Mamut's spelling of the SKU
+        (the other jobs look it up by that), whatever the shop's."""
         if state.product_id is None:
-            return
+            return []
         store, shop = self._ctx.store, self._ctx.shop.id
         variants = {
             str(variant.variant_id): sku
             for sku in skus
             if (variant := state.variants.get(sku_key(sku))) is not None and variant.variant_id is not None
         }
+        if not variants:
+            return []
         existing = store.get_links(shop, VARIANT, variants)
+        links = []
         for key, sku in variants.items():
             ref = variant_ref(state.product_id, key)
             link = existing.get(key)
             if link is not None and link.retired_at is None and (link.starweb_id, link.sku) == (ref, sku):
                 continue
-            store.upsert_link(
-                shop,
-                VARIANT,
-                key,
-                starweb_id=ref,
-                mamut_key=link.mamut_key if link else None,
-                sku=sku,
-                content_hash=None,
+            links.append(
+                Link(
+                    shop=shop,
+                    entity=VARIANT,
+                    key=key,
+                    starweb_id=ref,
+                    mamut_key=link.mamut_key if link else None,
+                    sku=sku,
+                    content_hash=None,
+                    synced_at=None,
+                    retired_at=None,
+                )
             )
+        return links
 
     def _retire_vanished(self, pushed: ProductState, current: ProductState | None) -> None:
         """Retire the links of variants deleted in the shop since the last push (all of them if the product went)."""
