@@ -487,3 +487,19 @@ def test_two_processes_loading_the_same_orders_at_once_load_them_once(
         patches = Counter(request.path for request in sandbox.write_requests() if request.method == "PATCH")
         assert patches and set(patches.values()) == {1}  # each order written back once
         assert waited["loaded"].get("loaded", 0) == 0
+
+
+def test_a_suspended_machine_reads_the_lease_again_although_its_monotonic_clock_stood_still(
+    two_stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux's monotonic clock stops while the machine is suspended, the wall clock does not: a worker resumed
+    after its lease expired must not trust the monotonic clock alone."""
+    first, second = two_stores
+    wall = store_module._now
+    suspended = timedelta(0)
+    monkeypatch.setattr(store_module, "_now", lambda: wall() + suspended)
+    with first.lease("demo", "orders", ttl=30, wait=0) as resumed:
+        stall(resumed)
+        suspended = timedelta(seconds=31)  # asleep past the expiry; time.monotonic did not move
+        with second.lease("demo", "orders", ttl=30, wait=0), pytest.raises(LeaseLost, match="holds it now"):
+            resumed.check()

@@ -262,6 +262,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _clocks() -> tuple[float, datetime]:
+    """A monotonic and a wall-clock reading, taken together (see :meth:`Lease.check`)."""
+    return time.monotonic(), _now()
+
+
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -305,12 +310,19 @@ class Lease:
     The staging writes of the store that took it are fenced without help; :meth:`check` is for the writes that
     store cannot see (a Starweb request, a Mamut commit), called right before each.
 
-    ``asked`` is the :func:`time.monotonic` reading taken before the acquire that returned ``token`` computed the
+    ``asked`` is the clock reading (:func:`_clocks`) taken before the acquire that returned ``token`` computed the
     row's expiry (see :meth:`check`).
     """
 
     def __init__(
-        self, store: StagingStore, shop: str, entity: str, holder: str, token: int, ttl: float, asked: float
+        self,
+        store: StagingStore,
+        shop: str,
+        entity: str,
+        holder: str,
+        token: int,
+        ttl: float,
+        asked: tuple[float, datetime],
     ) -> None:
         self.shop = shop
         self.entity = entity
@@ -320,7 +332,7 @@ class Lease:
         self._ttl = timedelta(seconds=ttl)
         self._margin = max(LEASE_MARGIN_MIN_SECONDS, ttl / LEASE_MARGIN_TTL_DIVISOR)
         # Monotonic time until which nobody else can hold the lease (see check); moved on by each renewal.
-        self._sure_until = asked + ttl - self._margin
+        self._trust_from(asked)
         self._lost: str | None = None
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name=f"lease {shop}/{entity}", daemon=True)
@@ -345,7 +357,8 @@ class Lease:
         before and raises LeaseLost if it is gone, carries another token or has expired.
         """
         if self._lost is None:
-            if time.monotonic() < self._sure_until:
+            steady, wall = _clocks()
+            if steady < self._sure_until[0] and wall < self._sure_until[1]:
                 return
             table = tables.load_lease
             with self._store._read() as connection:
@@ -404,20 +417,26 @@ class Lease:
         """Move the expiry on by ttl; once committed, :meth:`check` trusts the lease until the new expiry."""
         table = tables.load_lease
         ours = (*self._identity(), table.c.holder == self.holder, table.c.token == self.token)
-        asked = time.monotonic()  # before the expiry is computed, so the moment check trusts errs early
+        asked = _clocks()  # before the expiry is computed, so the moment check trusts errs early
         with self._store._engine.begin() as connection:
             renewed = connection.execute(sa.update(table).where(*ours).values(expires_at=_now() + self._ttl)).rowcount
             if renewed == 0:
                 self._judge(connection.execute(sa.select(table).where(*self._identity())).one_or_none())
         if renewed:
-            self._sure_until = asked + self._ttl.total_seconds() - self._margin
+            self._trust_from(asked)
+
+    def _trust_from(self, asked: tuple[float, datetime]) -> None:
+        """Trust the lease until ttl minus the margin after ``asked``, on both clocks: the monotonic one does not
+        step with the wall clock, the wall clock goes on while the machine is suspended."""
+        trust = self._ttl.total_seconds() - self._margin
+        self._sure_until = (asked[0] + trust, asked[1] + timedelta(seconds=trust))
 
     def _release(self) -> None:
         """Stop the heartbeat and free the row (its token stays, so the next holder's is higher). A release that
         fails is only logged: the lease frees itself at expiry."""
         self._stop.set()
         self._heartbeat.join()
-        self._sure_until = float("-inf")  # a check after the release reads the row (and finds it released)
+        self._sure_until = (float("-inf"), datetime.min.replace(tzinfo=UTC))  # a check after it reads the row
         table = tables.load_lease
         ours = (*self._identity(), table.c.holder == self.holder, table.c.token == self.token)
         try:
@@ -527,7 +546,7 @@ class StagingStore:
             raise ValueError(f"lease ttl must be positive and wait not negative, got ttl={ttl}, wait={wait}")
         holder = lease_holder()
         deadline = time.monotonic() + wait
-        asked = time.monotonic()  # before _take_lease computes the expiry (see Lease.check)
+        asked = _clocks()  # before _take_lease computes the expiry (see Lease.check)
         while isinstance(taken := self._take_lease(shop, entity, holder, ttl), sa.Row):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -538,7 +557,7 @@ class StagingStore:
                     "and its retry tries again"
                 )
             time.sleep(min(LEASE_POLL_SECONDS, remaining))
-            asked = time.monotonic()
+            asked = _clocks()
         lease = Lease(self, shop, entity, holder, taken, ttl, asked)
         with self._leases_lock:
             self._leases[(shop, entity)] = lease
