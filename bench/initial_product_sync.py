@@ -84,6 +84,7 @@ from starmamut.staging.store import StagingStore  # noqa: E402
 from starmamut.starweb.client import StarwebClient, StarwebCredentials, _Failure  # noqa: E402
 from starmamut.starweb.errors import StarwebRateLimited  # noqa: E402
 from starmamut.starweb.ratelimit import FilePacer  # noqa: E402
+from starmamut.starweb.token_cache import StagingTokenCache  # noqa: E402
 from starmamut_devtools.latency_proxy import latency_proxy, read_stats  # noqa: E402
 from starmamut_devtools.mamut_mock import create_mock_company_database, sqlite_odbc_string  # noqa: E402
 from starmamut_devtools.sandbox.demo_data import COLOUR_VALUE_IDS, SIZE_VALUE_IDS, generate_catalogue  # noqa: E402
@@ -391,7 +392,11 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
                         throttle_wait=SDK_THROTTLE_WAIT_SECONDS / args.scale,
                     )
                 else:
-                    client = StarwebClient(credentials, pacer=pacer, max_concurrency=concurrency, transport=transport)
+                    # as a task builds it (airflow_adapter.starweb_client): one token for every client of the shop
+                    tokens = StagingTokenCache(store, "bench", credentials.client_id, credentials.client_secret)
+                    client = StarwebClient(
+                        credentials, pacer=pacer, max_concurrency=concurrency, transport=transport, token_cache=tokens
+                    )
                 clients.append(client)
                 return client
 
