@@ -19,7 +19,7 @@ from starmamut.mamut.documents import MamutCustomer, MamutOrder, MamutOrderLine
 from starmamut.mamut.gateway import MamutError, MamutGateway, MamutTransaction
 from starmamut.mamut.orders import ExistingOrder, OrderRepository, OrderWriteResult
 from starmamut.mamut.schema_map import SchemaMap
-from tests.fixtures.mamut import MamutTestDatabase, fresh_mock_database
+from tests.fixtures.mamut import MamutTestDatabase, fresh_mock_database, reject_inserts
 from tests.test_mamut_customers import (
     ALL_KEYS,
     MAMUT_NUMBERS,
@@ -182,21 +182,7 @@ def test_unique_indexes_refuse_a_second_row_with_the_same_external_id_or_invoice
 
 def test_a_database_failure_after_the_order_insert_leaves_nothing(mamut_db: MamutTestDatabase) -> None:
     """A trigger rejects the lines, after G_ORDER and a new customer were inserted: all is rolled back."""
-    with mamut_db.gateway.transaction() as tx:
-        if mamut_db.backend == "sqlite":
-            tx.execute_ddl(
-                "CREATE TRIGGER reject_frakt BEFORE INSERT ON G_ORDERL WHEN NEW.PRODID = 'FRAKT' "
-                "BEGIN SELECT RAISE(ABORT, 'trigger rejects FRAKT'); END"
-            )
-        else:
-            tx.execute_ddl(
-                "CREATE FUNCTION reject_frakt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.prodid = 'FRAKT' THEN RAISE EXCEPTION 'trigger rejects FRAKT'; END IF; "
-                "RETURN NEW; END $$"
-            )
-            tx.execute_ddl(
-                "CREATE TRIGGER reject_frakt BEFORE INSERT ON G_ORDERL FOR EACH ROW EXECUTE FUNCTION reject_frakt()"
-            )
+    reject_inserts(mamut_db, "G_ORDERL", "FRAKT")
 
     with pytest.raises(MamutError, match="order 'a:1001' not written after 4 attempts: .*trigger rejects FRAKT"):
         create(mamut_db.gateway, web_order())

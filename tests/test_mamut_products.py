@@ -24,7 +24,7 @@ from starmamut.mamut.products import (
 )
 from starmamut.mamut.schema_map import SchemaMap, SchemaMapError
 from starmamut_devtools.mamut_mock import create_mock_company_database, demo_families
-from tests.fixtures.mamut import MAMUT_BACKENDS, MamutTestDatabase, fresh_mock_database
+from tests.fixtures.mamut import MAMUT_BACKENDS, MamutTestDatabase, fresh_mock_database, reject_inserts
 
 T1 = dt.datetime(2026, 5, 1, 8, 0, 0)
 T2 = dt.datetime(2026, 5, 2, 8, 0, 0)
@@ -160,21 +160,7 @@ def test_a_failure_mid_family_leaves_nothing_half_written(mamut_db: MamutTestDat
     repository = ProductRepository(mamut_db.gateway)
     single = MamutProductFamily(MamutArticle("BOOM", "Tält Sarek", 1, Decimal("2000.00")))
     repository.upsert_family(single, update_price=True, now=T1)
-    with mamut_db.gateway.transaction() as tx:
-        if mamut_db.backend == "sqlite":
-            tx.execute_ddl(
-                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD WHEN NEW.PRODID = 'BOOM-3' "
-                "BEGIN SELECT RAISE(ABORT, 'trigger rejects BOOM-3'); END"
-            )
-        else:
-            tx.execute_ddl(
-                "CREATE FUNCTION reject_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.prodid = 'BOOM-3' THEN RAISE EXCEPTION 'trigger rejects BOOM-3'; END IF; "
-                "RETURN NEW; END $$"
-            )
-            tx.execute_ddl(
-                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD FOR EACH ROW EXECUTE FUNCTION reject_boom()"
-            )
+    reject_inserts(mamut_db, "G_PROD", "BOOM-3")
     family = MamutProductFamily(
         main=MamutArticle("BOOM", "Tält Sarek (ny modell)", 1, Decimal("2000.00"), variant_axes=("Storlek", None)),
         variants=tuple(
@@ -564,21 +550,7 @@ def test_one_bad_family_costs_only_itself(mamut_db: MamutTestDatabase) -> None:
     (a trigger) are each that family's outcome, naming it; the families around them are written."""
     repository = ProductRepository(mamut_db.gateway)
     repository.upsert_family(jacket_family("JACKA"), update_price=True, now=T1)
-    with mamut_db.gateway.transaction() as tx:
-        if mamut_db.backend == "sqlite":
-            tx.execute_ddl(
-                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD WHEN NEW.PRODID = 'BOOM-3' "
-                "BEGIN SELECT RAISE(ABORT, 'trigger rejects BOOM-3'); END"
-            )
-        else:
-            tx.execute_ddl(
-                "CREATE FUNCTION reject_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF NEW.prodid = 'BOOM-3' THEN RAISE EXCEPTION 'trigger rejects BOOM-3'; END IF; "
-                "RETURN NEW; END $$"
-            )
-            tx.execute_ddl(
-                "CREATE TRIGGER reject_boom BEFORE INSERT ON G_PROD FOR EACH ROW EXECUTE FUNCTION reject_boom()"
-            )
+    reject_inserts(mamut_db, "G_PROD", "BOOM-3")
     boom = MamutProductFamily(
         MamutArticle("BOOM", "Tält", 1, variant_axes=("Storlek", None)),
         tuple(MamutArticle(f"BOOM-{n}", f"Tält {n}", 1, variant_values=(str(n), None)) for n in (2, 3)),
