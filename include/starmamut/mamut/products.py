@@ -523,25 +523,26 @@ class ProductRepository:
         if not self._links_variants:
             return {}
         parents = {row["main_product_key"] for row in existing.values() if row["main_product_key"] is not None}
-        would_be_variants = {
-            existing[variant.sku]["product_key"]: (variant.sku, family.main.sku)
+        would_be_variants = {  # per main sku, the standalone articles the family makes its variants: (sku, key)
+            family.main.sku: [
+                (variant.sku, existing[variant.sku]["product_key"])
+                for variant in family.variants
+                if variant.sku in existing and existing[variant.sku]["main_product_key"] is None
+            ]
             for family in families
-            for variant in family.variants
-            if variant.sku in existing and existing[variant.sku]["main_product_key"] is None
         }
         sku_of = {
             row["product_key"]: row["sku"]
             for row in transaction.select(PRODUCT, ["sku", "product_key"], where_in=("product_key", list(parents)))
         }
         children: dict[int, str] = {}
-        for row in transaction.select(
-            PRODUCT, ["sku", "main_product_key"], where_in=("main_product_key", list(would_be_variants))
-        ):
+        standalone = [key for articles in would_be_variants.values() for _sku, key in articles]
+        for row in transaction.select(PRODUCT, ["sku", "main_product_key"], where_in=("main_product_key", standalone)):
             key = row["main_product_key"]
             children[key] = min(children.get(key, row["sku"]), row["sku"])
         conflicts: dict[str, MamutConflict] = {}
         for family in families:
-            conflict = self._conflict(family, existing, sku_of, children, would_be_variants)
+            conflict = self._conflict(family, existing, sku_of, children, would_be_variants[family.main.sku])
             if conflict is not None:
                 conflicts[family.main.sku] = conflict
         return conflicts
@@ -552,7 +553,7 @@ class ProductRepository:
         existing: dict[str, dict[str, Any]],
         sku_of: dict[int, str],
         children: dict[int, str],
-        would_be_variants: dict[int, tuple[str, str]],
+        would_be_variants: list[tuple[str, int]],
     ) -> MamutConflict | None:
         main_sku = family.main.sku
         main_row = existing.get(main_sku)
@@ -574,8 +575,8 @@ class ProductRepository:
                 sku=variant.sku,
                 other_sku=other,
             )
-        for key, (sku, main) in sorted(would_be_variants.items(), key=lambda item: item[1]):
-            if main == main_sku and key in children:
+        for sku, key in sorted(would_be_variants):
+            if key in children:
                 return MamutConflict(
                     f"sku {sku} is the main article of {children[key]} in Mamut; "
                     f"it cannot become a variant of {main_sku}",
