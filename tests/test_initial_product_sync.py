@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
@@ -37,7 +38,7 @@ from starmamut.mamut.gateway import MamutGateway
 from starmamut.mamut.products import ProductRepository
 from starmamut.mamut.schema_map import SchemaMap
 from starmamut.services.reference import ShopMappingError
-from starmamut.staging.store import StagingStore
+from starmamut.staging.store import StagedRow, StagingStore
 from starmamut_devtools.sandbox import Sandbox, start_sandbox
 from starmamut_devtools.sandbox.demo_data import SIZE_VALUE_IDS, WEB_STOCK_LOCATION_ID
 from tests.fixtures.jobs import sandbox_job_context
@@ -821,3 +822,36 @@ def test_a_dry_run_writes_nothing_and_counts_exactly_what_a_real_run_then_does(
 def test_bad_params_are_refused_naming_the_param(params, named) -> None:
     with pytest.raises(ValueError, match=rf"^Param '{named}': expected .*, got {params.get(named)!r}"):
         MigrationOptions.from_mapping(params)
+
+
+def test_the_load_behind_the_extract_waits_when_it_is_more_than_a_chunk_behind(open_systems, monkeypatch) -> None:
+    """The extract hands chunks to the loader and reads on, but not without bound: once two chunks wait behind the
+    one loading it waits too, so the rows held in memory stay a few chunks whatever the Mamut's speed."""
+    systems = open_systems(S2M)
+    params = systems.params(chunk_size=1)
+    ctx, options = systems.ctx(params), MigrationOptions.from_mapping(params)
+    batch_id = initial_product_sync.start(ctx, options)["batch_id"]
+    release, loading = threading.Event(), []
+
+    def slow_migrate(_ctx: JobContext, _options: MigrationOptions, _batch_id: str, rows: list[StagedRow]) -> int:
+        loading.append(rows[0].key)
+        assert release.wait(10)
+        return 0
+
+    monkeypatch.setattr(initial_product_sync, "_migrate", slow_migrate)
+    added: list[str] = []
+    with initial_product_sync._LoadBehind(ctx, options, batch_id) as loader:
+
+        def extract() -> None:
+            for key in "123456":
+                loader.add([StagedRow(key=key, payload={}, content_hash=key)])
+                added.append(key)
+
+        extracting = threading.Thread(target=extract)
+        extracting.start()
+        extracting.join(timeout=2)
+        assert extracting.is_alive(), "the extract waits for the loader"
+        assert (loading, added) == (["1"], ["1", "2"]), "one chunk loading, two waiting, the third add held"
+        release.set()
+        extracting.join(timeout=10)
+    assert loading == list("123456")

@@ -112,6 +112,7 @@ SETTLED = frozenset({"created", "updated", "linked", "unchanged", "matched", "co
 WRITTEN = frozenset({"created", "updated", "would_created", "would_updated"})  # the families whose values move
 PROGRESS_EVERY_SECONDS = 10.0
 WRITE_GROUP = 500  # families per Mamut transaction: its statements are per table, not per family
+LOADS_WAITING = 2  # chunks handed to the load behind the extract and not loaded yet, at most (the one loading too)
 
 log = logging.getLogger(__name__)
 
@@ -344,13 +345,17 @@ class _LoadBehind:
                 load.result()
 
     def add(self, rows: list[StagedRow]) -> None:
-        """Queue staged rows; a full chunk goes to the loader. Raises the error of a load that failed."""
+        """Queue staged rows; a full chunk goes to the loader. Raises the error of a load that failed. Waits while
+        the loader is more than a chunk behind, so the rows held in memory stay bounded."""
         for load in self._loads:
             if load.done():
                 load.result()
         self._rows.extend(rows)
         if len(self._rows) >= self._options.chunk_size:
             self._submit()
+        waiting = [load for load in self._loads if not load.done()]
+        if len(waiting) > LOADS_WAITING:
+            waiting[0].result()
 
     def figures(self) -> dict[str, int]:
         """Families loaded behind the extract and the Mamut round trips that took."""
