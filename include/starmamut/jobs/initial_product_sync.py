@@ -270,8 +270,6 @@ def _extract_from_starweb(ctx: JobContext, options: MigrationOptions, batch_id: 
         staged = client.map_concurrent(read_page, pages)
         with _LoadBehind(ctx, options, batch_id) as loader:
             for page, rows in zip(pages, staged, strict=True):
-                if page == first_page and progress["pages_done"]:
-                    rows = _unsettled(ctx, options, batch_id, rows)  # the resumed page's loaded families stay
                 store.stage_rows(batch_id, options.entity, rows)
                 store.index_skus(batch_id, SOURCE, _source_holders(rows))
                 store.set_batch_progress(batch_id, {**progress, "pages_done": page})
@@ -300,26 +298,15 @@ def _index_mamut(ctx: JobContext, batch_id: str) -> None:
         )
 
 
-def _unsettled(ctx: JobContext, options: MigrationOptions, batch_id: str, rows: list[StagedRow]) -> list[StagedRow]:
-    """The rows whose family the batch has not dealt with yet (staging a row again resets its verdict)."""
-    if not rows:
-        return rows
-    keys = {row.key for row in rows}
-    settled = {
-        row.key
-        for row in ctx.store.iter_staged(batch_id, options.entity, key_range=(min(keys), max(keys)))
-        if row.key in keys and row.verdict in SETTLED
-    }
-    return [row for row in rows if row.key not in settled]
-
-
 class _LoadBehind:
     """Starweb → Mamut: loads the families a chunk at a time while later pages are still being read, so the load
     ends within a chunk of the last response instead of starting after it.
 
     The load runs on a thread of its own (the page pool keeps reading meanwhile), each chunk under the
     migration's leases, exactly as a ``migrate_chunk`` task would load it. What it has not loaded when the run
-    stops stays pending for the chunk tasks. Its error stops the extract at the next page.
+    stops stays pending for the chunk tasks. Its error stops the extract at the next page. A resumed extract
+    stages its first page again, which makes that page's families pending again: they are loaded again, which
+    writes nothing new (the write finds them in Mamut) and counts them as the first load did.
 
     A SKU two shop products hold (Starweb refuses duplicate SKUs, so only a transform or a SKU moved during the
     read makes one) is found when the second product is read: the family loaded before it stays migrated,
